@@ -1,0 +1,767 @@
+//! The incremental decoder.
+//!
+//! Decoding is done in two passes over the buffered bytes:
+//!
+//! 1. A *check* pass walks the frame's headers without allocating anything: it validates every
+//!    header, skips bulk payloads by their length, and keeps a stack of element counts for the
+//!    aggregates that are still open. When the frame is incomplete it returns `Ok(None)` and keeps its
+//!    place (offset, open aggregates, where the unfinished line search stopped, how many bytes are
+//!    needed), so the next call resumes where this one stopped: a large reply that arrives in many
+//!    reads is scanned once, not once per read.
+//! 2. Once the whole frame is present, it is split off the buffer and frozen, and a *build* pass
+//!    turns it into a [`Value`] whose payloads are slices of that frozen frame (no payload copy).
+//!
+//! The check pass is also the guard against hostile peers: it enforces the [`Limits`] before anything
+//! is allocated, so an element count or a length a peer merely claims never reserves memory.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::Value;
+
+/// Limits that bound what a peer can make the decoder accept.
+///
+/// The defaults match what Redis itself allows and are safe for untrusted peers:
+///
+/// | limit | default |
+/// |---|---|
+/// | [`max_bulk_len`](Limits::max_bulk_len) | 512 MiB (Redis's `proto-max-bulk-len`) |
+/// | [`max_aggregate_len`](Limits::max_aggregate_len) | 4,294,967,295 elements |
+/// | [`max_depth`](Limits::max_depth) | 128 nested aggregates |
+/// | [`max_line_len`](Limits::max_line_len) | 1 MiB for a simple string, error, number or header line |
+///
+/// Counts and lengths are only checked against these limits, never used to reserve memory before
+/// the bytes they describe have arrived.
+///
+/// ```
+/// use resp_codec::{Decoder, Limits};
+///
+/// let decoder = Decoder::with_limits(Limits::default().max_depth(16).max_bulk_len(1 << 20));
+/// assert_eq!(decoder.limits().get_max_depth(), 16);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    max_bulk_len: usize,
+    max_aggregate_len: usize,
+    max_depth: usize,
+    max_line_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_aggregate_len: u32::MAX as usize,
+            max_depth: 128,
+            max_line_len: 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest bulk string, bulk error or verbatim string accepted, in bytes. Defaults to 512 MiB.
+    #[must_use]
+    pub fn max_bulk_len(mut self, bytes: usize) -> Self {
+        self.max_bulk_len = bytes;
+        self
+    }
+
+    /// The most elements an array, set or push may declare (pairs, for a map or an attribute).
+    /// Defaults to 4,294,967,295.
+    #[must_use]
+    pub fn max_aggregate_len(mut self, elements: usize) -> Self {
+        self.max_aggregate_len = elements;
+        self
+    }
+
+    /// How many aggregates may be nested inside one another. Defaults to 128. The decoder uses no
+    /// recursion, so a large value is safe for the stack; it only bounds the decoder's memory.
+    #[must_use]
+    pub fn max_depth(mut self, levels: usize) -> Self {
+        self.max_depth = levels;
+        self
+    }
+
+    /// The longest line (simple string, error, integer, double, big number, or a header) accepted,
+    /// without its CRLF. Defaults to 1 MiB.
+    #[must_use]
+    pub fn max_line_len(mut self, bytes: usize) -> Self {
+        self.max_line_len = bytes;
+        self
+    }
+
+    /// See [`Limits::max_bulk_len`].
+    pub fn get_max_bulk_len(&self) -> usize {
+        self.max_bulk_len
+    }
+
+    /// See [`Limits::max_aggregate_len`].
+    pub fn get_max_aggregate_len(&self) -> usize {
+        self.max_aggregate_len
+    }
+
+    /// See [`Limits::max_depth`].
+    pub fn get_max_depth(&self) -> usize {
+        self.max_depth
+    }
+
+    /// See [`Limits::max_line_len`].
+    pub fn get_max_line_len(&self) -> usize {
+        self.max_line_len
+    }
+}
+
+/// Which part of a frame was malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// A length or element count that is not a number, or negative other than the RESP2 null `-1`.
+    #[error("length")]
+    Length,
+    /// An integer (`:`) that is not a decimal `i64`.
+    #[error("integer")]
+    Integer,
+    /// A double (`,`) that is not a decimal number, `inf`, `-inf` or `nan`.
+    #[error("double")]
+    Double,
+    /// A boolean (`#`) other than `t` or `f`.
+    #[error("boolean")]
+    Boolean,
+    /// A big number (`(`) that is not an optional `-` followed by decimal digits.
+    #[error("big number")]
+    BigNumber,
+    /// A verbatim string (`=`) without its `xxx:` format prefix.
+    #[error("verbatim string")]
+    Verbatim,
+    /// A RESP3 null (`_`) with something between `_` and CRLF.
+    #[error("null")]
+    Null,
+}
+
+/// The byte stream is not valid RESP, or breaks a [`Limits`] bound. The stream cannot be
+/// resynchronised: the connection it came from must be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A frame starts with a byte that is no RESP2/RESP3 type.
+    #[error("invalid RESP type byte 0x{0:02x}")]
+    InvalidTypeByte(u8),
+    /// A line ends with a lone `\n` or a `\r` not followed by `\n`, or a payload is not followed
+    /// by CRLF.
+    #[error("RESP line or payload not terminated by CRLF")]
+    MissingCrlf,
+    /// A header or a scalar could not be parsed.
+    #[error("malformed RESP {0}")]
+    Malformed(Malformed),
+    /// A bulk string, bulk error or verbatim string declared more bytes than allowed.
+    #[error("RESP bulk of {len} bytes exceeds the limit of {max} bytes")]
+    BulkTooLarge {
+        /// The declared length.
+        len: u64,
+        /// The limit in force.
+        max: usize,
+    },
+    /// An aggregate declared more elements than allowed.
+    #[error("RESP aggregate of {len} elements exceeds the limit of {max}")]
+    AggregateTooLarge {
+        /// The declared element (or pair) count.
+        len: u64,
+        /// The limit in force.
+        max: usize,
+    },
+    /// Aggregates are nested deeper than allowed.
+    #[error("RESP aggregates nested deeper than {max} levels")]
+    TooDeep {
+        /// The limit in force.
+        max: usize,
+    },
+    /// A line is longer than allowed.
+    #[error("RESP line longer than {max} bytes")]
+    LineTooLong {
+        /// The limit in force.
+        max: usize,
+    },
+    /// The stream ended in the middle of a frame (returned by [`Decoder::decode_eof`]).
+    #[error("RESP stream ended in the middle of a frame")]
+    Truncated,
+}
+
+impl From<Malformed> for DecodeError {
+    fn from(m: Malformed) -> Self {
+        DecodeError::Malformed(m)
+    }
+}
+
+/// The kinds of aggregate, with how many values each declared unit stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggKind {
+    Array,
+    Set,
+    Push,
+    Map,
+    Attribute,
+}
+
+impl AggKind {
+    /// Values that follow the header: `n` for lists, `2n` for maps, `2n + 1` for attributes
+    /// (their pairs, then the value they are attached to).
+    fn values(self, n: u64) -> u64 {
+        match self {
+            AggKind::Array | AggKind::Set | AggKind::Push => n,
+            AggKind::Map => 2 * n,
+            AggKind::Attribute => 2 * n + 1,
+        }
+    }
+}
+
+/// One header, with the ranges of its payload in the buffer.
+#[derive(Debug)]
+enum Head {
+    Simple(usize, usize),
+    Error(usize, usize),
+    Integer(i64),
+    Double(f64),
+    Boolean(bool),
+    BigNumber(usize, usize),
+    Null,
+    Bulk(usize, usize),
+    Verbatim([u8; 3], usize, usize),
+    Aggregate(AggKind, u64),
+}
+
+/// The outcome of reading one header.
+#[derive(Debug)]
+enum Step {
+    /// The header (and its payload, for bulks) is complete; the next frame starts at `.1`.
+    Done(Head, usize),
+    /// More bytes are needed: at least `need` bytes in all; an unfinished line search may resume
+    /// at `scan_from`.
+    Need { need: usize, scan_from: usize },
+}
+
+/// Where the check pass stopped inside an incomplete frame.
+#[derive(Debug, Default, Clone)]
+struct Progress {
+    /// Offset of the next header to read.
+    pos: usize,
+    /// For each open aggregate, how many values it still expects.
+    open: Vec<u64>,
+    /// Buffer length below which no progress is possible.
+    need: usize,
+    /// Where to resume the search for the CR of the header at `pos` (0: from its start).
+    scan_from: usize,
+}
+
+/// An incremental RESP2/RESP3 decoder.
+///
+/// [`decode`](Decoder::decode) follows tokio-util's `Decoder` contract: `Ok(Some(value))` consumes
+/// one whole frame from the front of the buffer; `Ok(None)` consumes nothing and means "read more
+/// bytes, append them, call again"; `Err` means the stream is corrupt and the connection must be
+/// dropped. Between an `Ok(None)` and the next call the caller may only *append* to the buffer
+/// (or call [`reset`](Decoder::reset) before decoding from a different buffer): the decoder
+/// remembers how far it has checked so that a large frame is not scanned again on every read.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use resp_codec::{Decoder, Value};
+///
+/// let mut decoder = Decoder::new();
+/// let mut buf = BytesMut::from(&b"*2\r\n$3\r\nfoo\r\n:4"[..]);
+/// assert_eq!(decoder.decode(&mut buf).unwrap(), None); // incomplete: nothing consumed
+/// buf.extend_from_slice(b"2\r\n+OK\r\n");
+/// let value = decoder.decode(&mut buf).unwrap().unwrap();
+/// assert_eq!(
+///     value,
+///     Value::Array(vec![Value::BulkString("foo".into()), Value::Integer(42)])
+/// );
+/// assert_eq!(&buf[..], b"+OK\r\n"); // the next frame is left in place
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Decoder {
+    limits: Limits,
+    progress: Progress,
+}
+
+impl Decoder {
+    /// A decoder with the default [`Limits`].
+    pub fn new() -> Self {
+        Decoder::default()
+    }
+
+    /// A decoder with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            progress: Progress::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Forgets any partially checked frame, for instance before reusing the decoder on a new
+    /// connection.
+    pub fn reset(&mut self) {
+        self.progress.pos = 0;
+        self.progress.open.clear();
+        self.progress.need = 0;
+        self.progress.scan_from = 0;
+    }
+
+    /// How many bytes the buffer must hold in all before the next call can make progress, when
+    /// the decoder knows (inside a bulk payload). An I/O layer may use it to size its next read;
+    /// it is only ever a number of bytes the peer has already started to send, and callers should
+    /// still cap any reservation they make with it.
+    pub fn bytes_needed(&self) -> Option<usize> {
+        (self.progress.need > self.progress.pos + 1).then_some(self.progress.need)
+    }
+
+    /// Decodes one frame from the front of `src`.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] when the bytes are not valid RESP or exceed the [`Limits`]. The decoder is
+    /// reset; the buffer content is unspecified and the stream must not be decoded further.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Value>, DecodeError> {
+        match self.check(src) {
+            Ok(Some(len)) => {
+                self.reset();
+                let frame = src.split_to(len).freeze();
+                build(&frame, &self.limits).map(Some)
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.reset();
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`decode`](Decoder::decode), for when the peer has closed the stream: an incomplete
+    /// frame left in the buffer is an error rather than a reason to wait.
+    ///
+    /// # Errors
+    /// As `decode`, plus [`DecodeError::Truncated`] when `src` holds part of a frame.
+    pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Value>, DecodeError> {
+        match self.decode(src)? {
+            Some(v) => Ok(Some(v)),
+            None if src.is_empty() => Ok(None),
+            None => {
+                self.reset();
+                Err(DecodeError::Truncated)
+            }
+        }
+    }
+
+    /// The check pass: returns the length of the first frame once it is complete.
+    fn check(&mut self, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        let p = &mut self.progress;
+        if buf.len() < p.pos {
+            // The caller broke the append-only contract; start over rather than trust old offsets.
+            p.pos = 0;
+            p.open.clear();
+            p.need = 0;
+            p.scan_from = 0;
+        }
+        if buf.len() < p.need {
+            return Ok(None);
+        }
+        loop {
+            if p.pos >= buf.len() {
+                p.need = p.pos + 1;
+                return Ok(None);
+            }
+            match read_head(buf, p.pos, p.scan_from, &self.limits)? {
+                Step::Need { need, scan_from } => {
+                    p.need = need;
+                    p.scan_from = scan_from;
+                    return Ok(None);
+                }
+                Step::Done(head, next) => {
+                    p.pos = next;
+                    p.scan_from = 0;
+                    if let Head::Aggregate(kind, n) = head {
+                        let values = kind.values(n);
+                        if values > 0 {
+                            if p.open.len() >= self.limits.max_depth {
+                                return Err(DecodeError::TooDeep {
+                                    max: self.limits.max_depth,
+                                });
+                            }
+                            p.open.push(values);
+                            continue;
+                        }
+                    }
+                    // One value is complete: close every aggregate it completes.
+                    loop {
+                        match p.open.last_mut() {
+                            None => return Ok(Some(p.pos)),
+                            Some(left) => {
+                                *left -= 1;
+                                if *left > 0 {
+                                    break;
+                                }
+                                p.open.pop();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An aggregate being built by the build pass.
+struct Partial {
+    kind: AggKind,
+    left: u64,
+    items: Vec<Value>,
+    pairs: Vec<(Value, Value)>,
+    key: Option<Value>,
+}
+
+impl Partial {
+    fn new(kind: AggKind, n: u64, room: usize) -> Partial {
+        // `n` was checked against the limits and the frame is complete, but cap the reservation
+        // by what the remaining bytes can hold anyway (every value takes at least 3 bytes).
+        let cap = usize::try_from(n).unwrap_or(usize::MAX).min(room / 3 + 1);
+        let (items, pairs) = match kind {
+            AggKind::Array | AggKind::Set | AggKind::Push => (Vec::with_capacity(cap), Vec::new()),
+            AggKind::Map | AggKind::Attribute => (Vec::new(), Vec::with_capacity(cap)),
+        };
+        Partial {
+            kind,
+            left: kind.values(n),
+            items,
+            pairs,
+            key: None,
+        }
+    }
+
+    /// Adds one value; returns the finished aggregate when it was the last one.
+    fn push(&mut self, v: Value) -> Option<Value> {
+        self.left -= 1;
+        match self.kind {
+            AggKind::Array | AggKind::Set | AggKind::Push => self.items.push(v),
+            AggKind::Attribute if self.left == 0 => {
+                return Some(Value::Attribute {
+                    attributes: std::mem::take(&mut self.pairs),
+                    value: Box::new(v),
+                });
+            }
+            AggKind::Map | AggKind::Attribute => match self.key.take() {
+                Some(k) => self.pairs.push((k, v)),
+                None => self.key = Some(v),
+            },
+        }
+        if self.left > 0 {
+            return None;
+        }
+        let items = std::mem::take(&mut self.items);
+        Some(match self.kind {
+            AggKind::Array => Value::Array(items),
+            AggKind::Set => Value::Set(items),
+            AggKind::Push => Value::Push(items),
+            AggKind::Map | AggKind::Attribute => Value::Map(std::mem::take(&mut self.pairs)),
+        })
+    }
+}
+
+fn empty_aggregate(kind: AggKind) -> Value {
+    match kind {
+        AggKind::Array => Value::Array(Vec::new()),
+        AggKind::Set => Value::Set(Vec::new()),
+        AggKind::Push => Value::Push(Vec::new()),
+        // An attribute always has a value after it, so it is never empty.
+        AggKind::Map | AggKind::Attribute => Value::Map(Vec::new()),
+    }
+}
+
+/// The build pass over one complete, already checked frame.
+fn build(frame: &Bytes, limits: &Limits) -> Result<Value, DecodeError> {
+    let buf: &[u8] = frame;
+    let mut pos = 0;
+    let mut open: Vec<Partial> = Vec::new();
+    loop {
+        let (head, next) = match read_head(buf, pos, 0, limits)? {
+            Step::Done(head, next) => (head, next),
+            // The check pass saw this frame complete; the same bytes cannot read differently.
+            Step::Need { .. } => return Err(DecodeError::Truncated),
+        };
+        pos = next;
+        let mut value = match head {
+            Head::Simple(s, e) => Value::SimpleString(frame.slice(s..e)),
+            Head::Error(s, e) => Value::Error(frame.slice(s..e)),
+            Head::Integer(i) => Value::Integer(i),
+            Head::Double(d) => Value::Double(d),
+            Head::Boolean(b) => Value::Boolean(b),
+            Head::BigNumber(s, e) => Value::BigNumber(frame.slice(s..e)),
+            Head::Null => Value::Null,
+            Head::Bulk(s, e) => Value::BulkString(frame.slice(s..e)),
+            Head::Verbatim(format, s, e) => Value::VerbatimString {
+                format,
+                text: frame.slice(s..e),
+            },
+            Head::Aggregate(kind, n) => {
+                if kind.values(n) == 0 {
+                    empty_aggregate(kind)
+                } else {
+                    open.push(Partial::new(kind, n, buf.len() - pos));
+                    continue;
+                }
+            }
+        };
+        loop {
+            let Some(top) = open.last_mut() else {
+                return Ok(value);
+            };
+            match top.push(value) {
+                None => break,
+                Some(done) => {
+                    open.pop();
+                    value = done;
+                }
+            }
+        }
+    }
+}
+
+/// Finds the CRLF that ends the line starting at `start`, searching from `scan_from`.
+/// Returns the offset of the CR, or `Need` with where to resume.
+#[inline]
+fn find_crlf(
+    buf: &[u8],
+    start: usize,
+    scan_from: usize,
+    max: usize,
+) -> Result<Result<usize, Step>, DecodeError> {
+    let from = scan_from.max(start);
+    match memchr::memchr2(b'\r', b'\n', &buf[from..]) {
+        Some(i) => {
+            let cr = from + i;
+            if cr - start > max {
+                return Err(DecodeError::LineTooLong { max });
+            }
+            if buf[cr] != b'\r' {
+                return Err(DecodeError::MissingCrlf);
+            }
+            match buf.get(cr + 1) {
+                Some(b'\n') => Ok(Ok(cr)),
+                Some(_) => Err(DecodeError::MissingCrlf),
+                None => Ok(Err(Step::Need {
+                    need: cr + 2,
+                    scan_from: cr,
+                })),
+            }
+        }
+        None => {
+            if buf.len() - start > max {
+                return Err(DecodeError::LineTooLong { max });
+            }
+            Ok(Err(Step::Need {
+                need: buf.len() + 1,
+                scan_from: buf.len(),
+            }))
+        }
+    }
+}
+
+/// Reads the header (and, for bulks, the payload) that starts at `pos`, which must be in bounds.
+#[inline]
+fn read_head(
+    buf: &[u8],
+    pos: usize,
+    scan_from: usize,
+    limits: &Limits,
+) -> Result<Step, DecodeError> {
+    let ty = buf[pos];
+    let start = pos + 1;
+    let cr = match find_crlf(buf, start, scan_from, limits.max_line_len)? {
+        Ok(cr) => cr,
+        Err(need) => return Ok(need),
+    };
+    let line = &buf[start..cr];
+    let next = cr + 2;
+    let head = match ty {
+        b'+' => Head::Simple(start, cr),
+        b'-' => Head::Error(start, cr),
+        b':' => Head::Integer(parse_i64(line).ok_or(Malformed::Integer)?),
+        b'$' | b'!' | b'=' => {
+            let Some(len) = parse_len(line, ty == b'$')? else {
+                return Ok(Step::Done(Head::Null, next));
+            };
+            if len > limits.max_bulk_len as u64 {
+                return Err(DecodeError::BulkTooLarge {
+                    len,
+                    max: limits.max_bulk_len,
+                });
+            }
+            // `len` fits in usize: it is at most `max_bulk_len`.
+            let end = next.saturating_add(len as usize);
+            if buf.len() < end.saturating_add(2) {
+                return Ok(Step::Need {
+                    need: end.saturating_add(2),
+                    scan_from: 0,
+                });
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(DecodeError::MissingCrlf);
+            }
+            let head = match ty {
+                b'$' => Head::Bulk(next, end),
+                b'!' => Head::Error(next, end),
+                _ => {
+                    if len < 4 || buf[next + 3] != b':' {
+                        return Err(Malformed::Verbatim.into());
+                    }
+                    let format = [buf[next], buf[next + 1], buf[next + 2]];
+                    Head::Verbatim(format, next + 4, end)
+                }
+            };
+            return Ok(Step::Done(head, end + 2));
+        }
+        b'*' | b'~' | b'%' | b'>' | b'|' => {
+            let kind = match ty {
+                b'*' => AggKind::Array,
+                b'~' => AggKind::Set,
+                b'%' => AggKind::Map,
+                b'>' => AggKind::Push,
+                _ => AggKind::Attribute,
+            };
+            let Some(n) = parse_len(line, ty == b'*')? else {
+                return Ok(Step::Done(Head::Null, next));
+            };
+            if n > limits.max_aggregate_len as u64 {
+                return Err(DecodeError::AggregateTooLarge {
+                    len: n,
+                    max: limits.max_aggregate_len,
+                });
+            }
+            Head::Aggregate(kind, n)
+        }
+        b'_' => {
+            if !line.is_empty() {
+                return Err(Malformed::Null.into());
+            }
+            Head::Null
+        }
+        b'#' => match line {
+            b"t" => Head::Boolean(true),
+            b"f" => Head::Boolean(false),
+            _ => return Err(Malformed::Boolean.into()),
+        },
+        b',' => Head::Double(parse_double(line).ok_or(Malformed::Double)?),
+        b'(' => {
+            let digits = line.strip_prefix(b"-").unwrap_or(line);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(Malformed::BigNumber.into());
+            }
+            Head::BigNumber(start, cr)
+        }
+        other => return Err(DecodeError::InvalidTypeByte(other)),
+    };
+    Ok(Step::Done(head, next))
+}
+
+/// Parses a decimal `i64` (optional `-`, at least one digit), rejecting overflow.
+#[inline]
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(i64::from(d))?
+        } else {
+            v.checked_add(i64::from(d))?
+        };
+    }
+    Some(v)
+}
+
+/// Parses a length: `Ok(None)` for `-1` when `null_ok`, an error for any other negative or
+/// non-numeric length.
+#[inline]
+fn parse_len(s: &[u8], null_ok: bool) -> Result<Option<u64>, DecodeError> {
+    if null_ok && s == b"-1" {
+        return Ok(None);
+    }
+    if s.is_empty() {
+        return Err(Malformed::Length.into());
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(Malformed::Length.into());
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d)))
+            .ok_or(Malformed::Length)?;
+    }
+    Ok(Some(v))
+}
+
+/// Parses a RESP3 double: a decimal number with optional exponent, or `inf`, `-inf`, `nan`.
+fn parse_double(s: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(s).ok()?;
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("nan") {
+        return text.parse().ok();
+    }
+    // Rust's parser also accepts "infinity" and the like; RESP allows only the forms above.
+    if unsigned.is_empty()
+        || !unsigned
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_to_the_edges_of_i64() {
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"-"), None);
+        assert_eq!(parse_i64(b""), None);
+        assert_eq!(parse_i64(b"+1"), None);
+    }
+
+    #[test]
+    fn lengths_reject_negatives_other_than_null() {
+        assert_eq!(parse_len(b"-1", true), Ok(None));
+        assert!(parse_len(b"-1", false).is_err());
+        assert!(parse_len(b"-2", true).is_err());
+        assert!(parse_len(b"18446744073709551616", true).is_err());
+        assert_eq!(parse_len(b"007", true), Ok(Some(7)));
+    }
+
+    #[test]
+    fn doubles_accept_only_resp_forms() {
+        assert_eq!(parse_double(b"1.5"), Some(1.5));
+        assert_eq!(parse_double(b"-inf"), Some(f64::NEG_INFINITY));
+        assert!(parse_double(b"nan").unwrap().is_nan());
+        assert_eq!(parse_double(b"1e3"), Some(1000.0));
+        assert_eq!(parse_double(b"infinity"), None);
+        assert_eq!(parse_double(b"1,5"), None);
+        assert_eq!(parse_double(b""), None);
+    }
+}
