@@ -1,0 +1,39 @@
+//! Real Redis processes for tests, examples and benches: standalone servers (with password, ACL
+//! users, AOF, TLS), a Redis Cluster formed in seconds, a Sentinel deployment, certificates made at
+//! test time, and a fault-injecting TCP proxy.
+//!
+//! Everything listens on 127.0.0.1, on ports from 20000..32000 checked free, each process in its
+//! own temporary directory. Every process is killed when its handle is dropped (a panicking test
+//! included), and also when the test process itself dies: children are forked by one long-lived
+//! thread with a parent-death signal, so no `redis-server` outlives the binary that started it.
+//!
+//! This crate is `publish = false`: it is the project's test harness, not part of the client.
+//! It drives servers with its own small blocking client ([`AdminConn`]), never with the client
+//! under test.
+//!
+//! # Layout
+//! - [`RedisServer`] / [`ServerBuilder`]: one process; `kill9`, `pause` (SIGSTOP), `resume`,
+//!   `restart` on the same port and directory.
+//! - [`Cluster`]: 3 masters + 3 replicas (or another shape), formed with `ADDSLOTSRANGE` / `MEET` /
+//!   `REPLICATE`.
+//! - [`SentinelSet`]: a master, replicas and sentinels (quorum 2, down-after 1000 ms).
+//! - [`TestCerts`]: a CA and good/self-signed/wrong-host/expired/client certificates.
+//! - [`FaultProxy`] / [`Fault`]: pass, delay, slice, blackhole, close-after, refuse-new, reset.
+
+mod admin;
+mod cluster;
+mod error;
+mod process;
+mod proxy;
+mod sentinel;
+mod server;
+mod tls;
+
+pub use admin::{info_field, AdminConn};
+pub use cluster::{Cluster, ClusterBuilder, SLOTS};
+pub use error::{HarnessError, Result};
+pub use process::free_port;
+pub use proxy::{Fault, FaultProxy};
+pub use sentinel::{SentinelBuilder, SentinelSet, MASTER_NAME};
+pub use server::{RedisServer, ServerBuilder, ServerTls};
+pub use tls::{CertFiles, TestCerts};

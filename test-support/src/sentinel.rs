@@ -1,0 +1,253 @@
+//! A Sentinel-managed deployment: one master, replicas, and sentinels watching them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use resp_codec::Value;
+
+use crate::cluster::{wait_until, wait_until_for};
+use crate::{HarnessError, RedisServer, Result};
+
+/// The master name the sentinels monitor.
+pub const MASTER_NAME: &str = "mymaster";
+
+/// Options for [`SentinelSet::builder`].
+#[derive(Debug, Clone)]
+pub struct SentinelBuilder {
+    replicas: usize,
+    sentinels: usize,
+    quorum: usize,
+    down_after_ms: u64,
+    failover_timeout_ms: u64,
+}
+
+impl Default for SentinelBuilder {
+    fn default() -> Self {
+        SentinelBuilder {
+            replicas: 2,
+            sentinels: 3,
+            quorum: 2,
+            down_after_ms: 1000,
+            failover_timeout_ms: 2000,
+        }
+    }
+}
+
+impl SentinelBuilder {
+    /// Replicas of the master (default 2).
+    #[must_use]
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// Sentinels (default 3).
+    #[must_use]
+    pub fn sentinels(mut self, n: usize) -> Self {
+        self.sentinels = n.max(1);
+        self
+    }
+
+    /// Quorum (default 2).
+    #[must_use]
+    pub fn quorum(mut self, n: usize) -> Self {
+        self.quorum = n.max(1);
+        self
+    }
+
+    /// `down-after-milliseconds` (default 1000).
+    #[must_use]
+    pub fn down_after_ms(mut self, ms: u64) -> Self {
+        self.down_after_ms = ms;
+        self
+    }
+
+    /// Starts the master, the replicas (waiting until they are in sync), then the sentinels, and
+    /// waits until every sentinel sees every replica and every other sentinel.
+    pub fn start(self) -> Result<SentinelSet> {
+        let master = RedisServer::start()?;
+        let mut servers = vec![master];
+        for _ in 0..self.replicas {
+            let port = servers[0].port().to_string();
+            servers.push(
+                RedisServer::builder()
+                    .args(["--replicaof", "127.0.0.1", port.as_str()])
+                    .start()?,
+            );
+        }
+        wait_until("replicas to sync with the master", || {
+            for replica in &servers[1..] {
+                let status = replica
+                    .admin()?
+                    .info_field("replication", "master_link_status")?;
+                if status.as_deref() != Some("up") {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        let config = format!(
+            "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} {quorum}\n\
+             sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
+             sentinel failover-timeout {MASTER_NAME} {failover}\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n",
+            port = servers[0].port(),
+            quorum = self.quorum,
+            down = self.down_after_ms,
+            failover = self.failover_timeout_ms,
+        );
+        let sentinels = (0..self.sentinels)
+            .map(|_| RedisServer::start_sentinel(&config))
+            .collect::<Result<Vec<_>>>()?;
+        let set = SentinelSet { servers, sentinels };
+        let (want_replicas, want_others) = (self.replicas, self.sentinels - 1);
+        wait_until("sentinels to discover replicas and each other", || {
+            for s in &set.sentinels {
+                let info = set.sentinel_master_info(s)?;
+                let count = |k: &str| info.get(k).and_then(|v| v.parse::<usize>().ok());
+                if count("num-slaves") != Some(want_replicas)
+                    || count("num-other-sentinels") != Some(want_others)
+                {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(set)
+    }
+}
+
+/// A running sentinel deployment. Server 0 is the initial master; every process is killed on drop.
+#[derive(Debug)]
+pub struct SentinelSet {
+    servers: Vec<RedisServer>,
+    sentinels: Vec<RedisServer>,
+}
+
+impl SentinelSet {
+    /// One master, two replicas, three sentinels, quorum 2, down-after 1000 ms.
+    pub fn start() -> Result<SentinelSet> {
+        SentinelBuilder::default().start()
+    }
+
+    /// A builder for other shapes.
+    pub fn builder() -> SentinelBuilder {
+        SentinelBuilder::default()
+    }
+
+    /// The data servers (master and replicas, in start order).
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
+
+    /// The data servers, for fault injection.
+    pub fn servers_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.servers
+    }
+
+    /// The sentinels.
+    pub fn sentinels(&self) -> &[RedisServer] {
+        &self.sentinels
+    }
+
+    /// The sentinels, for fault injection.
+    pub fn sentinels_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.sentinels
+    }
+
+    /// The sentinels' addresses.
+    pub fn sentinel_addrs(&self) -> Vec<SocketAddr> {
+        self.sentinels.iter().map(RedisServer::addr).collect()
+    }
+
+    /// `SENTINEL MASTER mymaster` from one sentinel, as a field map.
+    fn sentinel_master_info(&self, sentinel: &RedisServer) -> Result<HashMap<String, String>> {
+        let reply = sentinel.cmd(&["SENTINEL", "MASTER", MASTER_NAME])?;
+        let fields = match reply {
+            Value::Array(items) => items,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => {
+                return Err(HarnessError::Unexpected {
+                    addr: sentinel.addr().to_string(),
+                    command: "SENTINEL MASTER".into(),
+                    reply: format!("{other:?}"),
+                })
+            }
+        };
+        let text = |v: &Value| {
+            v.as_bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        Ok(fields
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((text(k), text(v))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The master's address according to the first sentinel that answers
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME`.
+    pub fn master_addr(&self) -> Result<SocketAddr> {
+        let mut last = None;
+        for s in &self.sentinels {
+            match s.cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME]) {
+                Ok(Value::Array(parts)) if parts.len() == 2 => {
+                    let text = |v: &Value| {
+                        v.as_bytes()
+                            .map(|b| String::from_utf8_lossy(b).into_owned())
+                            .unwrap_or_default()
+                    };
+                    let addr = format!("{}:{}", text(&parts[0]), text(&parts[1]));
+                    if let Ok(addr) = addr.parse() {
+                        return Ok(addr);
+                    }
+                }
+                Ok(other) => {
+                    last = Some(HarnessError::Unexpected {
+                        addr: s.addr().to_string(),
+                        command: "SENTINEL GET-MASTER-ADDR-BY-NAME".into(),
+                        reply: format!("{other:?}"),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| HarnessError::Unexpected {
+            addr: "sentinels".into(),
+            command: "SENTINEL GET-MASTER-ADDR-BY-NAME".into(),
+            reply: "no sentinel configured".into(),
+        }))
+    }
+
+    /// The index in [`SentinelSet::servers`] of the current master.
+    pub fn master_index(&self) -> Result<usize> {
+        let addr = self.master_addr()?;
+        self.servers
+            .iter()
+            .position(|s| s.addr() == addr)
+            .ok_or_else(|| HarnessError::Unexpected {
+                addr: addr.to_string(),
+                command: "SENTINEL GET-MASTER-ADDR-BY-NAME".into(),
+                reply: "an address the set did not start".into(),
+            })
+    }
+
+    /// Waits until the sentinels report a master other than `old`, and returns it.
+    pub fn wait_for_new_master(&self, old: SocketAddr, timeout: Duration) -> Result<SocketAddr> {
+        let mut new = None;
+        wait_until_for("the sentinels to elect a new master", timeout, || {
+            let addr = self.master_addr()?;
+            new = Some(addr);
+            Ok(addr != old)
+        })?;
+        new.ok_or_else(|| HarnessError::Unexpected {
+            addr: "sentinels".into(),
+            command: "SENTINEL GET-MASTER-ADDR-BY-NAME".into(),
+            reply: "no answer".into(),
+        })
+    }
+}

@@ -1,0 +1,451 @@
+//! One `redis-server` or `redis-sentinel` process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use resp_codec::Value;
+use tempfile::TempDir;
+
+use crate::admin::AdminConn;
+use crate::process::{free_port, installed, signal, spawn};
+use crate::tls::CertFiles;
+use crate::{HarnessError, Result};
+
+/// How long a process gets to answer its first `PING`.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// TLS settings for a server: its certificate, the CA it trusts for client certificates, and
+/// whether clients must present one.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate and key.
+    pub cert: CertFiles,
+    /// The CA file (`tls-ca-cert-file`), used to verify client certificates.
+    pub ca: PathBuf,
+    /// `tls-auth-clients yes` when true.
+    pub require_client_cert: bool,
+}
+
+/// What to start. Built with [`RedisServer::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    password: Option<String>,
+    acl_users: Vec<(String, String)>,
+    aof: bool,
+    tls: Option<ServerTls>,
+    cluster: bool,
+    args: Vec<String>,
+    dir: Option<Arc<TempDir>>,
+}
+
+impl ServerBuilder {
+    /// `requirepass`: clients must `AUTH <password>`.
+    #[must_use]
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Adds an ACL user with all permissions (`ACL SETUSER user on >pass ~* &* +@all`).
+    #[must_use]
+    pub fn acl_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.acl_users.push((user.into(), password.into()));
+        self
+    }
+
+    /// Persistence that survives `kill -9`: AOF with `appendfsync always`.
+    #[must_use]
+    pub fn aof(mut self) -> Self {
+        self.aof = true;
+        self
+    }
+
+    /// Also listens for TLS on a second port ([`RedisServer::tls_addr`]); the plain port stays open
+    /// for the harness's own administration.
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// `cluster-enabled yes`, with `cluster-node-timeout 1000` and an explicit bus port.
+    #[must_use]
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
+    /// Any other `--name value` pairs, passed as they are (`["--maxmemory", "10mb"]`).
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Starts the server and waits until it answers `PING`.
+    pub fn start(self) -> Result<RedisServer> {
+        let dir = match &self.dir {
+            Some(dir) => Arc::clone(dir),
+            None => Arc::new(temp_dir()?),
+        };
+        let mut last_err = None;
+        // A port checked free can still be taken before the server binds it: try a few.
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut args = vec![
+                "--port".to_string(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--save".into(),
+                String::new(),
+                "--dir".into(),
+                dir.path().display().to_string(),
+                "--logfile".into(),
+                dir.path().join("redis.log").display().to_string(),
+                "--daemonize".into(),
+                "no".into(),
+                "--enable-debug-command".into(),
+                "yes".into(),
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
+            ];
+            if self.aof {
+                args.extend(
+                    ["--appendonly", "yes", "--appendfsync", "always"].map(String::from),
+                );
+            } else {
+                args.extend(["--appendonly", "no"].map(String::from));
+            }
+            if let Some(pw) = &self.password {
+                args.extend(["--requirepass".to_string(), pw.clone()]);
+            }
+            let mut tls_port = None;
+            if let Some(tls) = &self.tls {
+                let p = free_port()?;
+                tls_port = Some(p);
+                args.extend([
+                    "--tls-port".to_string(),
+                    p.to_string(),
+                    "--tls-cert-file".into(),
+                    tls.cert.cert.display().to_string(),
+                    "--tls-key-file".into(),
+                    tls.cert.key.display().to_string(),
+                    "--tls-ca-cert-file".into(),
+                    tls.ca.display().to_string(),
+                    "--tls-auth-clients".into(),
+                    if tls.require_client_cert { "yes" } else { "no" }.into(),
+                ]);
+            }
+            let mut cluster_port = None;
+            if self.cluster {
+                let p = free_port()?;
+                cluster_port = Some(p);
+                args.extend([
+                    "--cluster-enabled".to_string(),
+                    "yes".into(),
+                    "--cluster-port".into(),
+                    p.to_string(),
+                    "--cluster-config-file".into(),
+                    dir.path().join("nodes.conf").display().to_string(),
+                    "--cluster-node-timeout".into(),
+                    "1000".into(),
+                    "--cluster-allow-replica-migration".into(),
+                    "no".into(),
+                    // Replicas appear in CLUSTER SLOTS once their replication offset is non-zero,
+                    // which the master's replica ping makes so: every 10 s by default.
+                    "--repl-ping-replica-period".into(),
+                    "1".into(),
+                ]);
+            }
+            args.extend(self.args.iter().cloned());
+            let mut server = RedisServer {
+                binary: "redis-server",
+                child: None,
+                port,
+                tls_port,
+                cluster_port,
+                dir: Arc::clone(&dir),
+                args,
+                auth: self
+                    .password
+                    .clone()
+                    .map(|p| ("default".to_string(), p)),
+            };
+            match server.launch() {
+                Ok(()) => {
+                    for (user, pw) in &self.acl_users {
+                        let rule = format!(">{pw}");
+                        server.admin()?.cmd(&[
+                            "ACL", "SETUSER", user, "on", &rule, "~*", "&*", "+@all",
+                        ])?;
+                    }
+                    return Ok(server);
+                }
+                Err(e) if server.log_tail().contains("Address already in use") => {
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or(HarnessError::NoFreePort))
+    }
+}
+
+/// A running `redis-server` (or `redis-sentinel`), in its own temporary directory, killed when
+/// dropped.
+///
+/// ```no_run
+/// use test_support::RedisServer;
+///
+/// let server = RedisServer::start().unwrap();
+/// let mut admin = server.admin().unwrap();
+/// admin.cmd(&["SET", "k", "v"]).unwrap();
+/// // `server` is killed (SIGKILL) and its directory removed when it goes out of scope.
+/// ```
+#[derive(Debug)]
+pub struct RedisServer {
+    binary: &'static str,
+    child: Option<Child>,
+    port: u16,
+    tls_port: Option<u16>,
+    cluster_port: Option<u16>,
+    dir: Arc<TempDir>,
+    args: Vec<String>,
+    auth: Option<(String, String)>,
+}
+
+pub(crate) fn temp_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("redis-test-")
+        .tempdir()
+        .map_err(|e| HarnessError::io("creating a temporary directory", e))
+}
+
+impl RedisServer {
+    /// Starts a plain standalone server.
+    pub fn start() -> Result<RedisServer> {
+        RedisServer::builder().start()
+    }
+
+    /// A builder for a server with options.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Starts `redis-sentinel` with the given configuration lines (the port, bind address,
+    /// directory and log file are added).
+    pub(crate) fn start_sentinel(config: &str) -> Result<RedisServer> {
+        let dir = Arc::new(temp_dir()?);
+        let mut last_err = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let conf = dir.path().join("sentinel.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n{config}\n",
+                dir.path().display(),
+                dir.path().join("redis.log").display()
+            );
+            std::fs::write(&conf, text)
+                .map_err(|e| HarnessError::io("writing sentinel.conf", e))?;
+            let mut server = RedisServer {
+                binary: "redis-sentinel",
+                child: None,
+                port,
+                tls_port: None,
+                cluster_port: None,
+                dir: Arc::clone(&dir),
+                args: vec![conf.display().to_string()],
+                auth: None,
+            };
+            match server.launch() {
+                Ok(()) => return Ok(server),
+                Err(e) if server.log_tail().contains("Address already in use") => {
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or(HarnessError::NoFreePort))
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        if !installed(self.binary) {
+            return Err(HarnessError::NotInstalled {
+                binary: self.binary.into(),
+            });
+        }
+        let mut cmd = Command::new(self.binary);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn(cmd)
+            .map_err(|e| HarnessError::io(format!("starting {}", self.binary), e))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Polls `PING` every 2 ms until the server answers with anything but `LOADING`.
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(HarnessError::Exited {
+                        what: self.describe(),
+                        status: status.to_string(),
+                        log: self.log_tail(),
+                    });
+                }
+            }
+            if let Ok(mut conn) = AdminConn::connect(self.addr()) {
+                match conn.raw(&["PING"]) {
+                    Ok(Value::Error(e)) if e.starts_with(b"LOADING") => {}
+                    Ok(_) => return Ok(()),
+                    Err(_) => {}
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::NotReady {
+                    what: self.describe(),
+                    timeout: READY_TIMEOUT,
+                    log: self.log_tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} on port {}", self.binary, self.port)
+    }
+
+    /// The plain TCP address, `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The plain TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The TLS address, when started with [`ServerBuilder::tls`].
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+    }
+
+    /// The cluster bus port, for a cluster node.
+    pub fn cluster_port(&self) -> Option<u16> {
+        self.cluster_port
+    }
+
+    /// `redis://127.0.0.1:<port>` (without credentials).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's directory (data, AOF, `nodes.conf`, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new authenticated admin connection.
+    pub fn admin(&self) -> Result<AdminConn> {
+        AdminConn::connect_auth(
+            self.addr(),
+            self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        )
+    }
+
+    /// Runs one command on a fresh admin connection.
+    pub fn cmd<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Value> {
+        self.admin()?.cmd(args)
+    }
+
+    /// The last 40 lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `kill -9`: the process dies at once, without saving or closing connections cleanly.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open (a hung server).
+    pub fn pause(&self) -> Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// SIGCONT: resumes a process frozen by [`RedisServer::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, sig: libc::c_int) -> Result<()> {
+        let pid = self.pid().ok_or_else(|| {
+            HarnessError::io("signalling", std::io::Error::other("not running"))
+        })?;
+        signal(pid, sig).map_err(|e| HarnessError::io(format!("signalling pid {pid}"), e))
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Starts the process again (after [`RedisServer::kill9`], or kills it first) on the same port,
+    /// in the same directory and with the same arguments, so data files and `nodes.conf` are kept.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                // The old socket can linger for a moment after a kill.
+                Err(e)
+                    if Instant::now() < deadline
+                        && self.log_tail().contains("Address already in use") =>
+                {
+                    let _ = e;
+                    self.kill9();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            // A paused process must not linger as a zombie-in-waiting.
+            let _ = signal(child.id(), libc::SIGCONT);
+        }
+        self.kill9();
+    }
+}
