@@ -192,11 +192,7 @@ fn splitting_at_every_byte_gives_the_same_values() {
             let mut dec = Decoder::new();
             let mut buf = BytesMut::new();
             let mut got = Vec::new();
-            for chunk in [
-                &corpus[..split],
-                &corpus[split..split2],
-                &corpus[split2..],
-            ] {
+            for chunk in [&corpus[..split], &corpus[split..split2], &corpus[split2..]] {
                 buf.extend_from_slice(chunk);
                 while let Some(v) = dec.decode(&mut buf).unwrap() {
                     got.push(v);
@@ -269,7 +265,11 @@ fn an_error_resets_the_decoder() {
 fn claimed_sizes_are_not_allocated_and_limits_are_enforced() {
     // Huge declared aggregates are accepted up to the limit but reserve nothing: the decoder
     // just waits for bytes that never come.
-    for header in [&b"*4294967295\r\n"[..], b"%4294967295\r\n", b"~4294967295\r\n"] {
+    for header in [
+        &b"*4294967295\r\n"[..],
+        b"%4294967295\r\n",
+        b"~4294967295\r\n",
+    ] {
         let mut dec = Decoder::new();
         let mut buf = BytesMut::from(header);
         assert_eq!(dec.decode(&mut buf).unwrap(), None);
