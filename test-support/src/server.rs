@@ -118,9 +118,7 @@ impl ServerBuilder {
                 "0".into(),
             ];
             if self.aof {
-                args.extend(
-                    ["--appendonly", "yes", "--appendfsync", "always"].map(String::from),
-                );
+                args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
             } else {
                 args.extend(["--appendonly", "no"].map(String::from));
             }
@@ -174,18 +172,15 @@ impl ServerBuilder {
                 cluster_port,
                 dir: Arc::clone(&dir),
                 args,
-                auth: self
-                    .password
-                    .clone()
-                    .map(|p| ("default".to_string(), p)),
+                auth: self.password.clone().map(|p| ("default".to_string(), p)),
             };
             match server.launch() {
                 Ok(()) => {
                     for (user, pw) in &self.acl_users {
                         let rule = format!(">{pw}");
-                        server.admin()?.cmd(&[
-                            "ACL", "SETUSER", user, "on", &rule, "~*", "&*", "+@all",
-                        ])?;
+                        server
+                            .admin()?
+                            .cmd(&["ACL", "SETUSER", user, "on", &rule, "~*", "&*", "+@all"])?;
                     }
                     return Ok(server);
                 }
@@ -287,8 +282,8 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = spawn(cmd)
-            .map_err(|e| HarnessError::io(format!("starting {}", self.binary), e))?;
+        let child =
+            spawn(cmd).map_err(|e| HarnessError::io(format!("starting {}", self.binary), e))?;
         self.child = Some(child);
         self.wait_ready()
     }
@@ -403,9 +398,9 @@ impl RedisServer {
     }
 
     fn signal(&self, sig: libc::c_int) -> Result<()> {
-        let pid = self.pid().ok_or_else(|| {
-            HarnessError::io("signalling", std::io::Error::other("not running"))
-        })?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::io("signalling", std::io::Error::other("not running")))?;
         signal(pid, sig).map_err(|e| HarnessError::io(format!("signalling pid {pid}"), e))
     }
 

@@ -74,9 +74,10 @@ impl TestCerts {
         let leaf = |names: &[&str], not_after: OffsetDateTime, client: bool| {
             let mut params =
                 CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-            params
-                .distinguished_name
-                .push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+            params.distinguished_name.push(
+                DnType::CommonName,
+                names.first().copied().unwrap_or("client"),
+            );
             params.not_before = not_after - Duration::days(30);
             params.not_after = not_after;
             params.use_authority_key_identifier_extension = true;
@@ -98,18 +99,10 @@ impl TestCerts {
             };
             Ok::<_, HarnessError>(CertFiles {
                 cert: write(dir.path(), &format!("{name}.pem"), &cert.pem())?,
-                key: write(
-                    dir.path(),
-                    &format!("{name}-key.pem"),
-                    &key.serialize_pem(),
-                )?,
+                key: write(dir.path(), &format!("{name}-key.pem"), &key.serialize_pem())?,
             })
         };
-        let server = files(
-            "server",
-            leaf(&LOOPBACK_NAMES, valid_until, false)?,
-            false,
-        )?;
+        let server = files("server", leaf(&LOOPBACK_NAMES, valid_until, false)?, false)?;
         let self_signed = files(
             "self-signed",
             leaf(&LOOPBACK_NAMES, valid_until, false)?,

@@ -97,9 +97,12 @@ fn password_and_acl_users_are_enforced() {
     assert!(err.contains("NOAUTH"), "{err}");
     assert!(!err.contains("S3cr3t"), "error message leaks the password");
     server.cmd(&["SET", "k", "v"]).unwrap();
-    let mut app = test_support::AdminConn::connect_auth(server.addr(), Some(("app", "app-pass")))
-        .unwrap();
-    assert_eq!(app.cmd(&["GET", "k"]).unwrap(), Value::BulkString("v".into()));
+    let mut app =
+        test_support::AdminConn::connect_auth(server.addr(), Some(("app", "app-pass"))).unwrap();
+    assert_eq!(
+        app.cmd(&["GET", "k"]).unwrap(),
+        Value::BulkString("v".into())
+    );
     let wrong = test_support::AdminConn::connect_auth(server.addr(), Some(("app", "nope")));
     let msg = wrong.unwrap_err().to_string();
     assert!(msg.contains("WRONGPASS") && !msg.contains("nope"), "{msg}");
@@ -191,13 +194,14 @@ fn a_cluster_forms_with_replicas_and_routes_by_slot() {
     // A key sent to the wrong node is redirected.
     let slot_of_foo = 12182; // CLUSTER KEYSLOT foo
     assert_eq!(
-        cluster.nodes()[0]
-            .cmd_int_helper(&["CLUSTER", "KEYSLOT", "foo"]),
+        cluster.nodes()[0].cmd_int_helper(&["CLUSTER", "KEYSLOT", "foo"]),
         slot_of_foo
     );
     let owner = cluster.master_of_slot(slot_of_foo as u16).unwrap();
     let other = (owner + 1) % 3;
-    let err = cluster.nodes()[other].cmd(&["SET", "foo", "1"]).unwrap_err();
+    let err = cluster.nodes()[other]
+        .cmd(&["SET", "foo", "1"])
+        .unwrap_err();
     assert!(err.to_string().contains("MOVED 12182"), "{err}");
     cluster.nodes()[owner].cmd(&["SET", "foo", "1"]).unwrap();
     cluster.flushall().unwrap();
@@ -254,7 +258,11 @@ fn the_proxy_forwards_delays_blackholes_and_cuts() {
     proxy.set(Fault::Delay(Duration::from_millis(100)));
     let t = Instant::now();
     assert_eq!(roundtrip(&mut c, b"PING\r\n").unwrap(), b"+PONG\r\n");
-    assert!(t.elapsed() >= Duration::from_millis(190), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        t.elapsed()
+    );
 
     proxy.set(Fault::Slice(1));
     let writes_before = proxy.writes();
@@ -270,8 +278,12 @@ fn the_proxy_forwards_delays_blackholes_and_cuts() {
     assert_eq!(proxy.writes() - writes_before, 13);
 
     proxy.set(Fault::Blackhole);
-    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    assert!(roundtrip(&mut c, b"PING\r\n").is_err(), "blackhole answered");
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        roundtrip(&mut c, b"PING\r\n").is_err(),
+        "blackhole answered"
+    );
 
     proxy.set(Fault::Pass);
     proxy.reset_all();
