@@ -1,0 +1,264 @@
+//! Configuration of one server connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use resp_codec::Limits;
+
+use crate::events::{Callbacks, Event};
+use crate::{BackoffConfig, Secret, ServerAddr, TlsConfig};
+
+/// Which RESP version to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `HELLO 3`, falling back to RESP2 when the server does not know HELLO (Redis < 6).
+    #[default]
+    Resp3,
+    /// RESP2 only (`AUTH`, `CLIENT SETNAME`).
+    Resp2,
+}
+
+/// What the client may do with a command whose outcome became unknown (written, no reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Resend only read-only and idempotent commands; report the others with
+    /// [`Sent::Maybe`](crate::Sent::Maybe). The default: nothing runs twice behind your back.
+    #[default]
+    AtMostOnce,
+    /// Resend every command, accepting that a non-idempotent one (INCR, LPUSH) may run twice.
+    AtLeastOnce,
+}
+
+/// Everything about connecting to one server and keeping the connection alive.
+///
+/// ```
+/// use std::time::Duration;
+/// use redis_conn::{ConnectionConfig, ServerAddr};
+///
+/// let config = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 6379))
+///     .password("S3cr3t")
+///     .database(2)
+///     .client_name("billing")
+///     .response_timeout(Duration::from_millis(500))
+///     .on_reconnect(|event| eprintln!("{event:?}"));
+/// assert!(!format!("{config:?}").contains("S3cr3t"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub(crate) addr: ServerAddr,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) database: i64,
+    pub(crate) client_name: Option<String>,
+    pub(crate) protocol: Protocol,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) backoff: BackoffConfig,
+    pub(crate) max_attempts: u32,
+    pub(crate) delivery: Delivery,
+    pub(crate) queue_capacity: usize,
+    pub(crate) fail_fast: bool,
+    pub(crate) health_check_interval: Option<Duration>,
+    pub(crate) limits: Limits,
+    pub(crate) readonly: bool,
+    pub(crate) callbacks: Callbacks,
+}
+
+impl ConnectionConfig {
+    /// Defaults for `addr`: no TLS, no credentials, database 0, RESP3 with fallback, connect
+    /// timeout 500 ms, response timeout 1 s, backoff 10 ms x2 up to 1 s with full jitter and no
+    /// attempt limit, 3 attempts per command, at-most-once delivery, a queue of 10,000 requests,
+    /// an idle health check every second.
+    pub fn new(addr: impl Into<ServerAddr>) -> Self {
+        ConnectionConfig {
+            addr: addr.into(),
+            tls: None,
+            username: None,
+            password: None,
+            database: 0,
+            client_name: None,
+            protocol: Protocol::default(),
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_secs(1),
+            backoff: BackoffConfig::default(),
+            max_attempts: 3,
+            delivery: Delivery::default(),
+            queue_capacity: 10_000,
+            fail_fast: false,
+            health_check_interval: Some(Duration::from_secs(1)),
+            limits: Limits::default(),
+            readonly: false,
+            callbacks: Callbacks::default(),
+        }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> &ServerAddr {
+        &self.addr
+    }
+
+    /// Connects over TLS with these settings.
+    #[must_use]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS settings, if any.
+    pub fn tls_config(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The ACL user name (with [`ConnectionConfig::password`]). Without it, `default`.
+    #[must_use]
+    pub fn username(mut self, user: impl Into<String>) -> Self {
+        self.username = Some(user.into());
+        self
+    }
+
+    /// The password (`requirepass`, or the ACL user's).
+    #[must_use]
+    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The database to `SELECT` (default 0).
+    #[must_use]
+    pub fn database(mut self, db: i64) -> Self {
+        self.database = db;
+        self
+    }
+
+    /// A name set with `CLIENT SETNAME` on every connect (shows in `CLIENT LIST`).
+    #[must_use]
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// The protocol (default RESP3 with fallback to RESP2).
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Bound on TCP connect, TLS handshake and the Redis handshake together (default 500 ms).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline of one call, retries and queueing included (default 1 s). A written request
+    /// unanswered this long also marks the connection hung, which makes it reconnect. Blocking
+    /// commands get their own timeout argument on top.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The reconnect schedule.
+    #[must_use]
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Attempts per command, the first included (default 3). Only commands that may be resent
+    /// are (see [`Delivery`]).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// What may be resent when a command's outcome became unknown (default at most once).
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// How many requests may wait to be written (default 10,000). Beyond it a call fails at once
+    /// with `QueueFull`.
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// While disconnected, fail calls at once instead of letting them wait (within their
+    /// deadline) for the reconnect. Default false.
+    #[must_use]
+    pub fn fail_fast(mut self, fail_fast: bool) -> Self {
+        self.fail_fast = fail_fast;
+        self
+    }
+
+    /// `PING` a connection that has been idle this long, to find a silently dead peer
+    /// (default 1 s; `None` turns it off).
+    #[must_use]
+    pub fn health_check_interval(mut self, interval: Option<Duration>) -> Self {
+        self.health_check_interval = interval;
+        self
+    }
+
+    /// Decoder limits for replies (default: resp-codec's).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sends `READONLY` on every connect (cluster replica connections).
+    #[must_use]
+    pub fn readonly(mut self, readonly: bool) -> Self {
+        self.readonly = readonly;
+        self
+    }
+
+    /// Calls `f` for every event.
+    #[must_use]
+    pub fn on_event(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.with_callback(None, f)
+    }
+
+    /// Calls `f` when the first connection succeeds.
+    #[must_use]
+    pub fn on_connect(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.with_callback(Some("connect"), f)
+    }
+
+    /// Calls `f` when the connection breaks.
+    #[must_use]
+    pub fn on_disconnect(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.with_callback(Some("disconnect"), f)
+    }
+
+    /// Calls `f` when the connection is back after a break.
+    #[must_use]
+    pub fn on_reconnect(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.with_callback(Some("reconnect"), f)
+    }
+
+    /// Calls `f` for errors no caller sees.
+    #[must_use]
+    pub fn on_error(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.with_callback(Some("error"), f)
+    }
+
+    fn with_callback(
+        mut self,
+        filter: Option<&'static str>,
+        f: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Self {
+        self.callbacks.handlers.push((filter, Arc::new(f)));
+        self
+    }
+}

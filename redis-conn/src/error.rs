@@ -1,0 +1,236 @@
+//! Errors: who caused them (server reply, transport, peer, caller) and, for requests, whether the
+//! command may have been executed.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// Whether a request's bytes may have reached the server when it failed.
+///
+/// This is what makes retries honest: a command that was never written can always be sent again;
+/// one that may have been written and got no reply may have been executed, so a non-idempotent
+/// command (INCR, LPUSH) in that state is reported to the caller, not silently resent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Not a byte of the request was written: the server cannot have executed it.
+    No,
+    /// Some or all of it was written: the server may have executed it.
+    Maybe,
+}
+
+impl fmt::Display for Sent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sent::No => "the command was not sent",
+            Sent::Maybe => "the command may have been executed",
+        })
+    }
+}
+
+/// An error reply from the server (`-ERR ...`, `-MOVED 3999 127.0.0.1:6381`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerError {
+    message: Bytes,
+}
+
+impl ServerError {
+    /// Wraps an error reply's message.
+    pub fn new(message: Bytes) -> Self {
+        ServerError { message }
+    }
+
+    /// The first word: `ERR`, `WRONGTYPE`, `MOVED`, `LOADING`...
+    pub fn code(&self) -> &str {
+        let end = self
+            .message
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(self.message.len());
+        std::str::from_utf8(&self.message[..end]).unwrap_or("")
+    }
+
+    /// The whole message, code included.
+    pub fn message(&self) -> String {
+        String::from_utf8_lossy(&self.message).into_owned()
+    }
+
+    /// The raw message bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.message
+    }
+
+    /// Errors that say the server did not execute the command and that it may be tried again
+    /// after a pause: `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, `BUSY` (a script is
+    /// running).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code(),
+            "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "BUSY"
+        )
+    }
+
+    /// `NOAUTH`, `WRONGPASS`, `NOPERM`: credentials or permissions, which retrying does not fix.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.code(), "NOAUTH" | "WRONGPASS" | "NOPERM")
+    }
+
+    /// `MOVED <slot> <host:port>`: the slot lives elsewhere (cluster).
+    pub fn is_moved(&self) -> bool {
+        self.code() == "MOVED"
+    }
+
+    /// `ASK <slot> <host:port>`: the slot is migrating (cluster).
+    pub fn is_ask(&self) -> bool {
+        self.code() == "ASK"
+    }
+
+    /// `READONLY`: a write reached a replica (the node was demoted).
+    pub fn is_readonly(&self) -> bool {
+        self.code() == "READONLY"
+    }
+}
+
+impl fmt::Debug for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerError({:?})", self.message())
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// Everything that can go wrong talking to one server.
+///
+/// Display texts are for people; match on the variants and use the predicates
+/// ([`Error::sent`], [`Error::is_timeout`]) in code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TCP (or Unix socket) connection could not be opened.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The endpoint.
+        addr: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// Opening the connection (TCP, TLS and handshake) took longer than the connect timeout.
+    #[error("connecting to {addr} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// The endpoint.
+        addr: String,
+        /// The connect timeout in force.
+        timeout: Duration,
+    },
+    /// The TLS handshake failed (unknown CA, wrong host name, expired certificate, rejected client
+    /// certificate...).
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
+        /// The endpoint.
+        addr: String,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// The server refused the credentials. Permanent: retrying with the same ones will not help.
+    #[error("authentication to {addr} failed: {message}")]
+    Auth {
+        /// The endpoint.
+        addr: String,
+        /// The server's message (it never contains the password).
+        message: String,
+    },
+    /// The server refused another part of the connection handshake (`SELECT`, `CLIENT SETNAME`).
+    #[error("connection handshake with {addr} failed: {message}")]
+    Handshake {
+        /// The endpoint.
+        addr: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server answered the command with an error reply.
+    #[error("{0}")]
+    Server(ServerError),
+    /// The connection broke before the reply arrived.
+    #[error("connection to {addr} lost ({reason}); {sent}")]
+    ConnectionLost {
+        /// The endpoint.
+        addr: String,
+        /// Why it broke.
+        reason: String,
+        /// Whether the command may have been executed.
+        sent: Sent,
+    },
+    /// No reply within the deadline.
+    #[error("no reply within {timeout:?}; {sent}")]
+    Timeout {
+        /// The deadline that passed.
+        timeout: Duration,
+        /// Whether the command may have been executed.
+        sent: Sent,
+    },
+    /// The request queue is full; nothing was sent.
+    #[error("request queue full ({capacity} requests waiting); the command was not sent")]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The server sent bytes that are not valid RESP, or broke a decoder limit. The connection
+    /// was closed.
+    #[error("invalid reply from {addr}: {source}")]
+    Protocol {
+        /// The endpoint.
+        addr: String,
+        /// What was wrong.
+        source: resp_codec::DecodeError,
+    },
+    /// The connection was closed by the application, or gave up reconnecting.
+    #[error("connection closed: {reason}")]
+    Closed {
+        /// Why.
+        reason: String,
+    },
+    /// The configuration is not usable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The command cannot run on this kind of connection.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// For a failed request, whether the command may have been executed. `None` when the error
+    /// is not about a request's delivery (a server error reply means it *was* executed and failed).
+    pub fn sent(&self) -> Option<Sent> {
+        match self {
+            Error::ConnectionLost { sent, .. } | Error::Timeout { sent, .. } => Some(*sent),
+            Error::QueueFull { .. } => Some(Sent::No),
+            _ => None,
+        }
+    }
+
+    /// `true` for [`Error::Timeout`] and [`Error::ConnectTimeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. } | Error::ConnectTimeout { .. })
+    }
+
+    /// Errors that the same attempt will always meet again (bad credentials, TLS verification,
+    /// bad configuration): a reconnect loop should back off to its ceiling and report them once.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::Auth { .. } | Error::Tls { .. } | Error::Config(_) | Error::Handshake { .. }
+        )
+    }
+
+    /// The server error reply, if this is one.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Error::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+}

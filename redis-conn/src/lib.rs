@@ -1,0 +1,50 @@
+//! One Redis server endpoint, kept alive and fast.
+//!
+//! This layer owns everything about talking to a single server: the transport (TCP with nodelay
+//! and keepalive, TLS through rustls, Unix sockets), the handshake on every (re)connect (HELLO 3
+//! with RESP2 fallback, AUTH, SELECT, CLIENT SETNAME, READONLY), buffered I/O (reads of 16 KiB
+//! into one buffer, every queued request written with one call), a multiplexed [`Connection`]
+//! shared by many tasks, reconnect with exponential backoff and full jitter, retries that are
+//! honest about whether a command may have run, deadlines, health checks and [`Event`]s.
+//!
+//! It leaves to others: pooling (`redis-pool`, generic, with the Redis manager built on this
+//! crate), topology (`redis-cluster`, `redis-sentinel`), and typed commands (`redis-client`).
+//! The wire format is `resp-codec`'s.
+//!
+//! # Layout
+//! - [`Connection`], [`ConnectionConfig`]: the multiplexed connection and its settings.
+//! - [`Cmd`] and [`table`]: commands, and what each one does (read-only, idempotent, blocking,
+//!   key positions), which retries and cluster routing rely on.
+//! - [`TlsConfig`]: trust roots, client certificates, and the explicit `dangerous()` switches.
+//! - [`Backoff`]: the reconnect schedule, a small state machine testable without a clock.
+//! - [`Error`], [`Sent`]: typed failures that say whether a command may have been executed.
+//!
+//! # Cancel safety
+//! Every future returned here may be dropped at any point. A dropped call's request is never
+//! written if it was not yet, and its reply is discarded if it was: replies never go to the wrong
+//! caller.
+
+#![deny(missing_docs)]
+
+mod backoff;
+mod cmd;
+mod config;
+mod connection;
+mod error;
+mod events;
+mod handshake;
+mod secret;
+pub mod table;
+pub mod tls;
+mod transport;
+
+pub use backoff::{Backoff, BackoffConfig};
+pub use cmd::Cmd;
+pub use config::{ConnectionConfig, Delivery, Protocol};
+pub use connection::{Connection, Stats};
+pub use error::{Error, Sent, ServerError};
+pub use events::{Event, EventCallback};
+pub use resp_codec::{Limits, Value};
+pub use secret::Secret;
+pub use tls::{SkippedChecks, TlsConfig, TlsConfigBuilder};
+pub use transport::ServerAddr;

@@ -1,0 +1,616 @@
+//! Failure is a feature: server killed and restarted, connections cut mid-pipeline, hung peers,
+//! slow servers, 1-byte slicing, hostile replies, cancelled callers. Timing bounds are generous
+//! (2 busy cores) but every one of them would catch the behaviour it names going wrong.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis_conn::{
+    BackoffConfig, Cmd, Connection, ConnectionConfig, Error, Event, Protocol, Sent, ServerAddr,
+    Value,
+};
+use test_support::{Fault, FaultProxy, RedisServer};
+
+fn config_for(addr: std::net::SocketAddr) -> ConnectionConfig {
+    ConnectionConfig::new(ServerAddr::from(addr))
+}
+
+fn bulk(s: &str) -> Value {
+    Value::BulkString(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// Sends `n` ECHOs from 10 tasks and checks that each caller got its own token back.
+async fn assert_no_misrouted_replies(conn: &Connection, n: usize) {
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n / 10 {
+                let token = format!("echo-{t}-{i}");
+                let reply = conn.send(Cmd::new("ECHO").arg(&token)).await.unwrap();
+                assert_eq!(reply, bulk(&token), "a reply reached the wrong caller");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Retries `f` until it succeeds or `within` passes.
+async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("still failing after {within:?}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_server_restart_with_backoff_and_reports_events() {
+    let mut server = RedisServer::builder().aof().start().unwrap();
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let (s1, s2, s3) = (Arc::clone(&seen), Arc::clone(&seen), Arc::clone(&seen));
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .on_connect(move |e| s1.lock().unwrap().push(e.name()))
+            .on_disconnect(move |e| s2.lock().unwrap().push(e.name()))
+            .on_reconnect(move |e| s3.lock().unwrap().push(e.name())),
+    )
+    .await
+    .unwrap();
+    let mut events = conn.events();
+    conn.send(Cmd::new("SET").arg("before").arg("1"))
+        .await
+        .unwrap();
+
+    // A caller keeps reading through a 2 s outage: every call resolves within its deadline.
+    let reader = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut ok_after_restart = false;
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                let started = Instant::now();
+                let r = conn.send(Cmd::new("GET").arg("before")).await;
+                slowest = slowest.max(started.elapsed());
+                match r {
+                    Ok(v) => {
+                        assert_eq!(v, bulk("1"));
+                        ok_after_restart = true;
+                    }
+                    Err(e) => {
+                        assert!(e.is_timeout() || e.sent().is_some(), "untyped: {e:?}");
+                        ok_after_restart = false;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (slowest, ok_after_restart)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let failures_before = conn.stats().connect_failures;
+    server.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = conn.stats().connect_failures - failures_before;
+    server.restart().unwrap();
+    let restarted = Instant::now();
+    let v = eventually(Duration::from_secs(3), || {
+        conn.send(Cmd::new("GET").arg("before"))
+    })
+    .await;
+    let recovery = restarted.elapsed();
+    assert_eq!(v, bulk("1"), "AOF kept the acknowledged write");
+    let (slowest, ok_at_end) = reader.await.unwrap();
+    assert!(ok_at_end, "reads did not come back");
+    assert!(
+        slowest < Duration::from_millis(1600),
+        "a call took {slowest:?}, past its 1 s deadline"
+    );
+    assert!(
+        attempts <= 15,
+        "{attempts} reconnect attempts in a 2 s outage: backoff is not working"
+    );
+    assert!(
+        attempts >= 3,
+        "only {attempts} attempts: is it reconnecting at all?"
+    );
+    assert!(
+        recovery < Duration::from_millis(1500),
+        "recovery took {recovery:?}"
+    );
+    assert_eq!(conn.stats().reconnects, 1);
+
+    let mut names = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        names.push(e.name());
+    }
+    assert!(
+        names.contains(&"disconnect") && names.contains(&"reconnect"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"reconnect_failed"), "{names:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, vec!["connect", "disconnect", "reconnect"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill9_and_incr_counts_are_honest() {
+    let mut server = RedisServer::builder().aof().start().unwrap();
+    let conn = Connection::connect(config_for(server.addr()))
+        .await
+        .unwrap();
+    let acked_incr = Arc::new(AtomicU64::new(0));
+    let unknown_incr = Arc::new(AtomicU64::new(0));
+    let acked_sets: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (conn, acked_incr, unknown_incr, acked_sets, stop) = (
+            conn.clone(),
+            Arc::clone(&acked_incr),
+            Arc::clone(&unknown_incr),
+            Arc::clone(&acked_sets),
+            Arc::clone(&stop),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("set-{w}-{i}");
+                if conn.send(Cmd::new("SET").arg(&key).arg("v")).await.is_ok() {
+                    acked_sets.lock().unwrap().push(key);
+                }
+                match conn.send(Cmd::new("INCR").arg("counter")).await {
+                    Ok(_) => {
+                        acked_incr.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if e.sent() == Some(Sent::Maybe) => {
+                        unknown_incr.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    for cycle in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.kill9();
+        tokio::time::sleep(Duration::from_millis(if cycle % 2 == 0 { 0 } else { 200 })).await;
+        server.restart().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let mut admin = server.admin().unwrap();
+    let sets = acked_sets.lock().unwrap().clone();
+    assert!(sets.len() > 100, "too little load: {}", sets.len());
+    for key in &sets {
+        assert_eq!(
+            admin.cmd_int(&["EXISTS", key]).unwrap(),
+            1,
+            "acknowledged SET {key} lost"
+        );
+    }
+    let value: i64 =
+        String::from_utf8_lossy(admin.cmd(&["GET", "counter"]).unwrap().as_bytes().unwrap())
+            .parse()
+            .unwrap();
+    let acked = acked_incr.load(Ordering::Relaxed) as i64;
+    let unknown = unknown_incr.load(Ordering::Relaxed) as i64;
+    assert!(
+        acked <= value && value <= acked + unknown,
+        "INCR: acked {acked}, unknown {unknown}, final {value}: a command ran twice or got lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_kill_mid_pipeline_surfaces_maybe_for_incr_and_retries_reads() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(config_for(server.addr()))
+        .await
+        .unwrap();
+    conn.send(Cmd::new("SET").arg("r").arg("x")).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let incr = {
+        let (conn, stop) = (conn.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut ok, mut maybe) = (0u64, 0u64);
+            let cmds: Vec<Cmd> = (0..50).map(|_| Cmd::new("INCR").arg("c")).collect();
+            while !stop.load(Ordering::Relaxed) {
+                match conn.send_pipeline(&cmds).await {
+                    Ok(_) => ok += 50,
+                    Err(e) => {
+                        assert_eq!(e.sent(), Some(Sent::Maybe), "{e:?}");
+                        maybe += 50;
+                    }
+                }
+            }
+            (ok, maybe)
+        })
+    };
+    let reads = {
+        let (conn, stop) = (conn.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = conn.send(Cmd::new("GET").arg("r")).await {
+                    errors.push(e);
+                }
+            }
+            errors
+        })
+    };
+    let mut admin = server.admin().unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        admin
+            .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, maybe) = incr.await.unwrap();
+    let read_errors = reads.await.unwrap();
+    assert!(
+        read_errors.is_empty(),
+        "reads are retried transparently, yet: {read_errors:?}"
+    );
+    assert!(
+        maybe > 0,
+        "no INCR pipeline was cut: the test did not test anything"
+    );
+    let value: i64 = String::from_utf8_lossy(admin.cmd(&["GET", "c"]).unwrap().as_bytes().unwrap())
+        .parse()
+        .unwrap();
+    assert!(
+        ok as i64 <= value && value <= (ok + maybe) as i64,
+        "acked {ok}, unknown {maybe}, final {value}"
+    );
+    assert!(conn.stats().reconnects >= 5);
+}
+
+#[tokio::test]
+async fn a_blackholed_connection_times_out_and_is_replaced() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let conn = Connection::connect(
+        config_for(proxy.addr())
+            .response_timeout(Duration::from_millis(500))
+            .health_check_interval(None),
+    )
+    .await
+    .unwrap();
+    let mut events = conn.events();
+    conn.send(Cmd::new("SET").arg("k").arg("v")).await.unwrap();
+    proxy.set(Fault::Blackhole);
+    let started = Instant::now();
+    let err = conn.send(Cmd::new("GET").arg("k")).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        err.is_timeout() || err.sent() == Some(Sent::Maybe),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(900),
+        "timed out after {took:?}, expected about 500 ms"
+    );
+    // The unanswered request marked the connection hung: it disconnects by itself.
+    let disconnected = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(Event::Disconnected { reason, .. }) = events.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("no disconnect after a hung request");
+    assert!(disconnected.contains("hung"), "{disconnected}");
+    proxy.set(Fault::Pass);
+    let v = eventually(Duration::from_secs(3), || {
+        conn.send(Cmd::new("GET").arg("k"))
+    })
+    .await;
+    assert_eq!(v, bulk("v"));
+}
+
+#[tokio::test]
+async fn an_idle_connection_to_a_silently_dead_peer_is_found_by_the_health_check() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let conn = Connection::connect(
+        config_for(proxy.addr())
+            .response_timeout(Duration::from_millis(500))
+            .health_check_interval(Some(Duration::from_millis(300))),
+    )
+    .await
+    .unwrap();
+    let mut events = conn.events();
+    proxy.set(Fault::Blackhole);
+    let started = Instant::now();
+    let found = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Ok(Event::Disconnected { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "the dead peer was never noticed");
+    // Interval + timeout = 0.8 s, with slack for two busy cores.
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.set(Fault::Pass);
+    eventually(Duration::from_secs(3), || conn.health_check()).await;
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_calls_out_and_no_reply_goes_astray_afterwards() {
+    let server = RedisServer::start().unwrap();
+    let conn =
+        Connection::connect(config_for(server.addr()).response_timeout(Duration::from_millis(500)))
+            .await
+            .unwrap();
+    // DEBUG SLEEP 2 stalls the server; the call and those behind it time out at ~500 ms.
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = conn.send(Cmd::new("DEBUG").arg("SLEEP").arg("2")).await;
+            (r, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let behind = conn.send(Cmd::new("GET").arg("x")).await;
+    let behind_took = started.elapsed();
+    let (r, took) = slow.await.unwrap();
+    assert!(r.unwrap_err().is_timeout());
+    assert!(took < Duration::from_millis(800), "{took:?}");
+    assert!(
+        behind.is_err(),
+        "a command behind DEBUG SLEEP answered: {behind:?}"
+    );
+    assert!(behind_took < Duration::from_millis(800), "{behind_took:?}");
+    // Afterwards, whatever late replies arrive are never handed to the wrong caller.
+    eventually(Duration::from_secs(5), || conn.health_check()).await;
+    assert_no_misrouted_replies(&conn, 1000).await;
+}
+
+#[tokio::test]
+async fn a_paused_server_times_calls_out_and_they_recover_after_sigcont() {
+    let server = RedisServer::start().unwrap();
+    let conn =
+        Connection::connect(config_for(server.addr()).response_timeout(Duration::from_millis(400)))
+            .await
+            .unwrap();
+    server.pause().unwrap();
+    let started = Instant::now();
+    let err = conn.send(Cmd::new("PING")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(700));
+    server.resume().unwrap();
+    eventually(Duration::from_secs(5), || conn.health_check()).await;
+    assert_no_misrouted_replies(&conn, 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_sliced_into_single_bytes_decode_without_errors() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let conn =
+        Connection::connect(config_for(proxy.addr()).response_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+    proxy.set(Fault::Slice(1));
+    let value = "v".repeat(100);
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let (conn, value) = (conn.clone(), value.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..30 {
+                let key = format!("k{t}-{i}");
+                conn.send(Cmd::new("SET").arg(&key).arg(&value))
+                    .await
+                    .unwrap();
+                let got = conn.send(Cmd::new("GET").arg(&key)).await.unwrap();
+                assert_eq!(got, bulk(&value));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(conn.stats().reconnects, 0, "slicing caused a reconnect");
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_closes_still_gets_backoff() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let conn = Connection::connect(config_for(proxy.addr())).await.unwrap();
+    // Every new connection is accepted, then reset: TCP connects succeed, handshakes do not. The
+    // backoff must not reset on a bare TCP connect.
+    proxy.set(Fault::RefuseNew);
+    let before = proxy.accepted();
+    proxy.reset_all();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = proxy.accepted() - before;
+    assert!(
+        (2..=15).contains(&attempts),
+        "{attempts} connection attempts in 2 s"
+    );
+    proxy.set(Fault::Pass);
+    eventually(Duration::from_secs(3), || conn.health_check()).await;
+}
+
+#[tokio::test]
+async fn unwritten_commands_wait_for_the_reconnect_and_run_once() {
+    let mut server = RedisServer::builder().aof().start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .response_timeout(Duration::from_secs(3))
+            .backoff(BackoffConfig::default().max_delay(Duration::from_millis(100))),
+    )
+    .await
+    .unwrap();
+    server.kill9();
+    // Let the driver notice before the INCR is queued, so that it is never written to the dead
+    // socket.
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while conn.is_connected() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let pending = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(Cmd::new("INCR").arg("once")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart().unwrap();
+    assert_eq!(pending.await.unwrap().unwrap(), Value::Integer(1));
+    let v = server.admin().unwrap().cmd(&["GET", "once"]).unwrap();
+    assert_eq!(v, bulk("1"));
+}
+
+#[tokio::test]
+async fn blocking_commands_wait_past_the_response_timeout_without_marking_the_connection_hung() {
+    let server = RedisServer::start().unwrap();
+    let conn =
+        Connection::connect(config_for(server.addr()).response_timeout(Duration::from_millis(300)))
+            .await
+            .unwrap();
+    let started = Instant::now();
+    let v = conn
+        .send(Cmd::new("BLPOP").arg("empty").arg("1"))
+        .await
+        .unwrap();
+    assert_eq!(v, Value::Null);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(conn.stats().reconnects, 0);
+    assert!(conn.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_calls_never_receive_or_cause_wrong_replies() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(config_for(server.addr()))
+        .await
+        .unwrap();
+    let value = "x".repeat(1000);
+    let mut tasks = Vec::new();
+    for t in 0..20 {
+        let (conn, value) = (conn.clone(), value.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..500 {
+                let key = format!("c{t}-{i}");
+                let fut = conn.send(Cmd::new("SET").arg(&key).arg(&value));
+                let _ = tokio::time::timeout(Duration::from_micros(200), fut).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_no_misrouted_replies(&conn, 1000).await;
+    let clients = server
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLIENT", "LIST"])
+        .unwrap();
+    assert_eq!(clients.lines().count(), 2, "{clients}");
+    assert_eq!(
+        conn.stats().queued,
+        0,
+        "cancelled requests still counted as queued"
+    );
+}
+
+/// A fake server for what a real one never does: claim a 1 GiB bulk and drip bytes.
+#[tokio::test]
+async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                // No handshake with RESP2 and no options: the first bytes are the command.
+                if sock.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let _ = sock.write_all(b"$1073741824\r\n").await;
+                for _ in 0..100 {
+                    if sock.write_all(&[b'x'; 1024]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+    });
+    let conn = Connection::connect(
+        config_for(addr)
+            .protocol(Protocol::Resp2)
+            .health_check_interval(None)
+            .max_attempts(1),
+    )
+    .await
+    .unwrap();
+    let mut events = conn.events();
+    let started = Instant::now();
+    let err = conn.send(Cmd::new("GET").arg("k")).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        Error::ConnectionLost { reason, sent, .. } => {
+            assert!(reason.contains("exceeds the limit"), "{reason}");
+            assert_eq!(*sent, Sent::Maybe);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut kinds = HashSet::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Error { error, .. } = &e {
+            assert!(matches!(error, Error::Protocol { .. }), "{error:?}");
+        }
+        kinds.insert(e.name());
+    }
+    assert!(
+        kinds.contains("error") && kinds.contains("disconnect"),
+        "{kinds:?}"
+    );
+}
