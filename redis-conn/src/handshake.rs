@@ -127,14 +127,23 @@ async fn round_trip(
         reason,
         sent: crate::Sent::Maybe,
     };
+    // A TLS alert after the handshake (a client certificate the server refused, with TLS 1.3)
+    // surfaces on the first read: report it as the TLS error it is.
+    let io_error = |e: std::io::Error| match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Error::Tls {
+            addr: addr.to_string(),
+            reason: tls.to_string(),
+        },
+        None => lost(format!("during the handshake: {e}")),
+    };
     let mut out = BytesMut::new();
     for cmd in cmds {
         cmd.write_to(&mut out);
     }
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| lost(format!("during the handshake: {e}")))?;
+    stream.write_all(&out).await.map_err(io_error)?;
     let mut replies = Vec::with_capacity(cmds.len());
     while replies.len() < cmds.len() {
         match decoder.decode(buf) {
@@ -142,10 +151,7 @@ async fn round_trip(
             Ok(Some(v)) => replies.push(v),
             Ok(None) => {
                 buf.reserve(8192);
-                let n = stream
-                    .read_buf(buf)
-                    .await
-                    .map_err(|e| lost(format!("during the handshake: {e}")))?;
+                let n = stream.read_buf(buf).await.map_err(io_error)?;
                 if n == 0 {
                     return Err(lost("closed by the server during the handshake".into()));
                 }
