@@ -8,9 +8,10 @@ use crate::table::{self, Blocking, CommandInfo, Effect};
 
 /// One command: a name and binary-safe arguments, plus an optional retry override.
 ///
-/// Arguments are stored back to back in one buffer; encoding appends RESP to the connection's
-/// write buffer without intermediate allocations. `Debug` redacts credentials (`AUTH`, `HELLO
-/// ... AUTH`, `CONFIG SET requirepass`, `ACL SETUSER ... >pw`, `MIGRATE ... AUTH`).
+/// Arguments are encoded as RESP bulk strings as they are added, into one buffer: sending the
+/// command copies that buffer into the connection's write buffer behind a `*<argc>` header, with
+/// no other allocation. `Debug` redacts credentials (`AUTH`, `HELLO ... AUTH`, `CONFIG SET
+/// requirepass`, `ACL SETUSER ... >pw`, `MIGRATE ... AUTH`).
 ///
 /// ```
 /// use redis_conn::Cmd;
@@ -23,22 +24,23 @@ use crate::table::{self, Blocking, CommandInfo, Effect};
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Cmd {
-    data: Vec<u8>,
-    ends: Vec<usize>,
+    /// The arguments, each as `$<len>\r\n<bytes>\r\n`.
+    body: BytesMut,
+    argc: usize,
     effect: Option<Effect>,
 }
 
 impl Cmd {
     /// A command with its name.
     pub fn new(name: impl AsRef<[u8]>) -> Cmd {
-        let name = name.as_ref();
-        let mut data = Vec::with_capacity(64);
-        data.extend_from_slice(name);
-        Cmd {
-            data,
-            ends: vec![name.len()],
+        let mut cmd = Cmd {
+            // Room for a typical key and a small value, so that most commands allocate once.
+            body: BytesMut::with_capacity(128),
+            argc: 0,
             effect: None,
-        }
+        };
+        cmd.push_arg(name);
+        cmd
     }
 
     /// Appends an argument.
@@ -48,19 +50,18 @@ impl Cmd {
         self
     }
 
-    /// Appends an integer argument, formatted in decimal.
+    /// Appends an integer argument, formatted in decimal without allocating.
     #[must_use]
     pub fn arg_int(mut self, n: i64) -> Cmd {
-        let mut buf = [0u8; 20];
-        let digits = format_i64(n, &mut buf);
-        self.push_arg(digits);
+        resp_codec::write_bulk_int(&mut self.body, n);
+        self.argc += 1;
         self
     }
 
     /// Appends an argument in place.
     pub fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
-        self.data.extend_from_slice(arg.as_ref());
-        self.ends.push(self.data.len());
+        resp_codec::write_bulk(&mut self.body, arg.as_ref());
+        self.argc += 1;
     }
 
     /// Declares the command safe to resend even when it may have been executed (the caller knows
@@ -81,7 +82,7 @@ impl Cmd {
 
     /// Number of arguments, the name included.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.argc
     }
 
     /// Always false: a command has at least its name.
@@ -91,22 +92,25 @@ impl Cmd {
 
     /// Argument `i` (0 is the name).
     pub fn arg_at(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(&self.data[start..end])
+        self.args().nth(i)
     }
 
     /// The command's name as given.
     pub fn name(&self) -> &[u8] {
-        &self.data[..self.ends[0]]
+        self.args().next().unwrap_or_default()
     }
 
     /// All arguments, the name first.
-    pub fn args(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
-        (0..self.ends.len()).map(move |i| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            &self.data[start..self.ends[i]]
-        })
+    pub fn args(&self) -> Args<'_> {
+        Args {
+            rest: &self.body,
+            left: self.argc,
+        }
+    }
+
+    /// The encoded arguments (without the array header) and their count, for the connection.
+    pub(crate) fn encoded(&self) -> (usize, &[u8]) {
+        (self.argc, &self.body)
     }
 
     /// What the command table says of this command.
@@ -124,13 +128,19 @@ impl Cmd {
         self.info().blocking(|i| self.arg_at(i), self.len())
     }
 
+    /// Effect and blocking time from one table look-up (what the connection needs per call).
+    pub(crate) fn traits(&self) -> (CommandInfo, Effect, Blocking) {
+        let info = self.info();
+        let effect = self.effect.unwrap_or(info.effect);
+        let blocking = info.blocking(|i| self.arg_at(i), self.len());
+        (info, effect, blocking)
+    }
+
     /// Appends the command's RESP encoding to `dst`.
     pub fn write_to(&self, dst: &mut BytesMut) {
-        dst.reserve(self.data.len() + 16 * self.ends.len() + 16);
-        resp_codec::write_array_header(dst, self.ends.len());
-        for arg in self.args() {
-            resp_codec::write_bulk(dst, arg);
-        }
+        dst.reserve(self.body.len() + 16);
+        resp_codec::write_array_header(dst, self.argc);
+        dst.extend_from_slice(&self.body);
     }
 
     /// Indexes of arguments that hold credentials and must never be printed.
@@ -205,24 +215,39 @@ impl fmt::Debug for Cmd {
     }
 }
 
-/// Formats an `i64` into `buf`, returning the digits.
-fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
+/// The arguments of a [`Cmd`], read back from its encoding.
+#[derive(Debug, Clone)]
+pub struct Args<'a> {
+    rest: &'a [u8],
+    left: usize,
 }
+
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        // The buffer holds only what `write_bulk` wrote: `$<len>\r\n<bytes>\r\n`.
+        let cr = self.rest.iter().position(|&b| b == b'\r')?;
+        let len: usize = std::str::from_utf8(self.rest.get(1..cr)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        let start = cr + 2;
+        let arg = self.rest.get(start..start + len)?;
+        self.rest = self.rest.get(start + len + 2..)?;
+        self.left -= 1;
+        Some(arg)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Args<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -240,11 +265,13 @@ mod tests {
             &buf[..],
             b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\n-12\r\n$0\r\n\r\n"
         );
-        let mut b = [0u8; 20];
+        let cmd = Cmd::new("X").arg_int(i64::MIN).arg(b"a\r\nb");
+        let args: Vec<&[u8]> = cmd.args().collect();
         assert_eq!(
-            format_i64(i64::MIN, &mut b),
-            i64::MIN.to_string().as_bytes()
+            args,
+            vec![&b"X"[..], i64::MIN.to_string().as_bytes(), b"a\r\nb"]
         );
+        assert_eq!(cmd.arg_at(3), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! pipelining of concurrent callers, in-order reply routing, reconnect with backoff, honest retries.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,67 +18,72 @@ use crate::table::{Blocking, Effect};
 use crate::transport::{self, Stream};
 use crate::{Backoff, Cmd, ConnectionConfig, Delivery, Error, Sent, ServerError, TlsConfig};
 
-/// A request waiting to be written.
-const QUEUED: u8 = 0;
-/// Claimed by the driver: its bytes are (being) written.
-const WRITTEN: u8 = 1;
-/// Given up by its caller before it was written: it will never be sent.
-const CANCELLED: u8 = 2;
-
 /// Reads are made into at least this much free buffer space.
 const READ_CHUNK: usize = 16 * 1024;
 /// The driver stops gathering requests into one write beyond this many bytes.
 const MAX_WRITE_BATCH: usize = 1024 * 1024;
 
-type ReplyTx = oneshot::Sender<Result<Vec<Value>, Error>>;
+/// The replies to one request: one value for a command, a list for a pipeline.
+#[derive(Debug)]
+enum Reply {
+    One(Value),
+    Many(Vec<Value>),
+}
 
-/// One request: the encoded bytes of one command or a pipeline, and where its replies go.
+type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
+
+/// What a request writes.
+#[derive(Debug)]
+enum Payload {
+    /// One command (its encoded arguments, behind a header written by the driver).
+    Cmd(Cmd),
+    /// Already encoded commands (a pipeline, a health check).
+    Encoded(Bytes),
+}
+
+/// One request: one command or a pipeline, and where its replies go.
+///
+/// The driver owns its fate: it writes it, expires it at its deadline (with `Sent::No` while
+/// unwritten, `Sent::Maybe` after), or drops it unsent when its caller went away.
 #[derive(Debug)]
 struct Request {
-    bytes: Bytes,
+    payload: Payload,
     replies: usize,
-    state: Arc<AtomicU8>,
-    /// `None` for the driver's own health checks.
+    /// `None` for the driver's own health checks, and once a timeout has been reported.
     tx: Option<ReplyTx>,
-    /// How long a written request may wait for its first reply before the connection is
-    /// considered hung (`None`: blocks forever by design).
+    /// The caller's deadline (`None`: a blocking command that waits forever).
+    deadline: Option<Instant>,
+    /// How long a written request may wait for its replies before the connection is considered
+    /// hung (`None`: blocks forever by design).
     patience: Option<Duration>,
     /// For health checks: the nonce the reply must echo.
     expect: Option<Bytes>,
 }
 
 impl Request {
-    /// Takes the request for writing. False when its caller gave up (or went away) first.
-    fn claim(&self, shared: &Shared) -> bool {
-        let gone = self.tx.as_ref().is_some_and(|tx| tx.is_closed());
-        let to = if gone { CANCELLED } else { WRITTEN };
-        match self
-            .state
-            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
-                shared.queued.fetch_sub(1, Ordering::AcqRel);
-                !gone
-            }
-            // Cancelled by its caller, who already took it off the count.
-            Err(_) => false,
+    /// Whether nobody waits for this request any more.
+    fn abandoned(&self) -> bool {
+        match &self.tx {
+            Some(tx) => tx.is_closed(),
+            None => self.expect.is_none(),
         }
-    }
-
-    /// Puts a written-but-unsent request back in the queue (the connection broke before any of
-    /// its bytes left).
-    fn requeue(self, shared: &Shared, pending: &mut VecDeque<Request>) {
-        if self.tx.as_ref().is_some_and(|tx| tx.is_closed()) {
-            return;
-        }
-        shared.queued.fetch_add(1, Ordering::AcqRel);
-        self.state.store(QUEUED, Ordering::Release);
-        pending.push_front(self);
     }
 
     fn fail(self, error: Error) {
         if let Some(tx) = self.tx {
             let _ = tx.send(Err(error));
+        }
+    }
+
+    fn write_to(&self, dst: &mut BytesMut) {
+        match &self.payload {
+            Payload::Cmd(cmd) => {
+                let (argc, body) = cmd.encoded();
+                dst.reserve(body.len() + 16);
+                resp_codec::write_array_header(dst, argc);
+                dst.extend_from_slice(body);
+            }
+            Payload::Encoded(bytes) => dst.extend_from_slice(bytes),
         }
     }
 }
@@ -108,6 +113,10 @@ pub struct Stats {
     pub reconnects: u64,
     /// Failed connection attempts (initial and reconnects).
     pub connect_failures: u64,
+    /// Write calls made on the socket (a measure of batching: requests / writes).
+    pub writes: u64,
+    /// Read calls that returned data.
+    pub reads: u64,
     /// Requests waiting to be written right now.
     pub queued: usize,
     /// Whether the connection is up right now.
@@ -127,6 +136,8 @@ struct Shared {
     retries: AtomicU64,
     reconnects: AtomicU64,
     connect_failures: AtomicU64,
+    writes: AtomicU64,
+    reads: AtomicU64,
 }
 
 /// A multiplexed connection to one server: cheap to clone, shared by any number of tasks.
@@ -230,6 +241,8 @@ impl Connection {
             retries: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         });
         shared.events.emit(Event::Connected { addr });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -268,6 +281,8 @@ impl Connection {
             retries: s.retries.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
             connect_failures: s.connect_failures.load(Ordering::Relaxed),
+            writes: s.writes.load(Ordering::Relaxed),
+            reads: s.reads.load(Ordering::Relaxed),
             queued: s.queued.load(Ordering::Relaxed),
             connected: s.connected.load(Ordering::Relaxed),
         }
@@ -279,10 +294,10 @@ impl Connection {
         self.shared.closed.store(true, Ordering::Release);
         // Wake the driver so that it notices.
         let _ = self.tx.send(Request {
-            bytes: Bytes::new(),
+            payload: Payload::Encoded(Bytes::new()),
             replies: 0,
-            state: Arc::new(AtomicU8::new(CANCELLED)),
             tx: None,
+            deadline: None,
             patience: None,
             expect: None,
         });
@@ -295,24 +310,17 @@ impl Connection {
     /// whether the command may have been executed), [`Error::QueueFull`], [`Error::Closed`],
     /// [`Error::Unsupported`] for commands that need a dedicated connection (SUBSCRIBE, WATCH...).
     pub async fn send(&self, cmd: Cmd) -> Result<Value, Error> {
-        let info = cmd.info();
+        let (info, effect, blocking) = cmd.traits();
         if info.needs_dedicated_connection {
             return Err(unsupported(&cmd));
         }
-        let mut out = BytesMut::new();
-        cmd.write_to(&mut out);
-        let values = self
-            .call(out.freeze(), 1, cmd.effect(), cmd.blocking())
-            .await?;
-        match values.into_iter().next() {
-            Some(Value::Error(e)) => {
+        match self.call(Payload::Cmd(cmd), 1, effect, blocking).await? {
+            Reply::One(Value::Error(e)) => {
                 self.shared.errors.fetch_add(1, Ordering::Relaxed);
                 Err(Error::Server(ServerError::new(e)))
             }
-            Some(v) => Ok(v),
-            None => Err(Error::Closed {
-                reason: "no reply".into(),
-            }),
+            Reply::One(v) => Ok(v),
+            Reply::Many(mut v) => Ok(v.pop().unwrap_or(Value::Null)),
         }
     }
 
@@ -332,17 +340,24 @@ impl Connection {
         let mut out = BytesMut::new();
         let mut effect = Effect::ReadOnly;
         let mut blocking = Blocking::No;
+        out.reserve(cmds.iter().map(|c| c.encoded().1.len() + 16).sum());
         for (i, cmd) in cmds.iter().enumerate() {
-            let info = cmd.info();
+            let (info, cmd_effect, cmd_blocking) = cmd.traits();
             let edge = transaction && (i == 0 || i == cmds.len() - 1);
             if info.needs_dedicated_connection && !edge {
                 return Err(unsupported(cmd));
             }
-            effect = worst_effect(effect, cmd.effect());
-            blocking = longest_block(blocking, cmd.blocking());
+            effect = worst_effect(effect, cmd_effect);
+            blocking = longest_block(blocking, cmd_blocking);
             cmd.write_to(&mut out);
         }
-        self.call(out.freeze(), cmds.len(), effect, blocking).await
+        match self
+            .call(Payload::Encoded(out.freeze()), cmds.len(), effect, blocking)
+            .await?
+        {
+            Reply::Many(values) => Ok(values),
+            Reply::One(value) => Ok(vec![value]),
+        }
     }
 
     /// `PING <nonce>` and a check that the reply echoes it: catches a dead connection and a
@@ -369,11 +384,11 @@ impl Connection {
     /// One call with its retries, within one deadline.
     async fn call(
         &self,
-        bytes: Bytes,
+        payload: Payload,
         replies: usize,
         effect: Effect,
         blocking: Blocking,
-    ) -> Result<Vec<Value>, Error> {
+    ) -> Result<Reply, Error> {
         let shared = &self.shared;
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = shared.config.response_timeout;
@@ -383,23 +398,32 @@ impl Connection {
             Blocking::Forever => (None, None),
         };
         let resend_ok = effect.is_retry_safe() || shared.config.delivery == Delivery::AtLeastOnce;
+        let max_attempts = shared.config.max_attempts;
+        // The first attempt moves the payload; a retry (rare) sends a copy kept for it.
+        let keep = (max_attempts > 1).then(|| match &payload {
+            Payload::Cmd(cmd) => Payload::Cmd(cmd.clone()),
+            Payload::Encoded(b) => Payload::Encoded(b.clone()),
+        });
+        let mut payload = Some(payload);
         let mut backoff = Backoff::new(shared.config.backoff);
         let mut attempt = 1;
         loop {
-            let result = self
-                .submit(bytes.clone(), replies, patience, deadline, timeout)
-                .await;
-            let more =
-                attempt < shared.config.max_attempts && deadline.is_none_or(|d| Instant::now() < d);
+            let this = match payload.take() {
+                Some(p) => p,
+                None => match &keep {
+                    Some(Payload::Cmd(cmd)) => Payload::Cmd(cmd.clone()),
+                    Some(Payload::Encoded(b)) => Payload::Encoded(b.clone()),
+                    None => unreachable_retry(),
+                },
+            };
+            let result = self.submit(this, replies, patience, deadline).await;
+            let more = attempt < max_attempts && deadline.is_none_or(|d| Instant::now() < d);
             match &result {
                 Err(Error::ConnectionLost {
                     sent: Sent::Maybe, ..
                 }) if more && resend_ok => {}
-                Ok(values)
-                    if more
-                        && replies == 1
-                        && matches!(&values[0], Value::Error(e)
-                            if ServerError::new(e.clone()).is_transient()) =>
+                Ok(Reply::One(Value::Error(e)))
+                    if more && ServerError::new(e.clone()).is_transient() =>
                 {
                     let delay = backoff.next_delay(&mut rand::rng()).unwrap_or_default();
                     let delay = match deadline {
@@ -419,15 +443,15 @@ impl Connection {
         }
     }
 
-    /// Queues one request and waits for its replies until `deadline`.
+    /// Queues one request and waits for the driver's answer: replies, an error, or a timeout
+    /// at `deadline` (the driver keeps the time, so a call costs no timer of its own).
     async fn submit(
         &self,
-        bytes: Bytes,
+        payload: Payload,
         replies: usize,
         patience: Option<Duration>,
         deadline: Option<Instant>,
-        timeout: Duration,
-    ) -> Result<Vec<Value>, Error> {
+    ) -> Result<Reply, Error> {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed {
@@ -446,13 +470,12 @@ impl Connection {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::QueueFull { capacity });
         }
-        let state = Arc::new(AtomicU8::new(QUEUED));
         let (tx, rx) = oneshot::channel();
         let request = Request {
-            bytes,
+            payload,
             replies,
-            state: Arc::clone(&state),
             tx: Some(tx),
+            deadline,
             patience,
             expect: None,
         };
@@ -462,34 +485,18 @@ impl Connection {
                 reason: "the connection's driver has stopped".into(),
             });
         }
-        let outcome = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // Withdraw it if it is still waiting to be written; then it never will be.
-                    let sent = match state.compare_exchange(
-                        QUEUED,
-                        CANCELLED,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
-                        Ok(_) => {
-                            shared.queued.fetch_sub(1, Ordering::AcqRel);
-                            Sent::No
-                        }
-                        Err(_) => Sent::Maybe,
-                    };
-                    return Err(Error::Timeout { timeout, sent });
-                }
-            },
-            None => rx.await,
-        };
-        outcome.unwrap_or_else(|_| {
+        rx.await.unwrap_or_else(|_| {
             Err(Error::Closed {
                 reason: "the connection's driver has stopped".into(),
             })
         })
     }
+}
+
+#[cold]
+fn unreachable_retry() -> Payload {
+    // `keep` is always set when a retry is possible (max_attempts > 1).
+    Payload::Encoded(Bytes::new())
 }
 
 fn unsupported(cmd: &Cmd) -> Error {
@@ -526,6 +533,15 @@ enum Exit {
     Broken(String),
 }
 
+/// Lowers `slot` to `t` when `t` is earlier.
+fn bump(slot: &mut Option<Instant>, t: Option<Instant>) {
+    if let Some(t) = t {
+        if slot.is_none_or(|s| t < s) {
+            *slot = Some(t);
+        }
+    }
+}
+
 /// The task that owns the socket.
 struct Driver {
     shared: Arc<Shared>,
@@ -543,6 +559,10 @@ impl Driver {
         loop {
             let reason = match self.serve(stream, buf).await {
                 Exit::Closed => return self.shut("the connection was closed"),
+                // Closed by the application while the socket was failing: nothing to report.
+                Exit::Broken(_) if self.shared.closed.load(Ordering::Acquire) => {
+                    return self.shut("the connection was closed");
+                }
                 Exit::Broken(reason) => reason,
             };
             self.shared.connected.store(false, Ordering::Release);
@@ -556,7 +576,22 @@ impl Driver {
             let mut reported: Option<String> = None;
             loop {
                 attempt += 1;
-                match open(&self.shared.config, self.tls.as_ref(), &addr).await {
+                // Keep answering callers (deadlines, fail-fast) while the attempt runs.
+                let shared = Arc::clone(&self.shared);
+                let tls = self.tls.clone();
+                let attempt_fut = open(&shared.config, tls.as_ref(), &addr);
+                tokio::pin!(attempt_fut);
+                let opened = loop {
+                    tokio::select! {
+                        r = &mut attempt_fut => break r,
+                        alive = self.wait_disconnected(Duration::from_secs(3600)) => {
+                            if !alive {
+                                return self.shut("the connection was closed");
+                            }
+                        }
+                    }
+                };
+                match opened {
                     Ok((s, b, decoder)) => {
                         stream = s;
                         buf = b;
@@ -583,9 +618,8 @@ impl Driver {
                             // fail what waits, and say it once.
                             delay = self.shared.config.backoff.ceiling(u32::MAX);
                             for req in self.pending.drain(..) {
-                                if req.claim(&self.shared) {
-                                    req.fail(error.clone());
-                                }
+                                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                                req.fail(error.clone());
                             }
                             if reported.as_deref() != Some(&error.to_string()) {
                                 reported = Some(error.to_string());
@@ -611,28 +645,73 @@ impl Driver {
         }
     }
 
-    /// Sleeps through a backoff delay while taking in requests. False when the connection was
-    /// closed meanwhile.
+    /// The error for a request whose deadline passed.
+    fn timeout_error(&self, req: &Request, sent: Sent) -> Error {
+        Error::Timeout {
+            timeout: req.patience.unwrap_or(self.shared.config.response_timeout),
+            sent,
+        }
+    }
+
+    /// Takes a request out of the queue for writing: `None` when its caller went away or its
+    /// deadline passed (then it is answered with a timeout, `Sent::No`).
+    fn take(&self, req: Request, now: Instant) -> Option<Request> {
+        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if req.abandoned() {
+            return None;
+        }
+        if req.deadline.is_some_and(|d| d <= now) {
+            let error = self.timeout_error(&req, Sent::No);
+            req.fail(error);
+            return None;
+        }
+        Some(req)
+    }
+
+    /// Answers queued requests whose deadline passed and drops abandoned ones; returns the
+    /// earliest deadline left.
+    fn expire_pending(&mut self, now: Instant) -> Option<Instant> {
+        let mut earliest = None;
+        let mut kept = VecDeque::with_capacity(self.pending.len());
+        while let Some(req) = self.pending.pop_front() {
+            if req.abandoned() || req.deadline.is_some_and(|d| d <= now) {
+                // `take` answers or drops it, since it is abandoned or expired.
+                let _ = self.take(req, now);
+            } else {
+                bump(&mut earliest, req.deadline);
+                kept.push_back(req);
+            }
+        }
+        self.pending = kept;
+        earliest
+    }
+
+    /// Sleeps through a backoff delay while taking in requests and expiring them at their
+    /// deadlines. False when the connection was closed meanwhile.
     async fn wait_disconnected(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
-            self.pending
-                .retain(|r| r.state.load(Ordering::Acquire) != CANCELLED);
             if self.shared.closed.load(Ordering::Acquire) {
                 return false;
             }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            let mut wake = Some(until);
+            bump(&mut wake, self.expire_pending(now));
+            let wake = wake.unwrap_or(until);
             tokio::select! {
-                () = tokio::time::sleep_until(until) => return true,
+                () = tokio::time::sleep_until(wake) => {}
                 req = self.rx.recv() => match req {
                     None => return false,
                     Some(req) if self.shared.config.fail_fast => {
-                        if req.claim(&self.shared) {
-                            req.fail(Error::ConnectionLost {
-                                addr: self.shared.addr.clone(),
-                                reason: "disconnected, and fail-fast is set".into(),
-                                sent: Sent::No,
-                            });
-                        }
+                        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                        req.fail(Error::ConnectionLost {
+                            addr: self.shared.addr.clone(),
+                            reason: "disconnected, and fail-fast is set".into(),
+                            sent: Sent::No,
+                        });
                     }
                     Some(req) => self.pending.push_back(req),
                 },
@@ -652,9 +731,8 @@ impl Driver {
             self.pending.push_back(req);
         }
         for req in self.pending.drain(..) {
-            if req.claim(&self.shared) {
-                req.fail(error.clone());
-            }
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            req.fail(error.clone());
         }
         self.shared.events.emit(Event::Closed {
             addr: self.shared.addr.clone(),
@@ -674,7 +752,15 @@ impl Driver {
         let mut last_activity = Instant::now();
         let mut closing = false;
         let health = shared.config.health_check_interval;
-        let ping_patience = shared.config.response_timeout;
+        // One timer for every deadline: armed at the earliest moment something may be due
+        // (a caller's deadline, a hung connection, an idle health check), so that calls cost no
+        // timer of their own.
+        let mut timer = Box::pin(tokio::time::sleep_until(Instant::now()));
+        let mut armed: Option<Instant> = None;
+        let mut next_check: Option<Instant> = health.map(|i| last_activity + i);
+        for req in &self.pending {
+            bump(&mut next_check, req.deadline);
+        }
 
         let broken = |reason: String,
                       inflight: &mut VecDeque<InFlight>,
@@ -682,8 +768,12 @@ impl Driver {
                       pending: &mut VecDeque<Request>| {
             // Unwritten requests go back to the queue in order; the others may have run.
             while let Some(entry) = inflight.pop_back() {
+                if entry.req.abandoned() {
+                    continue;
+                }
                 if entry.start >= written {
-                    entry.req.requeue(&shared, pending);
+                    shared.queued.fetch_add(1, Ordering::AcqRel);
+                    pending.push_front(entry.req);
                 } else {
                     entry.req.fail(Error::ConnectionLost {
                         addr: shared.addr.clone(),
@@ -697,9 +787,11 @@ impl Driver {
 
         loop {
             // Route every complete reply in the read buffer.
+            let mut answered = 0usize;
             loop {
                 match self.decoder.decode(&mut rbuf) {
                     Ok(Some(value)) => {
+                        answered += 1;
                         if let Err(reason) = dispatch(value, &mut inflight) {
                             return broken(reason, &mut inflight, written, &mut self.pending);
                         }
@@ -726,8 +818,21 @@ impl Driver {
             if shared.closed.load(Ordering::Acquire) {
                 closing = true;
             }
+            if answered > 1 {
+                // The callers just answered usually send their next command at once: let them
+                // run first (a few scheduler passes at most, while their commands are still
+                // coming in), so that those commands leave together in the next write instead
+                // of one write each.
+                for _ in 0..1 {
+                    tokio::task::yield_now().await;
+                    if self.rx.len() >= answered {
+                        break;
+                    }
+                }
+            }
             // Gather everything waiting into one write.
-            if !closing {
+            if !closing && wbuf.len() < MAX_WRITE_BATCH {
+                let now = Instant::now();
                 while wbuf.len() < MAX_WRITE_BATCH {
                     let req = match self.pending.pop_front() {
                         Some(req) => req,
@@ -740,31 +845,38 @@ impl Driver {
                             }
                         },
                     };
-                    if !req.claim(&shared) {
+                    let Some(req) = self.take(req, now) else {
                         continue;
-                    }
-                    wbuf.extend_from_slice(&req.bytes);
+                    };
+                    let before = wbuf.len();
+                    req.write_to(&mut wbuf);
                     let start = enqueued;
-                    enqueued += req.bytes.len() as u64;
-                    let due = req.patience.map(|p| Instant::now() + p);
+                    enqueued += (wbuf.len() - before) as u64;
+                    let due = req.patience.map(|p| now + p);
+                    bump(&mut next_check, req.deadline);
+                    bump(&mut next_check, due);
+                    let got = if req.replies > 1 {
+                        Vec::with_capacity(req.replies.min(1024))
+                    } else {
+                        Vec::new()
+                    };
                     inflight.push_back(InFlight {
-                        got: Vec::with_capacity(req.replies.min(64)),
                         req,
                         start,
                         due,
+                        got,
                     });
                 }
             }
             if closing && inflight.is_empty() && wbuf.is_empty() {
                 return Exit::Closed;
             }
-            let hung_at = inflight.front().and_then(|f| f.due);
-            let ping_at = match health {
-                Some(interval) if inflight.is_empty() && wbuf.is_empty() && !closing => {
-                    Some(last_activity + interval)
+            if next_check != armed {
+                if let Some(at) = next_check {
+                    timer.as_mut().reset(at);
                 }
-                _ => None,
-            };
+                armed = next_check;
+            }
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 2 {
                 rbuf.reserve(READ_CHUNK);
             }
@@ -779,7 +891,10 @@ impl Driver {
                             &mut self.pending,
                         );
                     }
-                    Ok(_) => last_activity = Instant::now(),
+                    Ok(_) => {
+                        shared.reads.fetch_add(1, Ordering::Relaxed);
+                        last_activity = Instant::now();
+                    }
                     Err(e) => {
                         return broken(
                             format!("read failed: {e}"),
@@ -800,10 +915,10 @@ impl Driver {
                             );
                         }
                         Ok(Some(n)) => {
+                            shared.writes.fetch_add(1, Ordering::Relaxed);
                             wbuf.advance(n);
                             written += n as u64;
                             needs_flush = true;
-                            last_activity = Instant::now();
                         }
                         Ok(None) => needs_flush = false,
                         Err(e) => {
@@ -817,37 +932,71 @@ impl Driver {
                     }
                 },
                 req = self.rx.recv(), if wbuf.is_empty() && !closing => match req {
-                    Some(req) => self.pending.push_back(req),
+                    Some(req) => {
+                        bump(&mut next_check, req.deadline);
+                        self.pending.push_back(req);
+                    }
                     None => closing = true,
                 },
-                () = sleep_until_opt(hung_at), if hung_at.is_some() => {
-                    return broken(
-                        format!(
-                            "no reply within {:?}: the connection is considered hung",
-                            inflight.front().and_then(|f| f.req.patience).unwrap_or_default()
-                        ),
-                        &mut inflight,
-                        written,
-                        &mut self.pending,
-                    );
-                },
-                () = sleep_until_opt(ping_at), if ping_at.is_some() => {
-                    let nonce = Bytes::from(format!("idle-{}", rand::random::<u64>()));
-                    let mut out = BytesMut::new();
-                    Cmd::new("PING").arg(&nonce).write_to(&mut out);
-                    shared.queued.fetch_add(1, Ordering::AcqRel);
-                    self.pending.push_back(Request {
-                        bytes: out.freeze(),
-                        replies: 1,
-                        state: Arc::new(AtomicU8::new(QUEUED)),
-                        tx: None,
-                        patience: Some(ping_patience),
-                        expect: Some(nonce),
-                    });
-                    last_activity = Instant::now();
+                () = &mut timer, if armed.is_some() => {
+                    let now = Instant::now();
+                    armed = None;
+                    next_check = None;
+                    // Callers whose deadline passed get their answer now; their replies will be
+                    // read and dropped when they come.
+                    for entry in inflight.iter_mut() {
+                        if entry.req.tx.is_none() {
+                            continue;
+                        }
+                        match entry.req.deadline {
+                            Some(d) if d <= now => {
+                                let error = self.timeout_error(&entry.req, Sent::Maybe);
+                                if let Some(tx) = entry.req.tx.take() {
+                                    let _ = tx.send(Err(error));
+                                }
+                            }
+                            other => bump(&mut next_check, other),
+                        }
+                    }
+                    if let Some(front) = inflight.front() {
+                        if front.due.is_some_and(|d| d <= now) {
+                            let reason = format!(
+                                "no reply within {:?}: the connection is considered hung",
+                                front.req.patience.unwrap_or_default()
+                            );
+                            return broken(reason, &mut inflight, written, &mut self.pending);
+                        }
+                        bump(&mut next_check, front.due);
+                    }
+                    let earliest = self.expire_pending(now);
+                    bump(&mut next_check, earliest);
+                    if let Some(interval) = health {
+                        let idle = inflight.is_empty() && self.pending.is_empty() && wbuf.is_empty();
+                        if idle && now >= last_activity + interval && !closing {
+                            self.pending.push_back(health_ping(shared.config.response_timeout));
+                            shared.queued.fetch_add(1, Ordering::AcqRel);
+                            last_activity = now;
+                        }
+                        bump(&mut next_check, Some(last_activity + interval));
+                    }
                 },
             }
         }
+    }
+}
+
+/// The driver's own `PING <nonce>` for an idle connection.
+fn health_ping(patience: Duration) -> Request {
+    let nonce = Bytes::from(format!("idle-{}", rand::random::<u64>()));
+    let mut out = BytesMut::new();
+    Cmd::new("PING").arg(&nonce).write_to(&mut out);
+    Request {
+        payload: Payload::Encoded(out.freeze()),
+        replies: 1,
+        tx: None,
+        deadline: None,
+        patience: Some(patience),
+        expect: Some(nonce),
     }
 }
 
@@ -864,13 +1013,6 @@ async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Gives a reply to the oldest request waiting. RESP3 pushes are out of band and skipped.
 fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), String> {
     if value.is_push() {
@@ -882,23 +1024,31 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
             value.kind()
         ));
     };
-    front.got.push(value);
-    if front.got.len() < front.req.replies {
-        return Ok(());
-    }
+    let reply = if front.req.replies == 1 {
+        Reply::One(value)
+    } else {
+        front.got.push(value);
+        if front.got.len() < front.req.replies {
+            return Ok(());
+        }
+        Reply::Many(std::mem::take(&mut front.got))
+    };
     let Some(done) = inflight.pop_front() else {
         return Ok(());
     };
     match (done.req.tx, &done.req.expect) {
         (Some(tx), _) => {
-            let _ = tx.send(Ok(done.got));
+            let _ = tx.send(Ok(reply));
         }
         (None, Some(nonce)) => {
-            let echoed = done.got.first().and_then(Value::as_bytes);
+            let echoed = match &reply {
+                Reply::One(v) => v.as_bytes(),
+                Reply::Many(v) => v.first().and_then(Value::as_bytes),
+            };
             if echoed != Some(nonce) {
                 return Err(format!(
-                    "health check PING got {:?} instead of its nonce: the stream is out of step",
-                    done.got.first()
+                    "health check PING got {reply:?} instead of its nonce: the stream is out of \
+                     step"
                 ));
             }
         }

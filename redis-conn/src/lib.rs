@@ -39,7 +39,7 @@ pub mod tls;
 mod transport;
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use cmd::Cmd;
+pub use cmd::{Args, Cmd};
 pub use config::{ConnectionConfig, Delivery, Protocol};
 pub use connection::{Connection, Stats};
 pub use error::{Error, Sent, ServerError};

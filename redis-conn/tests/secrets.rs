@@ -57,10 +57,25 @@ async fn the_password_never_leaks() {
     // Commands that carry credentials, formatted.
     for cmd in [
         Cmd::new("AUTH").arg("app").arg(&marker),
-        Cmd::new("HELLO").arg("3").arg("AUTH").arg("app").arg(&marker),
+        Cmd::new("HELLO")
+            .arg("3")
+            .arg("AUTH")
+            .arg("app")
+            .arg(&marker),
         Cmd::new("CONFIG").arg("SET").arg("masterauth").arg(&marker),
-        Cmd::new("ACL").arg("SETUSER").arg("u").arg(format!(">{marker}")),
-        Cmd::new("MIGRATE").arg("h").arg("1").arg("k").arg("0").arg("10").arg("AUTH2").arg("u").arg(&marker),
+        Cmd::new("ACL")
+            .arg("SETUSER")
+            .arg("u")
+            .arg(format!(">{marker}")),
+        Cmd::new("MIGRATE")
+            .arg("h")
+            .arg("1")
+            .arg("k")
+            .arg("0")
+            .arg("10")
+            .arg("AUTH2")
+            .arg("u")
+            .arg(&marker),
     ] {
         outputs.push(format!("{cmd:?}"));
     }
@@ -84,7 +99,10 @@ async fn the_password_never_leaks() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     outputs.extend(events.lock().unwrap().iter().cloned());
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("redis connection event"), "TRACE logs were not captured: {logs}");
+    assert!(
+        logs.contains("redis connection event"),
+        "TRACE logs were not captured: {logs}"
+    );
     outputs.push(logs);
     for text in &outputs {
         assert!(!text.contains(&marker), "the password leaked into: {text}");

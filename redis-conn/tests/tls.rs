@@ -128,7 +128,10 @@ async fn bad_tls_files_are_configuration_errors() {
     let server = tls_server(&certs, &certs.server, false);
     let missing = TlsConfig::builder().ca_file("/nonexistent/ca.pem").build();
     let err = try_connect(&server, missing).await.unwrap_err();
-    assert!(matches!(err, Error::Config(ref m) if m.contains("/nonexistent/ca.pem")), "{err:?}");
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("/nonexistent/ca.pem")),
+        "{err:?}"
+    );
     let not_a_cert = TlsConfig::builder().ca_pem(b"garbage".to_vec()).build();
     assert!(matches!(
         try_connect(&server, not_a_cert).await.unwrap_err(),
