@@ -1,28 +1,14 @@
 //! A marker password never appears in Debug or Display output, errors, events or logs.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use redis_conn::{Cmd, Connection, ConnectionConfig, Error, ServerAddr, TlsConfig};
-use test_support::RedisServer;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use test_support::{RedisServer, SharedBuf};
 
 #[tokio::test]
 async fn the_password_never_leaks() {
     let marker = format!("S3cr3t-{}-{}", std::process::id(), rand_suffix());
-    let captured = Captured::default();
+    let captured = SharedBuf::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -98,7 +84,7 @@ async fn the_password_never_leaks() {
     outputs.push(format!("{err:?} {err}"));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     outputs.extend(events.lock().unwrap().iter().cloned());
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.contents();
     assert!(
         logs.contains("redis connection event"),
         "TRACE logs were not captured: {logs}"

@@ -1,12 +1,10 @@
 //! TLS against real servers with certificates made at test time: verification on by default,
 //! each dangerous switch accepting exactly its own defect, mTLS, one warning per client, reconnects.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis_conn::{Cmd, Connection, ConnectionConfig, Error, ServerAddr, TlsConfig, Value};
-use test_support::{CertFiles, RedisServer, ServerTls, TestCerts};
+use test_support::{CertFiles, RedisServer, ServerTls, SharedBuf, TestCerts};
 
 struct Servers {
     certs: TestCerts,
@@ -139,25 +137,11 @@ async fn bad_tls_files_are_configuration_errors() {
     ));
 }
 
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_dangerous_mode_warns_once_per_client_and_reconnects() {
     let certs = TestCerts::generate().unwrap();
     let mut server = tls_server(&certs, &certs.self_signed, false);
-    let captured = Captured::default();
+    let captured = SharedBuf::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::WARN)
@@ -191,7 +175,7 @@ async fn the_dangerous_mode_warns_once_per_client_and_reconnects() {
         }
     }
     assert_eq!(conn.stats().reconnects, 1);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.contents();
     let warnings = text
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("man-in-the-middle"))
@@ -199,10 +183,10 @@ async fn the_dangerous_mode_warns_once_per_client_and_reconnects() {
     assert_eq!(warnings, 1, "{text}");
 
     // A verified client never warns.
-    let before = captured.0.lock().unwrap().len();
+    let before = captured.len();
     let strict = TlsConfig::builder().ca_file(&certs.ca).build();
     let good = tls_server(&certs, &certs.server, false);
     try_connect(&good, strict).await.unwrap();
-    let after = String::from_utf8(captured.0.lock().unwrap()[before..].to_vec()).unwrap();
+    let after = captured.contents()[before..].to_string();
     assert!(!after.contains("man-in-the-middle"), "{after}");
 }

@@ -37,3 +37,39 @@ pub use proxy::{Fault, FaultProxy};
 pub use sentinel::{SentinelBuilder, SentinelSet, MASTER_NAME};
 pub use server::{RedisServer, ServerBuilder, ServerTls};
 pub use tls::{CertFiles, TestCerts};
+
+/// An in-memory, cloneable `Write` sink, for capturing log output in tests (give a clone of it
+/// to a log subscriber's writer, read it back with [`SharedBuf::contents`]).
+#[derive(Debug, Clone, Default)]
+pub struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    /// Everything written so far, as text.
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// How many bytes were written so far.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
