@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::Error;
 
@@ -76,8 +76,8 @@ impl Event {
     }
 }
 
-/// A callback for events. It runs on a task of its own, so a slow callback delays other
-/// callbacks, never I/O.
+/// A callback for events. Callbacks run on a thread of their own, one event after another, so a
+/// slow (even blocking) callback delays other callbacks, never I/O.
 pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The callbacks set in a configuration.
@@ -96,33 +96,48 @@ impl fmt::Debug for Callbacks {
 #[derive(Debug)]
 pub(crate) struct EventSink {
     stream: broadcast::Sender<Event>,
-    callbacks: Option<mpsc::Sender<Event>>,
+    callbacks: Option<std::sync::mpsc::SyncSender<Event>>,
 }
 
-/// Events queued for callbacks beyond this are dropped (and counted as dropped by nobody: a
-/// callback that slow is already missing its purpose).
+/// Events queued for callbacks beyond this are dropped: a callback that far behind is already
+/// missing its purpose, and the connection must not wait for it.
 const CALLBACK_QUEUE: usize = 1024;
 
 impl EventSink {
     pub(crate) fn new(callbacks: &Callbacks) -> EventSink {
         let (stream, _) = broadcast::channel(256);
-        let callbacks = (!callbacks.handlers.is_empty()).then(|| {
-            let (tx, mut rx) = mpsc::channel::<Event>(CALLBACK_QUEUE);
+        let callbacks = if callbacks.handlers.is_empty() {
+            None
+        } else {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(CALLBACK_QUEUE);
             let handlers = callbacks.handlers.clone();
-            tokio::spawn(async move {
-                while let Some(event) = rx.recv().await {
-                    for (filter, handler) in &handlers {
-                        if filter.is_none_or(|name| name == event.name()) {
-                            let call = std::panic::AssertUnwindSafe(|| handler(&event));
-                            if std::panic::catch_unwind(call).is_err() {
-                                tracing::error!(event = event.name(), "event callback panicked");
+            // A thread, not a task: a callback that blocks must not block a runtime worker.
+            // It ends when the connection (the sender) is dropped.
+            let spawned = std::thread::Builder::new()
+                .name("redis-conn-events".into())
+                .spawn(move || {
+                    for event in rx {
+                        for (filter, handler) in &handlers {
+                            if filter.is_none_or(|name| name == event.name()) {
+                                let call = std::panic::AssertUnwindSafe(|| handler(&event));
+                                if std::panic::catch_unwind(call).is_err() {
+                                    tracing::error!(
+                                        event = event.name(),
+                                        "event callback panicked"
+                                    );
+                                }
                             }
                         }
                     }
+                });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the event callback thread");
+                    None
                 }
-            });
-            tx
-        });
+            }
+        };
         EventSink { stream, callbacks }
     }
 

@@ -259,3 +259,75 @@ async fn a_unix_socket_works_like_tcp() {
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn a_pipeline_of_1000_commands_is_one_write_and_about_one_read_per_16_kib() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(config(&server).health_check_interval(None))
+        .await
+        .unwrap();
+    let value = "v".repeat(100);
+    conn.send(Cmd::new("SET").arg("k").arg(&value))
+        .await
+        .unwrap();
+    let cmds: Vec<Cmd> = (0..1000).map(|_| Cmd::new("GET").arg("k")).collect();
+    let before = conn.stats();
+    let replies = conn.send_pipeline(&cmds).await.unwrap();
+    let after = conn.stats();
+    assert_eq!(replies.len(), 1000);
+    assert!(replies.iter().all(|r| *r == bulk(&value)));
+    assert_eq!(
+        after.writes - before.writes,
+        1,
+        "a pipeline must go out in one write"
+    );
+    // 1000 replies of 107 bytes = 107 KB: 7 reads of 16 KiB at best. Allow for the kernel handing
+    // over smaller pieces on a busy machine, but not for anything like a read per reply.
+    let reads = after.reads - before.reads;
+    assert!(
+        (1..=40).contains(&reads),
+        "{reads} reads for 107 KB of replies"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_event_callback_never_stalls_io() {
+    let server = RedisServer::start().unwrap();
+    // A callback that blocks its thread for a long time on every event.
+    let conn = Connection::connect(config(&server).on_event(|_| {
+        std::thread::sleep(Duration::from_millis(500));
+    }))
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..200 {
+        conn.send(Cmd::new("SET").arg(format!("k{i}")).arg("v"))
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "commands waited for the callback: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_a_server_that_never_answers_times_out() {
+    let server = RedisServer::start().unwrap();
+    let proxy = test_support::FaultProxy::start(server.addr()).unwrap();
+    proxy.set(test_support::Fault::Blackhole);
+    let started = std::time::Instant::now();
+    let err = Connection::connect(
+        ConnectionConfig::new(ServerAddr::from(proxy.addr()))
+            .connect_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(800),
+        "{took:?}"
+    );
+}

@@ -614,3 +614,135 @@ async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn credentials_refused_on_reconnect_are_reported_once_and_not_hammered() {
+    let server = RedisServer::builder().password("first").start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .password("first")
+            .response_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let mut events = conn.events();
+    let mut admin = server.admin().unwrap();
+    admin
+        .cmd(&["CONFIG", "SET", "requirepass", "second"])
+        .unwrap();
+    admin
+        .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let err = conn.send(Cmd::new("PING")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Auth { .. } | Error::Timeout { .. }),
+        "{err:?}"
+    );
+    let (mut auth_errors, mut attempts) = (0, 0);
+    while let Ok(e) = events.try_recv() {
+        match e {
+            Event::Error {
+                error: Error::Auth { .. },
+                ..
+            } => auth_errors += 1,
+            Event::ReconnectFailed { .. } => attempts += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(auth_errors, 1, "a permanent error is reported once");
+    // After the first refusal the attempts are spaced by the backoff cap (1 s).
+    assert!((1..=4).contains(&attempts), "{attempts} attempts in 2.5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_reset_mid_pipeline_is_handled_like_a_kill() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let conn = Connection::connect(config_for(proxy.addr())).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (conn, stop) = (conn.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut ok, mut maybe, mut other) = (0u64, 0u64, Vec::new());
+            let cmds: Vec<Cmd> = (0..50).map(|_| Cmd::new("INCR").arg("c")).collect();
+            while !stop.load(Ordering::Relaxed) {
+                match conn.send_pipeline(&cmds).await {
+                    Ok(_) => ok += 50,
+                    Err(e) if e.sent() == Some(Sent::Maybe) => maybe += 50,
+                    Err(e) => other.push(e),
+                }
+            }
+            (ok, maybe, other)
+        })
+    };
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        proxy.reset_all();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, maybe, other) = load.await.unwrap();
+    assert!(other.is_empty(), "{other:?}");
+    assert!(maybe > 0, "no pipeline was cut");
+    let value: i64 =
+        String::from_utf8_lossy(server.cmd(&["GET", "c"]).unwrap().as_bytes().unwrap())
+            .parse()
+            .unwrap();
+    assert!(ok as i64 <= value && value <= (ok + maybe) as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_keeps_the_queue_bounded_and_every_call_resolves() {
+    // AOF, so that the restarted server would show any write that arrived late.
+    let mut server = RedisServer::builder().aof().start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .queue_capacity(200)
+            .response_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    server.kill9();
+    let started = Instant::now();
+    // 2,000 calls over the outage; at most 200 may wait at a time.
+    let mut tasks = Vec::new();
+    for i in 0..2000 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = conn
+                .send(Cmd::new("SET").arg(format!("k{i}")).arg("v"))
+                .await;
+            (r, t.elapsed())
+        }));
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (mut full, mut timeouts) = (0, 0);
+    for t in tasks {
+        let (r, took) = t.await.unwrap();
+        match r {
+            Err(Error::QueueFull { .. }) => {
+                full += 1;
+                assert!(took < Duration::from_millis(20), "QueueFull took {took:?}");
+            }
+            Err(e) => {
+                assert!(e.is_timeout(), "{e:?}");
+                assert_eq!(e.sent(), Some(Sent::No), "nothing could be written: {e:?}");
+                assert!(took < Duration::from_millis(900), "{took:?}");
+                timeouts += 1;
+            }
+            Ok(v) => panic!("a write succeeded with the server down: {v:?}"),
+        }
+    }
+    assert!(full > 0 && timeouts > 0, "full {full}, timeouts {timeouts}");
+    assert_eq!(conn.stats().queued, 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.restart().unwrap();
+    eventually(Duration::from_secs(3), || conn.health_check()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Nothing that timed out unsent was written later.
+    assert_eq!(server.admin().unwrap().cmd_int(&["DBSIZE"]).unwrap(), 0);
+}
