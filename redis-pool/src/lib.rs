@@ -291,18 +291,41 @@ enum Handoff<R> {
     Create,
 }
 
-struct Waiter<R> {
-    id: u64,
-    tx: oneshot::Sender<Handoff<R>>,
+/// A handoff in transit to a waiter. If the waiter is gone by the time it would take it (its
+/// future dropped after the send), dropping the delivery gives the resource or slot back.
+struct Delivery<M: Manager> {
+    handoff: Option<Handoff<M::Resource>>,
+    inner: Arc<Inner<M>>,
 }
 
-struct State<R> {
-    idle: VecDeque<Entry<R>>,
+impl<M: Manager> Delivery<M> {
+    fn take(mut self) -> Option<Handoff<M::Resource>> {
+        self.handoff.take()
+    }
+}
+
+impl<M: Manager> Drop for Delivery<M> {
+    fn drop(&mut self) {
+        match self.handoff.take() {
+            Some(Handoff::Resource(entry)) => self.inner.put_back(entry),
+            Some(Handoff::Create) => self.inner.release_slot(),
+            None => {}
+        }
+    }
+}
+
+struct Waiter<M: Manager> {
+    id: u64,
+    tx: oneshot::Sender<Delivery<M>>,
+}
+
+struct State<M: Manager> {
+    idle: VecDeque<Entry<M::Resource>>,
     /// Resources that exist or are being created.
     size: usize,
     /// Resources (or slots) out of the idle list.
     in_use: usize,
-    waiters: VecDeque<Waiter<R>>,
+    waiters: VecDeque<Waiter<M>>,
     next_waiter: u64,
     closed: bool,
 }
@@ -310,8 +333,10 @@ struct State<R> {
 struct Inner<M: Manager> {
     manager: M,
     config: PoolConfig,
-    state: Mutex<State<M::Resource>>,
+    state: Mutex<State<M>>,
     events: broadcast::Sender<PoolEvent>,
+    /// Itself, for deliveries (set right after creation).
+    this: Weak<Inner<M>>,
 }
 
 /// A pool of resources made by a [`Manager`]. Cheap to clone; clones share the pool.
@@ -336,7 +361,7 @@ impl<M: Manager> fmt::Debug for Pool<M> {
 }
 
 impl<M: Manager> Inner<M> {
-    fn lock(&self) -> MutexGuard<'_, State<M::Resource>> {
+    fn lock(&self) -> MutexGuard<'_, State<M>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -353,6 +378,9 @@ impl<M: Manager> Inner<M> {
 
     /// Gives an entry back: to the first live waiter, else to the idle list.
     fn put_back(&self, mut entry: Entry<M::Resource>) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
         let mut st = self.lock();
         if st.closed {
             st.size -= 1;
@@ -362,11 +390,17 @@ impl<M: Manager> Inner<M> {
             return;
         }
         while let Some(waiter) = st.waiters.pop_front() {
-            match waiter.tx.send(Handoff::Resource(entry)) {
+            let delivery = Delivery {
+                handoff: Some(Handoff::Resource(entry)),
+                inner: Arc::clone(&this),
+            };
+            match waiter.tx.send(delivery) {
                 // Stays counted as in use: the waiter has it now.
                 Ok(()) => return,
-                Err(Handoff::Resource(back)) => entry = back,
-                Err(Handoff::Create) => return,
+                Err(back) => match back.take() {
+                    Some(Handoff::Resource(e)) => entry = e,
+                    _ => return,
+                },
             }
         }
         st.in_use -= 1;
@@ -376,10 +410,21 @@ impl<M: Manager> Inner<M> {
     /// Frees one slot (a resource closed or a creation that failed) and, when someone waits,
     /// hands them the right to create in its place.
     fn release_slot(&self) {
+        let this = self.this.upgrade();
         let mut st = self.lock();
-        while let Some(waiter) = st.waiters.pop_front() {
-            if waiter.tx.send(Handoff::Create).is_ok() {
-                return;
+        if let Some(this) = this {
+            while let Some(waiter) = st.waiters.pop_front() {
+                let delivery = Delivery {
+                    handoff: Some(Handoff::Create),
+                    inner: Arc::clone(&this),
+                };
+                match waiter.tx.send(delivery) {
+                    Ok(()) => return,
+                    Err(back) => {
+                        // Defuse it: the slot is still ours to pass on.
+                        let _ = back.take();
+                    }
+                }
             }
         }
         st.size -= 1;
@@ -413,7 +458,8 @@ impl<M: Manager> Pool<M> {
     pub fn new(manager: M, mut config: PoolConfig) -> Pool<M> {
         config.min_idle = config.min_idle.min(config.max_size);
         let (events, _) = broadcast::channel(1024);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|this| Inner {
+            this: this.clone(),
             manager,
             config,
             state: Mutex::new(State {
@@ -525,15 +571,22 @@ impl<M: Manager> Pool<M> {
                     };
                     inner.emit(PoolEvent::Exhausted { waiting });
                     match tokio::time::timeout_at(deadline, &mut rx).await {
-                        Ok(Ok(h)) => h,
+                        Ok(Ok(delivery)) => match delivery.take() {
+                            Some(h) => h,
+                            None => continue,
+                        },
                         Ok(Err(_)) => return Err(PoolError::Closed),
                         Err(_) => {
-                            inner.lock().waiters.retain(|w| w.id != id);
-                            // Something may have been handed over just before we withdrew.
-                            match rx.try_recv() {
-                                Ok(Handoff::Resource(entry)) => inner.put_back(entry),
-                                Ok(Handoff::Create) => inner.release_slot(),
-                                Err(_) => {}
+                            let removed = {
+                                let mut st = inner.lock();
+                                let before = st.waiters.len();
+                                st.waiters.retain(|w| w.id != id);
+                                before != st.waiters.len()
+                            };
+                            // Something may have been handed over just before we withdrew:
+                            // dropping the delivery gives it back.
+                            if !removed {
+                                drop(rx.try_recv());
                             }
                             return Err(timed_out(TimeoutPhase::Wait));
                         }

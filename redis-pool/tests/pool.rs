@@ -439,3 +439,34 @@ async fn closing_the_pool_fails_waiters_and_closes_idle() {
     assert_eq!(pool.status().size, 0);
     assert!(matches!(pool.get().await, Err(PoolError::Closed)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_handed_to_a_waiter_that_just_left_comes_back() {
+    let pool = Pool::new(
+        M(fake()),
+        quiet(
+            PoolConfig::default()
+                .max_size(1)
+                .acquire_timeout(Duration::from_secs(60)),
+        ),
+    );
+    let held = pool.get().await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get().await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(pool.status().waiting, 1);
+    // The return hands the resource to the waiter's channel; the waiter is cancelled before it
+    // ever takes it out.
+    drop(held);
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, status.in_use),
+        (1, 1, 0),
+        "{status:?}"
+    );
+    assert!(pool.get().await.is_ok());
+}
