@@ -64,6 +64,8 @@ pub struct ConnectionConfig {
     pub(crate) health_check_interval: Option<Duration>,
     pub(crate) limits: Limits,
     pub(crate) readonly: bool,
+    pub(crate) reconnect: bool,
+    pub(crate) exclusive: bool,
     pub(crate) callbacks: Callbacks,
 }
 
@@ -91,6 +93,8 @@ impl ConnectionConfig {
             health_check_interval: Some(Duration::from_secs(1)),
             limits: Limits::default(),
             readonly: false,
+            reconnect: true,
+            exclusive: false,
             callbacks: Callbacks::default(),
         }
     }
@@ -221,6 +225,29 @@ impl ConnectionConfig {
     pub fn readonly(mut self, readonly: bool) -> Self {
         self.readonly = readonly;
         self
+    }
+
+    /// Reconnect after the connection breaks (default true). When false, a broken connection
+    /// closes for good: what a pool of exclusive connections wants, since connection state (WATCH,
+    /// MULTI) cannot survive a reconnect.
+    #[must_use]
+    pub fn reconnect(mut self, reconnect: bool) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// Declares the connection used by one caller at a time (a pooled lease), which allows the
+    /// commands that change connection state: WATCH, UNWATCH, MULTI, EXEC, DISCARD. Default
+    /// false. Pub/sub and MONITOR still need their own API.
+    #[must_use]
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// Whether the connection is declared exclusive.
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
     }
 
     /// Calls `f` for every event.

@@ -138,6 +138,8 @@ struct Shared {
     connect_failures: AtomicU64,
     writes: AtomicU64,
     reads: AtomicU64,
+    /// The live socket, to peek at (see `is_broken`); `None` while disconnected.
+    peek: std::sync::Mutex<Option<transport::PeekHandle>>,
 }
 
 /// A multiplexed connection to one server: cheap to clone, shared by any number of tasks.
@@ -243,6 +245,7 @@ impl Connection {
             connect_failures: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            peek: std::sync::Mutex::new(None),
         });
         shared.events.emit(Event::Connected { addr });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -311,7 +314,7 @@ impl Connection {
     /// [`Error::Unsupported`] for commands that need a dedicated connection (SUBSCRIBE, WATCH...).
     pub async fn send(&self, cmd: Cmd) -> Result<Value, Error> {
         let (info, effect, blocking) = cmd.traits();
-        if info.needs_dedicated_connection {
+        if self.refuses(&info) {
             return Err(unsupported(&cmd));
         }
         match self.call(Payload::Cmd(cmd), 1, effect, blocking).await? {
@@ -344,7 +347,7 @@ impl Connection {
         for (i, cmd) in cmds.iter().enumerate() {
             let (info, cmd_effect, cmd_blocking) = cmd.traits();
             let edge = transaction && (i == 0 || i == cmds.len() - 1);
-            if info.needs_dedicated_connection && !edge {
+            if self.refuses(&info) && !edge {
                 return Err(unsupported(cmd));
             }
             effect = worst_effect(effect, cmd_effect);
@@ -357,6 +360,33 @@ impl Connection {
         {
             Reply::Many(values) => Ok(values),
             Reply::One(value) => Ok(vec![value]),
+        }
+    }
+
+    /// Whether this connection cannot run a command: streaming commands never, connection-state
+    /// commands unless the connection is exclusive.
+    fn refuses(&self, info: &crate::table::CommandInfo) -> bool {
+        info.streams_replies || (info.needs_dedicated_connection && !self.shared.config.exclusive)
+    }
+
+    /// Whether the connection is closed for good (closed by the application, gave up
+    /// reconnecting, or broke with reconnect off).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// A cheap, synchronous liveness test for pools: true when the connection is closed for good,
+    /// or when its peer has already closed or reset the socket (seen with a non-blocking peek,
+    /// before the driver has even noticed). No round trip.
+    pub fn is_broken(&self) -> bool {
+        if self.is_closed() {
+            return true;
+        }
+        let peek = self.shared.peek.lock().unwrap_or_else(|e| e.into_inner());
+        match peek.as_ref() {
+            Some(handle) => !handle.alive(),
+            // Disconnected: reconnecting (broken for now), or a transport that cannot be peeked.
+            None => !self.is_connected(),
         }
     }
 
@@ -500,11 +530,17 @@ fn unreachable_retry() -> Payload {
 }
 
 fn unsupported(cmd: &Cmd) -> Error {
-    Error::Unsupported(format!(
-        "{} changes the connection's state and cannot run on a shared connection; \
-         use a dedicated connection (pub/sub, WATCH, MULTI outside a pipeline)",
-        String::from_utf8_lossy(cmd.name()).to_ascii_uppercase()
-    ))
+    let name = String::from_utf8_lossy(cmd.name()).to_ascii_uppercase();
+    if cmd.info().streams_replies {
+        Error::Unsupported(format!(
+            "{name} turns the connection into a message stream; use the pub/sub API"
+        ))
+    } else {
+        Error::Unsupported(format!(
+            "{name} changes the connection's state and cannot run on a shared connection; \
+             use an exclusive (pooled) connection, or MULTI ... EXEC inside one pipeline"
+        ))
+    }
 }
 
 fn worst_effect(a: Effect, b: Effect) -> Effect {
@@ -562,6 +598,16 @@ impl Driver {
                 // Closed by the application while the socket was failing: nothing to report.
                 Exit::Broken(_) if self.shared.closed.load(Ordering::Acquire) => {
                     return self.shut("the connection was closed");
+                }
+                Exit::Broken(reason) if !self.shared.config.reconnect => {
+                    self.shared.events.emit(Event::Disconnected {
+                        addr: addr.clone(),
+                        reason: reason.clone(),
+                    });
+                    return self.shut_with(
+                        &format!("connection lost ({reason}) and reconnect is off"),
+                        Some(reason),
+                    );
                 }
                 Exit::Broken(reason) => reason,
             };
@@ -720,12 +766,25 @@ impl Driver {
     }
 
     /// Fails everything still waiting and marks the connection closed.
-    fn shut(mut self, reason: &str) {
+    fn shut(self, reason: &str) {
+        self.shut_with(reason, None);
+    }
+
+    /// Like `shut`; when the connection broke (`lost`), unwritten requests learn that they
+    /// were not sent.
+    fn shut_with(mut self, reason: &str, lost: Option<String>) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.connected.store(false, Ordering::Release);
         self.rx.close();
-        let error = Error::Closed {
-            reason: reason.to_string(),
+        let error = match lost {
+            Some(why) => Error::ConnectionLost {
+                addr: self.shared.addr.clone(),
+                reason: why,
+                sent: Sent::No,
+            },
+            None => Error::Closed {
+                reason: reason.to_string(),
+            },
         };
         while let Ok(req) = self.rx.try_recv() {
             self.pending.push_back(req);
@@ -743,7 +802,11 @@ impl Driver {
     /// Serves one live connection until it breaks or the connection is closed.
     async fn serve(&mut self, stream: Stream, mut rbuf: BytesMut) -> Exit {
         let shared = Arc::clone(&self.shared);
+        let peek = transport::PeekHandle::of(&stream);
         let (mut rd, mut wr) = tokio::io::split(stream);
+        // Declared after the stream's halves, so dropped before them on every return: the
+        // descriptor is never peeked at once the stream closes it.
+        let _peek = PeekGuard::set(&shared, peek);
         let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut enqueued: u64 = 0;
@@ -982,6 +1045,22 @@ impl Driver {
                 },
             }
         }
+    }
+}
+
+/// Publishes the live socket for `Connection::is_broken`, and withdraws it when dropped.
+struct PeekGuard<'a>(&'a Shared);
+
+impl<'a> PeekGuard<'a> {
+    fn set(shared: &'a Shared, handle: transport::PeekHandle) -> PeekGuard<'a> {
+        *shared.peek.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        PeekGuard(shared)
+    }
+}
+
+impl Drop for PeekGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.peek.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

@@ -7,8 +7,8 @@
 //! shared by many tasks, reconnect with exponential backoff and full jitter, retries that are
 //! honest about whether a command may have run, deadlines, health checks and [`Event`]s.
 //!
-//! It leaves to others: pooling (`redis-pool`, generic, with the Redis manager built on this
-//! crate), topology (`redis-cluster`, `redis-sentinel`), and typed commands (`redis-client`).
+//! It leaves to others: pooling logic (`redis-pool`, generic; the Redis manager for it is
+//! [`pool::RedisManager`], here), topology (`redis-cluster`, `redis-sentinel`), and typed commands (`redis-client`).
 //! The wire format is `resp-codec`'s.
 //!
 //! # Layout
@@ -16,6 +16,7 @@
 //! - [`Cmd`] and [`table`]: commands, and what each one does (read-only, idempotent, blocking,
 //!   key positions), which retries and cluster routing rely on.
 //! - [`TlsConfig`]: trust roots, client certificates, and the explicit `dangerous()` switches.
+//! - [`pool`]: the Redis manager for `redis-pool` (exclusive leases or shared connections).
 //! - [`Backoff`]: the reconnect schedule, a small state machine testable without a clock.
 //! - [`Error`], [`Sent`]: typed failures that say whether a command may have been executed.
 //!
@@ -33,6 +34,7 @@ mod connection;
 mod error;
 mod events;
 mod handshake;
+pub mod pool;
 mod secret;
 pub mod table;
 pub mod tls;

@@ -71,6 +71,9 @@ pub struct CommandInfo {
     /// Commands that change the connection's mode (SUBSCRIBE, MONITOR) or need a connection of
     /// their own (WATCH, MULTI): not for a shared, multiplexed connection.
     pub needs_dedicated_connection: bool,
+    /// Commands whose replies arrive as a stream of messages (SUBSCRIBE, MONITOR): only the
+    /// pub/sub API can carry them, even on an exclusive connection.
+    pub streams_replies: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,24 +95,29 @@ const fn info(effect: Effect, keys: KeySpec) -> CommandInfo {
         keys,
         blocking: BlockingArg::None,
         needs_dedicated_connection: false,
+        streams_replies: false,
     }
 }
 
 const fn blocking(effect: Effect, keys: KeySpec, arg: BlockingArg) -> CommandInfo {
     CommandInfo {
-        effect,
-        keys,
         blocking: arg,
-        needs_dedicated_connection: false,
+        ..info(effect, keys)
     }
 }
 
 const fn dedicated(effect: Effect, keys: KeySpec) -> CommandInfo {
     CommandInfo {
-        effect,
-        keys,
-        blocking: BlockingArg::None,
         needs_dedicated_connection: true,
+        ..info(effect, keys)
+    }
+}
+
+const fn streaming(effect: Effect, keys: KeySpec) -> CommandInfo {
+    CommandInfo {
+        needs_dedicated_connection: true,
+        streams_replies: true,
+        ..info(effect, keys)
     }
 }
 
@@ -263,7 +271,8 @@ pub fn lookup(name: &[u8]) -> CommandInfo {
         | b"BGSAVE" | b"BGREWRITEAOF" => info(W, none),
         // Connection modes and transactions: not for a shared connection.
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
-        | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"RESET" => dedicated(W, none),
+        | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" => streaming(W, none),
+        b"RESET" => dedicated(W, none),
         b"WATCH" => dedicated(R, ALL_FROM_1),
         b"UNWATCH" => dedicated(R, none),
         b"MULTI" | b"EXEC" | b"DISCARD" => dedicated(W, none),

@@ -110,6 +110,42 @@ pub(crate) async fn connect(
     }
 }
 
+/// The descriptor of a connection's socket, used only to peek: it tells from outside the driver
+/// whether the peer has closed the connection, without a round trip and without a second
+/// descriptor.
+///
+/// Invariant: a `PeekHandle` is only used while the stream it was taken from is open. The
+/// connection keeps it in a mutex and clears it (under that mutex) before the stream is dropped,
+/// and peeks while holding the mutex.
+#[derive(Debug)]
+pub(crate) struct PeekHandle(std::os::fd::RawFd);
+
+impl PeekHandle {
+    pub(crate) fn of(stream: &Stream) -> PeekHandle {
+        use std::os::fd::AsRawFd;
+        PeekHandle(match stream {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        })
+    }
+
+    /// False when the peer closed or reset the connection. The socket is non-blocking (tokio set
+    /// it so), so this never waits.
+    #[allow(unsafe_code)]
+    pub(crate) fn alive(&self) -> bool {
+        // SAFETY: by the type's invariant the descriptor is open for the whole call (the stream
+        // that owns it is only dropped after the handle is cleared under the same mutex).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&fd).peek(&mut byte) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
 /// rustls puts its error inside the io::Error; say what it is.
 fn tls_reason(e: &io::Error) -> String {
     match e.get_ref() {
