@@ -138,6 +138,9 @@ struct Shared {
     connect_failures: AtomicU64,
     writes: AtomicU64,
     reads: AtomicU64,
+    /// A WATCH is in force on this (exclusive) connection: set by WATCH, cleared by EXEC,
+    /// DISCARD and UNWATCH, so that a pool only recycles when there is something to undo.
+    watching: AtomicBool,
     /// The live socket, to peek at (see `is_broken`); `None` while disconnected.
     peek: std::sync::Mutex<Option<transport::PeekHandle>>,
 }
@@ -246,17 +249,23 @@ impl Connection {
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             peek: std::sync::Mutex::new(None),
+            watching: AtomicBool::new(false),
         });
         shared.events.emit(Event::Connected { addr });
         let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
         let driver = Driver {
             shared: Arc::clone(&shared),
             rx,
             pending: VecDeque::new(),
             decoder,
             tls,
+            ready: Some(ready_tx),
         };
         tokio::spawn(driver.run(stream, buf));
+        // Hand the connection out only once its driver serves it (so that `is_broken` can already
+        // see the socket).
+        let _ = ready_rx.await;
         Ok(Connection { tx, shared })
     }
 
@@ -317,6 +326,9 @@ impl Connection {
         if self.refuses(&info) {
             return Err(unsupported(&cmd));
         }
+        if info.needs_dedicated_connection {
+            self.track_watch(&cmd);
+        }
         match self.call(Payload::Cmd(cmd), 1, effect, blocking).await? {
             Reply::One(Value::Error(e)) => {
                 self.shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -350,6 +362,9 @@ impl Connection {
             if self.refuses(&info) && !edge {
                 return Err(unsupported(cmd));
             }
+            if info.needs_dedicated_connection {
+                self.track_watch(cmd);
+            }
             effect = worst_effect(effect, cmd_effect);
             blocking = longest_block(blocking, cmd_blocking);
             cmd.write_to(&mut out);
@@ -367,6 +382,25 @@ impl Connection {
     /// commands unless the connection is exclusive.
     fn refuses(&self, info: &crate::table::CommandInfo) -> bool {
         info.streams_replies || (info.needs_dedicated_connection && !self.shared.config.exclusive)
+    }
+
+    /// Notes WATCH state changes (only connection-state commands get here).
+    fn track_watch(&self, cmd: &Cmd) {
+        let name = cmd.name();
+        if name.eq_ignore_ascii_case(b"WATCH") {
+            self.shared.watching.store(true, Ordering::Release);
+        } else if name.eq_ignore_ascii_case(b"UNWATCH")
+            || name.eq_ignore_ascii_case(b"EXEC")
+            || name.eq_ignore_ascii_case(b"DISCARD")
+        {
+            self.shared.watching.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether a WATCH sent on this connection may still be in force (no EXEC, DISCARD or
+    /// UNWATCH since).
+    pub fn is_watching(&self) -> bool {
+        self.shared.watching.load(Ordering::Acquire)
     }
 
     /// Whether the connection is closed for good (closed by the application, gave up
@@ -586,6 +620,8 @@ struct Driver {
     pending: VecDeque<Request>,
     decoder: Decoder,
     tls: Option<TlsPair>,
+    /// Told when serving starts for the first time.
+    ready: Option<oneshot::Sender<()>>,
 }
 
 impl Driver {
@@ -807,6 +843,9 @@ impl Driver {
         // Declared after the stream's halves, so dropped before them on every return: the
         // descriptor is never peeked at once the stream closes it.
         let _peek = PeekGuard::set(&shared, peek);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
         let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut enqueued: u64 = 0;
@@ -1060,6 +1099,9 @@ impl<'a> PeekGuard<'a> {
 
 impl Drop for PeekGuard<'_> {
     fn drop(&mut self) {
+        // Serving ends only when the connection broke or closes: say so before the socket can
+        // no longer be peeked at, so that `is_broken` never sees a gap.
+        self.0.connected.store(false, Ordering::Release);
         *self.0.peek.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }

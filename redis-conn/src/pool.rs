@@ -75,8 +75,9 @@ impl Manager for RedisManager {
         conn.health_check().await.map(|_| ())
     }
 
-    fn needs_recycle(&self, _conn: &Connection) -> bool {
-        self.config.exclusive
+    fn needs_recycle(&self, conn: &Connection) -> bool {
+        // Only when a caller left a WATCH behind: the common path costs no round trip.
+        self.config.exclusive && conn.is_watching()
     }
 
     async fn recycle(&self, conn: &mut Connection) -> Result<(), Error> {
