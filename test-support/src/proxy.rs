@@ -268,12 +268,14 @@ async fn pump(
                 _ => data.len().max(1),
             };
             for part in data.chunks(piece) {
+                // Counted before the write, so that a peer that has received a piece always sees
+                // it counted.
+                shared.writes.fetch_add(1, Ordering::SeqCst);
                 if to.write_all(part).await.is_err() {
                     kill.notify_one();
                     return;
                 }
                 forwarded.fetch_add(part.len() as u64, Ordering::SeqCst);
-                shared.writes.fetch_add(1, Ordering::SeqCst);
                 if piece < data.len() {
                     // Give the peer a chance to read each slice on its own. The proxy has its own
                     // thread, so a short blocking pause only slows this proxy.
