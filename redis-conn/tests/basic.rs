@@ -295,7 +295,7 @@ async fn a_slow_event_callback_never_stalls_io() {
     let server = RedisServer::start().unwrap();
     // A callback that blocks its thread for a long time on every event.
     let conn = Connection::connect(config(&server).on_event(|_| {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_secs(2));
     }))
     .await
     .unwrap();
@@ -306,7 +306,7 @@ async fn a_slow_event_callback_never_stalls_io() {
             .unwrap();
     }
     assert!(
-        started.elapsed() < Duration::from_millis(400),
+        started.elapsed() < Duration::from_millis(1500),
         "commands waited for the callback: {:?}",
         started.elapsed()
     );
