@@ -30,7 +30,15 @@ enum Reply {
     Many(Vec<Value>),
 }
 
-type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
+/// What the driver answers: the outcome, and the request's payload back when it may be needed
+/// for a retry (so that a call never copies its command just in case).
+#[derive(Debug)]
+struct Answer {
+    result: Result<Reply, Error>,
+    payload: Option<Payload>,
+}
+
+type ReplyTx = oneshot::Sender<Answer>;
 
 /// What a request writes.
 #[derive(Debug)]
@@ -70,8 +78,12 @@ impl Request {
     }
 
     fn fail(self, error: Error) {
-        if let Some(tx) = self.tx {
-            let _ = tx.send(Err(error));
+        let Request { tx, payload, .. } = self;
+        if let Some(tx) = tx {
+            let _ = tx.send(Answer {
+                result: Err(error),
+                payload: Some(payload),
+            });
         }
     }
 
@@ -463,25 +475,20 @@ impl Connection {
         };
         let resend_ok = effect.is_retry_safe() || shared.config.delivery == Delivery::AtLeastOnce;
         let max_attempts = shared.config.max_attempts;
-        // The first attempt moves the payload; a retry (rare) sends a copy kept for it.
-        let keep = (max_attempts > 1).then(|| match &payload {
-            Payload::Cmd(cmd) => Payload::Cmd(cmd.clone()),
-            Payload::Encoded(b) => Payload::Encoded(b.clone()),
-        });
         let mut payload = Some(payload);
         let mut backoff = Backoff::new(shared.config.backoff);
         let mut attempt = 1;
         loop {
-            let this = match payload.take() {
-                Some(p) => p,
-                None => match &keep {
-                    Some(Payload::Cmd(cmd)) => Payload::Cmd(cmd.clone()),
-                    Some(Payload::Encoded(b)) => Payload::Encoded(b.clone()),
-                    None => unreachable_retry(),
-                },
+            let Some(this) = payload.take() else {
+                return Err(Error::Closed {
+                    reason: "the request was lost by its connection".into(),
+                });
             };
-            let result = self.submit(this, replies, patience, deadline).await;
-            let more = attempt < max_attempts && deadline.is_none_or(|d| Instant::now() < d);
+            let (result, back) = self.submit(this, replies, patience, deadline).await;
+            payload = back;
+            let more = payload.is_some()
+                && attempt < max_attempts
+                && deadline.is_none_or(|d| Instant::now() < d);
             match &result {
                 Err(Error::ConnectionLost {
                     sent: Sent::Maybe, ..
@@ -508,31 +515,34 @@ impl Connection {
     }
 
     /// Queues one request and waits for the driver's answer: replies, an error, or a timeout
-    /// at `deadline` (the driver keeps the time, so a call costs no timer of its own).
+    /// at `deadline` (the driver keeps the time, so a call costs no timer of its own). The
+    /// payload comes back with the answer when a retry may need it.
     async fn submit(
         &self,
         payload: Payload,
         replies: usize,
         patience: Option<Duration>,
         deadline: Option<Instant>,
-    ) -> Result<Reply, Error> {
+    ) -> (Result<Reply, Error>, Option<Payload>) {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed {
+            let error = Error::Closed {
                 reason: "the connection was closed".into(),
-            });
+            };
+            return (Err(error), None);
         }
         if shared.config.fail_fast && !shared.connected.load(Ordering::Acquire) {
-            return Err(Error::ConnectionLost {
+            let error = Error::ConnectionLost {
                 addr: shared.addr.clone(),
                 reason: "disconnected, and fail-fast is set".into(),
                 sent: Sent::No,
-            });
+            };
+            return (Err(error), None);
         }
         let capacity = shared.config.queue_capacity;
         if shared.queued.fetch_add(1, Ordering::AcqRel) >= capacity {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::QueueFull { capacity });
+            return (Err(Error::QueueFull { capacity }), None);
         }
         let (tx, rx) = oneshot::channel();
         let request = Request {
@@ -545,22 +555,21 @@ impl Connection {
         };
         if self.tx.send(request).is_err() {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Closed {
+            let error = Error::Closed {
                 reason: "the connection's driver has stopped".into(),
-            });
+            };
+            return (Err(error), None);
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(Error::Closed {
-                reason: "the connection's driver has stopped".into(),
-            })
-        })
+        match rx.await {
+            Ok(answer) => (answer.result, answer.payload),
+            Err(_) => {
+                let error = Error::Closed {
+                    reason: "the connection's driver has stopped".into(),
+                };
+                (Err(error), None)
+            }
+        }
     }
-}
-
-#[cold]
-fn unreachable_retry() -> Payload {
-    // `keep` is always set when a retry is possible (max_attempts > 1).
-    Payload::Encoded(Bytes::new())
 }
 
 fn unsupported(cmd: &Cmd) -> Error {
@@ -1054,7 +1063,10 @@ impl Driver {
                             Some(d) if d <= now => {
                                 let error = self.timeout_error(&entry.req, Sent::Maybe);
                                 if let Some(tx) = entry.req.tx.take() {
-                                    let _ = tx.send(Err(error));
+                                    let _ = tx.send(Answer {
+                                        result: Err(error),
+                                        payload: None,
+                                    });
                                 }
                             }
                             other => bump(&mut next_check, other),
@@ -1157,9 +1169,18 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
     let Some(done) = inflight.pop_front() else {
         return Ok(());
     };
-    match (done.req.tx, &done.req.expect) {
+    let Request {
+        tx,
+        expect,
+        payload,
+        ..
+    } = done.req;
+    match (tx, &expect) {
         (Some(tx), _) => {
-            let _ = tx.send(Ok(reply));
+            let _ = tx.send(Answer {
+                result: Ok(reply),
+                payload: Some(payload),
+            });
         }
         (None, Some(nonce)) => {
             let echoed = match &reply {
