@@ -16,6 +16,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use benches::{median, ratio};
 use redis_conn::{Cmd, Connection, ConnectionConfig, ServerAddr};
 use test_support::RedisServer;
 
@@ -211,11 +212,6 @@ fn redis_benchmark(port: u16, w: Workload, ops: usize) -> Option<f64> {
         .and_then(|v| v.trim_matches('"').parse().ok())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
@@ -265,21 +261,14 @@ fn main() {
             }
         }
         let (a, b, c) = (median(a), median(b), median(c));
-        let ratio = |x: f64| {
-            if x > 0.0 {
-                format!("{:.2}x", a / x)
-            } else {
-                "-".into()
-            }
-        };
         println!(
             "{:<28} {:>14.0} {:>14.0} {:>14.0} {:>10} {:>10}",
             w.name(),
             a,
             b,
             c,
-            ratio(b),
-            ratio(c)
+            ratio(a, b),
+            ratio(a, c)
         );
     }
     println!(

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use benches::{median, ratio};
 use redis_conn::pool::RedisManager;
 use redis_conn::{Cmd, ConnectionConfig, ServerAddr};
 use redis_pool::PoolConfig;
@@ -142,11 +143,6 @@ mod peers {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (ops, rounds) = if full { (20_000, 3) } else { (512, 1) };
@@ -173,21 +169,14 @@ fn main() {
             }
         }
         let (a, b, c) = (median(a), median(b), median(c));
-        let ratio = |x: f64| {
-            if x > 0.0 {
-                format!("{:.2}x", a / x)
-            } else {
-                "-".into()
-            }
-        };
         println!(
             "{:<10} {:>14.0} {:>14.0} {:>14.0} {:>9} {:>9}",
             tasks,
             a,
             b,
             c,
-            ratio(b),
-            ratio(c)
+            ratio(a, b),
+            ratio(a, c)
         );
     }
     println!(
