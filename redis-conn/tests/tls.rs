@@ -190,3 +190,20 @@ async fn the_dangerous_mode_warns_once_per_client_and_reconnects() {
     let after = captured.contents()[before..].to_string();
     assert!(!after.contains("man-in-the-middle"), "{after}");
 }
+
+#[tokio::test]
+async fn a_server_name_override_verifies_against_that_name() {
+    let certs = TestCerts::generate().unwrap();
+    // The certificate names localhost.example.com only; we connect to 127.0.0.1.
+    let server = tls_server(&certs, &certs.wrong_host, false);
+    let named = TlsConfig::builder()
+        .ca_file(&certs.ca)
+        .server_name("localhost.example.com")
+        .build();
+    try_connect(&server, named).await.unwrap();
+    let other = TlsConfig::builder()
+        .ca_file(&certs.ca)
+        .server_name("other.example.com")
+        .build();
+    tls_reason(try_connect(&server, other).await);
+}
