@@ -16,7 +16,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use benches::{median, ratio};
+use benches::{median, process_cpu, ratio};
 use redis_conn::{Cmd, Connection, ConnectionConfig, ServerAddr};
 use test_support::RedisServer;
 
@@ -234,8 +234,8 @@ fn main() {
     .expect("runtime");
     let has_redis_benchmark = redis_benchmark(server.port(), Workload::B1, 10).is_some();
     println!(
-        "{:<28} {:>14} {:>14} {:>14} {:>10} {:>10}",
-        "workload", "resp-conn", "redis-rs", "redis-bench", "vs rs", "vs r-b"
+        "{:<28} {:>14} {:>14} {:>14} {:>10} {:>10} {:>9} {:>9}",
+        "workload", "resp-conn", "redis-rs", "redis-bench", "vs rs", "vs r-b", "us/op", "rs us/op"
     );
     // E2E_ONLY=B2 runs one workload; E2E_OURS_ONLY=1 skips the others (for profiling).
     let only = std::env::var("E2E_ONLY").ok();
@@ -247,13 +247,24 @@ fn main() {
         let ops = w.ops(sizes);
         #[allow(unused_mut)]
         let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        #[allow(unused_mut)]
+        let (mut cpu_a, mut cpu_b) = (Vec::new(), Vec::new());
+        let cpu_per_op = |before: Duration| {
+            (process_cpu().saturating_sub(before)).as_secs_f64() * 1e6 / ops as f64
+        };
         for _ in 0..sizes.rounds {
+            let before = process_cpu();
             a.push(runtime.block_on(ours(addr, w, ops)));
+            cpu_a.push(cpu_per_op(before));
             if ours_only {
                 continue;
             }
             #[cfg(feature = "peers")]
-            b.push(runtime.block_on(redis_rs(addr, w, ops)));
+            {
+                let before = process_cpu();
+                b.push(runtime.block_on(redis_rs(addr, w, ops)));
+                cpu_b.push(cpu_per_op(before));
+            }
             if has_redis_benchmark {
                 if let Some(r) = redis_benchmark(server.port(), w, ops) {
                     c.push(r);
@@ -261,19 +272,22 @@ fn main() {
             }
         }
         let (a, b, c) = (median(a), median(b), median(c));
+        let (cpu_a, cpu_b) = (median(cpu_a), median(cpu_b));
         println!(
-            "{:<28} {:>14.0} {:>14.0} {:>14.0} {:>10} {:>10}",
+            "{:<28} {:>14.0} {:>14.0} {:>14.0} {:>10} {:>10} {:>9.2} {:>9.2}",
             w.name(),
             a,
             b,
             c,
             ratio(a, b),
-            ratio(a, c)
+            ratio(a, c),
+            cpu_a,
+            cpu_b
         );
     }
     println!(
         "(ops/s, median of {} rounds, contenders alternated; this process and redis-server share \
-         the machine's cores)",
+         the machine's cores; us/op: client CPU time per operation, user + system)",
         sizes.rounds
     );
 }

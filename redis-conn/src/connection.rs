@@ -845,12 +845,35 @@ impl Driver {
     }
 
     /// Serves one live connection until it breaks or the connection is closed.
-    async fn serve(&mut self, stream: Stream, mut rbuf: BytesMut) -> Exit {
-        let shared = Arc::clone(&self.shared);
+    async fn serve(&mut self, stream: Stream, rbuf: BytesMut) -> Exit {
         let peek = transport::PeekHandle::of(&stream);
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        // Declared after the stream's halves, so dropped before them on every return: the
-        // descriptor is never peeked at once the stream closes it.
+        match stream {
+            // Plain TCP splits without a lock between the halves.
+            Stream::Tcp(tcp) => {
+                let (rd, wr) = tcp.into_split();
+                self.serve_halves(rd, wr, peek, rbuf).await
+            }
+            other => {
+                let (rd, wr) = tokio::io::split(other);
+                self.serve_halves(rd, wr, peek, rbuf).await
+            }
+        }
+    }
+
+    async fn serve_halves<R, W>(
+        &mut self,
+        mut rd: R,
+        mut wr: W,
+        peek: transport::PeekHandle,
+        mut rbuf: BytesMut,
+    ) -> Exit
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let shared = Arc::clone(&self.shared);
+        // A local, so dropped before the halves (parameters drop last) on every return: the
+        // descriptor is never peeked at once the stream has closed it.
         let _peek = PeekGuard::set(&shared, peek);
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(());
