@@ -810,3 +810,41 @@ async fn at_least_once_delivery_resends_what_may_have_run() {
     // Every acknowledged INCR ran; some may have run twice, which is what the mode accepts.
     assert!(value >= ok as i64, "acked {ok}, final {value}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_network_adds_latency_but_no_reconnects() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let conn = Connection::connect(config_for(proxy.addr())).await.unwrap();
+    // 100 ms each way: a 200 ms round trip, under the 1 s response timeout.
+    proxy.set(Fault::Delay(Duration::from_millis(100)));
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for i in 0..5 {
+                let token = format!("{t}-{i}");
+                let started = Instant::now();
+                let reply = conn.send(Cmd::new("ECHO").arg(&token)).await.unwrap();
+                latencies.push(started.elapsed());
+                assert_eq!(reply, bulk(&token));
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let p99 = all[all.len() * 99 / 100];
+    assert!(
+        all[0] >= Duration::from_millis(195),
+        "faster than the network: {:?}",
+        all[0]
+    );
+    assert!(p99 < Duration::from_millis(400), "p99 {p99:?}");
+    let stats = conn.stats();
+    assert_eq!((stats.reconnects, stats.errors), (0, 0), "{stats:?}");
+}
