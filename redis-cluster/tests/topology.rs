@@ -1,0 +1,133 @@
+//! The topology layer against a real 3+3 cluster: slots agree with the server, every node's view
+//! agrees, the map routes every key to its master, and MOVED/ASK from a real migration parse.
+
+use redis_cluster::{agreed_view, slot, NodeAddr, Redirect, RedirectKind, Topology};
+use redis_conn::{ServerError, Value};
+use test_support::{Cluster, HarnessError};
+
+fn view_of(node: &test_support::RedisServer) -> Topology {
+    let reply = node.cmd(&["CLUSTER", "SLOTS"]).unwrap();
+    Topology::from_cluster_slots(&reply, &NodeAddr::from(node.addr())).unwrap()
+}
+
+fn redirect_of(err: HarnessError, replied_by: &NodeAddr) -> Redirect {
+    match err {
+        HarnessError::Reply { message, .. } => {
+            Redirect::parse(&ServerError::new(message.into_bytes().into()), replied_by)
+                .expect("a redirect")
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn the_topology_layer_routes_every_key_of_a_real_cluster() {
+    let cluster = Cluster::start().unwrap();
+    let views: Vec<Topology> = cluster.nodes().iter().map(view_of).collect();
+    let (topology, agreeing) = agreed_view(views).unwrap();
+    assert_eq!(agreeing, 6, "nodes disagree on a freshly formed cluster");
+    assert_eq!(topology.covered_slots(), 16384);
+    assert_eq!(topology.shards().len(), 3);
+    assert!(topology.shards().iter().all(|s| s.replicas.len() == 1));
+    let mut map = topology.slot_map();
+
+    // Our slot function agrees with the server's, hash tags included.
+    let mut admin = cluster.nodes()[0].admin().unwrap();
+    for i in 0..300 {
+        let key = match i % 3 {
+            0 => format!("key:{i}"),
+            1 => format!("{{user{i}}}.profile"),
+            _ => format!("x{{}}{{y{i}}}"),
+        };
+        let server_slot = admin.cmd_int(&["CLUSTER", "KEYSLOT", &key]).unwrap();
+        assert_eq!(i64::from(slot(key.as_bytes())), server_slot, "{key}");
+    }
+
+    // Every key goes to the master that owns it: no MOVED.
+    let node_by_addr = |addr: &NodeAddr| {
+        cluster
+            .nodes()
+            .iter()
+            .find(|n| NodeAddr::from(n.addr()) == *addr)
+            .expect("a known node")
+    };
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        let master = map.master(slot(key.as_bytes())).unwrap().clone();
+        node_by_addr(&master).cmd(&["SET", &key, "v"]).unwrap();
+    }
+
+    // Move one slot by hand; its old master answers MOVED, which patches the map.
+    let key = "moving-key";
+    let s = slot(key.as_bytes());
+    let old = map.master(s).unwrap().clone();
+    let new = map
+        .shards()
+        .iter()
+        .map(|sh| sh.master.clone())
+        .find(|m| *m != old)
+        .unwrap();
+    let new_id = node_by_addr(&new)
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    for node in cluster.nodes().iter().take(3) {
+        node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &new_id])
+            .unwrap();
+    }
+    let err = node_by_addr(&old).cmd(&["SET", key, "v"]).unwrap_err();
+    let redirect = redirect_of(err, &old);
+    assert_eq!(redirect.kind, RedirectKind::Moved);
+    assert_eq!(redirect.slot, s);
+    assert_eq!(redirect.addr, new);
+    map.patch_moved(redirect.slot, &redirect.addr);
+    assert_eq!(map.master(s), Some(&new));
+    node_by_addr(&new).cmd(&["SET", key, "v"]).unwrap();
+
+    // A slot in migration answers ASK for a key the source no longer has.
+    let key = "asked-key";
+    let s = slot(key.as_bytes());
+    let source = map.master(s).unwrap().clone();
+    let target = map
+        .shards()
+        .iter()
+        .map(|sh| sh.master.clone())
+        .find(|m| *m != source)
+        .unwrap();
+    let id = |a: &NodeAddr| {
+        node_by_addr(a)
+            .admin()
+            .unwrap()
+            .cmd_string(&["CLUSTER", "MYID"])
+            .unwrap()
+    };
+    let (source_id, target_id) = (id(&source), id(&target));
+    node_by_addr(&target)
+        .cmd(&[
+            "CLUSTER",
+            "SETSLOT",
+            &s.to_string(),
+            "IMPORTING",
+            &source_id,
+        ])
+        .unwrap();
+    node_by_addr(&source)
+        .cmd(&[
+            "CLUSTER",
+            "SETSLOT",
+            &s.to_string(),
+            "MIGRATING",
+            &target_id,
+        ])
+        .unwrap();
+    let err = node_by_addr(&source).cmd(&["GET", key]).unwrap_err();
+    let redirect = redirect_of(err, &source);
+    assert_eq!(redirect.kind, RedirectKind::Ask);
+    assert_eq!(redirect.addr, target);
+    // ASKING then the command on the target works; the map is not changed by an ASK.
+    let mut conn = node_by_addr(&target).admin().unwrap();
+    conn.cmd(&["ASKING"]).unwrap();
+    assert_eq!(conn.cmd(&["GET", key]).unwrap(), Value::Null);
+    assert_eq!(map.master(s), Some(&source));
+}
