@@ -10,16 +10,22 @@
 //! - [`slot()`]: key to slot.
 //! - [`Topology`], [`SlotMap`], [`NodeAddr`], [`agreed_view`]: who serves what.
 //! - [`Redirect`]: `MOVED` and `ASK`.
+//! - [`ClusterClient`]: one multiplexed connection per node; commands go to the master of their
+//!   slot; `MOVED` is followed and patches the map, `ASK` is followed with `ASKING`; the topology
+//!   is refreshed on triggers (MOVED, connection failures, CLUSTERDOWN, READONLY), single-flight
+//!   and at most once per 250 ms, and periodically (30 s with jitter).
 //!
-//! Status: the topology layer. The routing client (connections per node, refresh on triggers
-//! and on a timer, redirects, multi-key splitting, replica reads) is the next increment.
+//! Status: multi-key commands across slots are refused before sending ([`ClusterError::CrossSlot`])
+//! until splitting lands; replica reads and the cluster pipeline are the next increments.
 
 #![deny(missing_docs)]
 
+mod client;
 mod redirect;
 mod slot;
 mod topology;
 
+pub use client::{ClusterClient, ClusterConfig, ClusterError};
 pub use redirect::{Redirect, RedirectKind};
 pub use slot::{slot, SLOTS};
 pub use topology::{agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError};

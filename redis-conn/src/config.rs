@@ -104,6 +104,15 @@ impl ConnectionConfig {
         &self.addr
     }
 
+    /// The same settings for another server (cluster nodes share one configuration).
+    #[must_use]
+    pub fn with_addr(&self, addr: impl Into<ServerAddr>) -> Self {
+        ConnectionConfig {
+            addr: addr.into(),
+            ..self.clone()
+        }
+    }
+
     /// Connects over TLS with these settings.
     #[must_use]
     pub fn tls(mut self, tls: TlsConfig) -> Self {

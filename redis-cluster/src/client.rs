@@ -1,0 +1,473 @@
+//! The routing client: one multiplexed connection per node, commands sent to the master of their
+//! slot, `MOVED`/`ASK` followed, topology refreshed on triggers and on a timer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use redis_conn::table::KeySpec;
+use redis_conn::{Cmd, Connection, ConnectionConfig, Error, ServerError, Value};
+use tokio::time::Instant;
+
+use crate::{agreed_view, slot, NodeAddr, Redirect, RedirectKind, SlotMap, Topology};
+
+/// How many nodes are asked for their view at each refresh.
+const VIEWS_PER_REFRESH: usize = 3;
+
+/// Settings of a cluster client.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    seeds: Vec<NodeAddr>,
+    connection: ConnectionConfig,
+    refresh_interval: Option<Duration>,
+    min_refresh_interval: Duration,
+    max_redirects: u32,
+}
+
+impl ClusterConfig {
+    /// Seeds to learn the topology from, and the connection settings every node connection uses
+    /// (its address is replaced per node). Defaults: refresh every 30 s (with jitter), at most one
+    /// refresh per 250 ms, 5 redirects per command.
+    pub fn new(seeds: impl IntoIterator<Item = NodeAddr>, connection: ConnectionConfig) -> Self {
+        ClusterConfig {
+            seeds: seeds.into_iter().collect(),
+            connection,
+            refresh_interval: Some(Duration::from_secs(30)),
+            min_refresh_interval: Duration::from_millis(250),
+            max_redirects: 5,
+        }
+    }
+
+    /// Periodic refresh, with +-10% jitter (default 30 s; `None` turns it off, leaving only
+    /// refreshes on triggers).
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Option<Duration>) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// The least time between two refreshes, however many triggers arrive (default 250 ms).
+    #[must_use]
+    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.min_refresh_interval = interval;
+        self
+    }
+
+    /// Redirects followed per command before giving up (default 5).
+    #[must_use]
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.max_redirects = n;
+        self
+    }
+}
+
+/// What a cluster call can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The node's connection failed or the node answered with an error.
+    #[error(transparent)]
+    Node(#[from] Error),
+    /// No node gave a usable view of the cluster.
+    #[error("no usable cluster topology: {0}")]
+    NoTopology(String),
+    /// No node serves the slot.
+    #[error("no node serves slot {slot}")]
+    Unassigned {
+        /// The slot.
+        slot: u16,
+    },
+    /// The keys of one command live in different slots; nothing was sent.
+    #[error("the keys of {command} live in different slots; nothing was sent")]
+    CrossSlot {
+        /// The command's name.
+        command: String,
+    },
+    /// Redirects went on past the limit.
+    #[error("gave up after {redirects} redirects for slot {slot}")]
+    TooManyRedirects {
+        /// The slot.
+        slot: u16,
+        /// How many were followed.
+        redirects: u32,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClusterConfig,
+    map: RwLock<Arc<SlotMap>>,
+    conns: Mutex<HashMap<NodeAddr, Connection>>,
+    refresh_pending: AtomicBool,
+    last_refresh: Mutex<Instant>,
+    refreshes: AtomicU64,
+}
+
+/// A Redis Cluster client: cheap to clone, shared by any number of tasks.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redis_cluster::ClusterError> {
+/// use redis_cluster::{ClusterClient, ClusterConfig, NodeAddr};
+/// use redis_conn::{Cmd, ConnectionConfig, ServerAddr};
+///
+/// let seeds = vec![NodeAddr::new("127.0.0.1", 7000), NodeAddr::new("127.0.0.1", 7001)];
+/// let template = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 7000));
+/// let client = ClusterClient::connect(ClusterConfig::new(seeds, template)).await?;
+/// client.send(Cmd::new("SET").arg("user:1").arg("Ada")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterClient {
+    inner: Arc<Inner>,
+}
+
+impl ClusterClient {
+    /// Learns the topology from the seeds (the view most of them agree on) and starts the
+    /// periodic refresh.
+    ///
+    /// # Errors
+    /// [`ClusterError::NoTopology`] when no seed answers `CLUSTER SLOTS` usably.
+    pub async fn connect(config: ClusterConfig) -> Result<ClusterClient, ClusterError> {
+        let seeds = config.seeds.clone();
+        let interval = config.refresh_interval;
+        let client = ClusterClient {
+            inner: Arc::new(Inner {
+                config,
+                map: RwLock::new(Arc::new(Topology::default().slot_map())),
+                conns: Mutex::new(HashMap::new()),
+                refresh_pending: AtomicBool::new(false),
+                last_refresh: Mutex::new(Instant::now()),
+                refreshes: AtomicU64::new(0),
+            }),
+        };
+        client.refresh_from(seeds).await?;
+        if let Some(interval) = interval {
+            let weak = Arc::downgrade(&client.inner);
+            tokio::spawn(async move {
+                loop {
+                    let jitter = interval.mul_f64(0.9 + rand::random::<f64>() * 0.2);
+                    tokio::time::sleep(jitter).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    ClusterClient { inner }.trigger_refresh();
+                }
+            });
+        }
+        Ok(client)
+    }
+
+    /// The current slot map.
+    pub fn slot_map(&self) -> Arc<SlotMap> {
+        Arc::clone(&self.inner.map.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Topology refreshes done so far (the initial load included).
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Sends a command to the master of its keys' slot (any master for a keyless command),
+    /// following `MOVED` (and updating the slot map) and `ASK`.
+    ///
+    /// # Errors
+    /// [`ClusterError::CrossSlot`] before sending when the keys span slots;
+    /// [`ClusterError::Node`] for connection errors and error replies (with redis-conn's honest
+    /// `Sent` information); [`ClusterError::TooManyRedirects`], [`ClusterError::Unassigned`].
+    pub async fn send(&self, cmd: Cmd) -> Result<Value, ClusterError> {
+        let slot = command_slot(&cmd)?;
+        let mut target = match slot {
+            Some(s) => self
+                .slot_map()
+                .master(s)
+                .cloned()
+                .ok_or(ClusterError::Unassigned { slot: s })?,
+            None => self.any_master()?,
+        };
+        let mut asking = false;
+        let mut redirects = 0;
+        loop {
+            let conn = self.connection(&target).await?;
+            let result = if asking {
+                match conn.send_pipeline(&[Cmd::new("ASKING"), cmd.clone()]).await {
+                    Ok(mut replies) => match replies.pop() {
+                        Some(Value::Error(e)) => Err(Error::Server(ServerError::new(e))),
+                        Some(v) => Ok(v),
+                        None => Ok(Value::Null),
+                    },
+                    Err(e) => Err(e),
+                }
+            } else {
+                conn.send(cmd.clone()).await
+            };
+            let error = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let redirect = match &error {
+                Error::Server(server) => Redirect::parse(server, &target),
+                _ => None,
+            };
+            let Some(redirect) = redirect else {
+                if needs_refresh(&error) {
+                    self.trigger_refresh();
+                }
+                return Err(error.into());
+            };
+            redirects += 1;
+            if redirects > self.inner.config.max_redirects {
+                return Err(ClusterError::TooManyRedirects {
+                    slot: redirect.slot,
+                    redirects: redirects - 1,
+                });
+            }
+            match redirect.kind {
+                RedirectKind::Moved => {
+                    self.patch_moved(redirect.slot, &redirect.addr);
+                    self.trigger_refresh();
+                    asking = false;
+                }
+                RedirectKind::Ask => asking = true,
+            }
+            target = redirect.addr;
+        }
+    }
+
+    fn any_master(&self) -> Result<NodeAddr, ClusterError> {
+        let map = self.slot_map();
+        let shards = map.shards();
+        if shards.is_empty() {
+            return Err(ClusterError::NoTopology("no master known".into()));
+        }
+        let i = rand::random_range(0..shards.len());
+        Ok(shards[i].master.clone())
+    }
+
+    fn patch_moved(&self, slot: u16, addr: &NodeAddr) {
+        let mut map = self.inner.map.write().unwrap_or_else(|e| e.into_inner());
+        let mut patched = (**map).clone();
+        patched.patch_moved(slot, addr);
+        *map = Arc::new(patched);
+    }
+
+    /// The connection to a node, opened on first use.
+    async fn connection(&self, addr: &NodeAddr) -> Result<Connection, Error> {
+        {
+            let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(conn) = conns.get(addr) {
+                if !conn.is_closed() {
+                    return Ok(conn.clone());
+                }
+            }
+        }
+        let config = self.inner.config.connection.with_addr(addr);
+        let conn = Connection::connect(config).await?;
+        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        match conns.get(addr) {
+            // Another task connected meanwhile: keep one connection per node.
+            Some(existing) if !existing.is_closed() => {
+                conn.close();
+                Ok(existing.clone())
+            }
+            _ => {
+                conns.insert(addr.clone(), conn.clone());
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Schedules a refresh: at most one in flight, and at most one per `min_refresh_interval`;
+    /// the triggers that arrive meanwhile are folded into it.
+    pub fn trigger_refresh(&self) {
+        if self.inner.refresh_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            let last = *client
+                .inner
+                .last_refresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let allowed = last + client.inner.config.min_refresh_interval;
+            tokio::time::sleep_until(allowed).await;
+            let candidates = client.refresh_candidates();
+            if let Err(e) = client.refresh_from(candidates).await {
+                tracing::warn!(error = %e, "cluster topology refresh failed");
+            }
+            client.inner.refresh_pending.store(false, Ordering::Release);
+        });
+    }
+
+    /// Masters first, then replicas, then the seeds.
+    fn refresh_candidates(&self) -> Vec<NodeAddr> {
+        let map = self.slot_map();
+        let mut out: Vec<NodeAddr> = map.shards().iter().map(|s| s.master.clone()).collect();
+        for node in map
+            .nodes()
+            .into_iter()
+            .chain(self.inner.config.seeds.iter().cloned())
+        {
+            if !out.contains(&node) {
+                out.push(node);
+            }
+        }
+        out
+    }
+
+    /// Asks a few nodes for their view, keeps the one most agree on, and closes the connections
+    /// of nodes that left.
+    async fn refresh_from(&self, candidates: Vec<NodeAddr>) -> Result<(), ClusterError> {
+        *self
+            .inner
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let mut views = Vec::new();
+        let mut last_error = String::from("no node to ask");
+        for batch in candidates.chunks(VIEWS_PER_REFRESH) {
+            let mut asks = tokio::task::JoinSet::new();
+            for addr in batch {
+                let (client, addr) = (self.clone(), addr.clone());
+                asks.spawn(async move {
+                    let conn = client.connection(&addr).await?;
+                    let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
+                    Topology::from_cluster_slots(&reply, &addr)
+                        .map_err(|e| Error::Unsupported(e.to_string()))
+                });
+            }
+            while let Some(joined) = asks.join_next().await {
+                match joined {
+                    Ok(Ok(view)) if view.covered_slots() > 0 => views.push(view),
+                    Ok(Ok(_)) => last_error = "a node knows no slots".into(),
+                    Ok(Err(e)) => last_error = e.to_string(),
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            if !views.is_empty() {
+                break;
+            }
+        }
+        let Some((view, _agreeing)) = agreed_view(views) else {
+            return Err(ClusterError::NoTopology(last_error));
+        };
+        let map = view.slot_map();
+        let keep = map.nodes();
+        *self.inner.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+        let seeds = &self.inner.config.seeds;
+        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|addr, conn| {
+            let stays = keep.contains(addr) || seeds.contains(addr);
+            if !stays {
+                conn.close();
+            }
+            stays
+        });
+        Ok(())
+    }
+}
+
+/// Errors after which the topology may have changed.
+fn needs_refresh(error: &Error) -> bool {
+    match error {
+        Error::Server(e) => e.is_readonly() || e.code() == "CLUSTERDOWN",
+        Error::ConnectionLost { .. }
+        | Error::Connect { .. }
+        | Error::ConnectTimeout { .. }
+        | Error::Timeout { .. }
+        | Error::Closed { .. } => true,
+        _ => false,
+    }
+}
+
+/// The slot of a command's keys; `None` for a keyless command.
+fn command_slot(cmd: &Cmd) -> Result<Option<u16>, ClusterError> {
+    let args: Vec<&[u8]> = cmd.args().collect();
+    let keys: Vec<&[u8]> = match cmd.info().keys {
+        KeySpec::None => Vec::new(),
+        KeySpec::Range { first, last, step } => {
+            let last = if last < 0 {
+                args.len() as isize + last
+            } else {
+                last
+            };
+            if last < first as isize {
+                Vec::new()
+            } else {
+                (first..=last as usize)
+                    .step_by(step.max(1))
+                    .filter_map(|i| args.get(i).copied())
+                    .collect()
+            }
+        }
+        KeySpec::Counted { count_at } => {
+            let n: usize = args
+                .get(count_at)
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            args.iter().skip(count_at + 1).take(n).copied().collect()
+        }
+        KeySpec::Streams => match args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS")) {
+            Some(at) => {
+                let rest = &args[at + 1..];
+                rest[..rest.len() / 2].to_vec()
+            }
+            None => Vec::new(),
+        },
+    };
+    let mut slots = keys.iter().map(|k| slot(k));
+    let Some(first) = slots.next() else {
+        return Ok(None);
+    };
+    if slots.any(|s| s != first) {
+        return Err(ClusterError::CrossSlot {
+            command: String::from_utf8_lossy(cmd.name()).to_ascii_uppercase(),
+        });
+    }
+    Ok(Some(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_map_to_the_slot_of_their_keys() {
+        let s = |c: Cmd| command_slot(&c);
+        assert_eq!(s(Cmd::new("GET").arg("foo")).unwrap(), Some(12182));
+        assert_eq!(s(Cmd::new("PING")).unwrap(), None);
+        assert_eq!(
+            s(Cmd::new("MSET").arg("{a}1").arg("v").arg("{a}2").arg("v")).unwrap(),
+            Some(slot(b"a"))
+        );
+        assert!(matches!(
+            s(Cmd::new("MGET").arg("foo").arg("bar")),
+            Err(ClusterError::CrossSlot { .. })
+        ));
+        assert_eq!(
+            s(Cmd::new("EVAL")
+                .arg("return 1")
+                .arg("1")
+                .arg("foo")
+                .arg("arg"))
+            .unwrap(),
+            Some(12182)
+        );
+        assert_eq!(s(Cmd::new("EVAL").arg("return 1").arg("0")).unwrap(), None);
+        assert_eq!(
+            s(Cmd::new("XREAD")
+                .arg("COUNT")
+                .arg("1")
+                .arg("STREAMS")
+                .arg("foo")
+                .arg("0"))
+            .unwrap(),
+            Some(12182)
+        );
+        assert_eq!(
+            s(Cmd::new("BLPOP").arg("foo").arg("{foo}x").arg("0")).unwrap(),
+            Some(12182)
+        );
+    }
+}

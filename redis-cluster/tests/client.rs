@@ -1,0 +1,186 @@
+//! The cluster client against a real 3+3 cluster: routing, MOVED after a slot moves, a graceful
+//! failover under load with no error visible, and a periodic refresh that finds a failover
+//! without any MOVED.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_cluster::{slot, ClusterClient, ClusterConfig, ClusterError, NodeAddr};
+use redis_conn::{Cmd, ConnectionConfig, ServerAddr, Value};
+use test_support::Cluster;
+
+fn config(cluster: &Cluster) -> ClusterConfig {
+    let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
+    let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]));
+    ClusterConfig::new(seeds, template)
+}
+
+fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec().into())
+}
+
+fn node_index(cluster: &Cluster, addr: &NodeAddr) -> usize {
+    cluster
+        .nodes()
+        .iter()
+        .position(|n| NodeAddr::from(n.addr()) == *addr)
+        .expect("a node of the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_every_key_and_follows_a_moved_slot() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster).refresh_interval(None))
+        .await
+        .unwrap();
+    assert_eq!(client.refreshes(), 1);
+    for i in 0..1000 {
+        let key = format!("key:{i}");
+        client
+            .send(Cmd::new("SET").arg(&key).arg(&key))
+            .await
+            .unwrap();
+    }
+    for i in 0..1000 {
+        let key = format!("key:{i}");
+        assert_eq!(
+            client.send(Cmd::new("GET").arg(&key)).await.unwrap(),
+            bulk(&key)
+        );
+    }
+    // Keyless commands go to some master; cross-slot commands are refused before sending.
+    assert_eq!(
+        client.send(Cmd::new("PING")).await.unwrap(),
+        Value::SimpleString("PONG".into())
+    );
+    assert!(matches!(
+        client
+            .send(Cmd::new("MGET").arg("key:1").arg("key:2"))
+            .await,
+        Err(ClusterError::CrossSlot { .. })
+    ));
+    assert_eq!(client.refreshes(), 1, "refreshes without a reason");
+
+    // Move an empty slot to another master behind the client's back.
+    let key = "moved-key";
+    let s = slot(key.as_bytes());
+    let map = client.slot_map();
+    let old = map.master(s).unwrap().clone();
+    let new = map
+        .shards()
+        .iter()
+        .map(|sh| sh.master.clone())
+        .find(|m| *m != old)
+        .unwrap();
+    let new_id = cluster.nodes()[node_index(&cluster, &new)]
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    for node in cluster.nodes().iter().take(3) {
+        node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &new_id])
+            .unwrap();
+    }
+    client
+        .send(Cmd::new("SET").arg(key).arg("v"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.slot_map().master(s),
+        Some(&new),
+        "MOVED did not patch the map"
+    );
+    assert_eq!(
+        client.send(Cmd::new("GET").arg(key)).await.unwrap(),
+        bulk("v")
+    );
+    // The MOVED also triggered one refresh (rate-limited, in the background).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        (2..=3).contains(&client.refreshes()),
+        "{}",
+        client.refreshes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_failover_under_load_shows_no_error() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (client, stop) = (client.clone(), Arc::clone(&stop));
+        workers.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("w{w}:{}", i % 500);
+                if let Err(e) = client.send(Cmd::new("SET").arg(&key).arg("v")).await {
+                    errors.push(e);
+                }
+                if let Err(e) = client.send(Cmd::new("GET").arg(&key)).await {
+                    errors.push(e);
+                }
+            }
+            errors
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Promote the replica of the shard that owns slot 0.
+    let map = client.slot_map();
+    let shard = map.shard(0).unwrap().clone();
+    let replica = node_index(&cluster, &shard.replicas[0]);
+    cluster.nodes()[replica]
+        .cmd(&["CLUSTER", "FAILOVER"])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.master_of_slot(0).unwrap() != replica {
+        assert!(Instant::now() < deadline, "the failover did not happen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for w in workers {
+        errors.extend(w.await.unwrap());
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    assert_eq!(
+        client.slot_map().master(0),
+        Some(&shard.replicas[0]),
+        "the client still routes to the old master"
+    );
+    assert!(client.refreshes() <= 10, "{} refreshes", client.refreshes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_refresh_finds_a_failover_without_any_moved() {
+    let cluster = Cluster::start().unwrap();
+    let client =
+        ClusterClient::connect(config(&cluster).refresh_interval(Some(Duration::from_millis(500))))
+            .await
+            .unwrap();
+    let map = client.slot_map();
+    let shard = map.shard(16383).unwrap().clone();
+    let replica = node_index(&cluster, &shard.replicas[0]);
+    cluster.nodes()[replica]
+        .cmd(&["CLUSTER", "FAILOVER"])
+        .unwrap();
+    // No command touches that shard; only the timer can tell the client.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.slot_map().master(16383) != Some(&shard.replicas[0]) {
+        assert!(
+            Instant::now() < deadline,
+            "the map never learned of the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
