@@ -174,7 +174,17 @@ impl ClusterClient {
     /// [`ClusterError::Node`] for connection errors and error replies (with redis-conn's honest
     /// `Sent` information); [`ClusterError::TooManyRedirects`], [`ClusterError::Unassigned`].
     pub async fn send(&self, cmd: Cmd) -> Result<Value, ClusterError> {
-        let slot = command_slot(&cmd)?;
+        let slot = match command_slot(&cmd) {
+            Err(ClusterError::CrossSlot { .. }) if split_kind(&cmd).is_some() => {
+                return self.send_split(&cmd).await;
+            }
+            other => other?,
+        };
+        self.route(cmd, slot).await
+    }
+
+    /// Sends a command whose keys (if any) are all in `slot`, following redirects.
+    async fn route(&self, cmd: Cmd, slot: Option<u16>) -> Result<Value, ClusterError> {
         let mut target = match slot {
             Some(s) => self
                 .slot_map()
@@ -230,6 +240,73 @@ impl ClusterClient {
             }
             target = redirect.addr;
         }
+    }
+
+    /// MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys span slots: one command per slot,
+    /// all sent at once (commands for the same node leave in one write on its multiplexed
+    /// connection), results merged in the caller's key order (MGET) or summed. Not atomic across
+    /// slots: a failure can leave some slots written.
+    async fn send_split(&self, cmd: &Cmd) -> Result<Value, ClusterError> {
+        let Some(kind) = split_kind(cmd) else {
+            return Err(ClusterError::CrossSlot {
+                command: String::from_utf8_lossy(cmd.name()).into_owned(),
+            });
+        };
+        let args: Vec<&[u8]> = cmd.args().collect();
+        let width = if kind == Merge::Mset { 2 } else { 1 };
+        let items: Vec<&[&[u8]]> = args[1..].chunks(width).collect();
+        let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, item) in items.iter().enumerate() {
+            groups.entry(slot(item[0])).or_default().push(i);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (group_slot, positions) in groups {
+            let mut sub = Cmd::new(args[0]);
+            for &i in &positions {
+                for part in items[i] {
+                    sub.push_arg(part);
+                }
+            }
+            let client = self.clone();
+            tasks.spawn(async move { (positions, client.route(sub, Some(group_slot)).await) });
+        }
+        let mut values = vec![Value::Null; if kind == Merge::Mget { items.len() } else { 0 }];
+        let mut sum = 0i64;
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (positions, result) = match joined {
+                Ok(r) => r,
+                Err(e) => {
+                    first_error.get_or_insert(ClusterError::NoTopology(e.to_string()));
+                    continue;
+                }
+            };
+            match (kind, result) {
+                (_, Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                (Merge::Mget, Ok(Value::Array(replies))) => {
+                    for (pos, value) in positions.into_iter().zip(replies) {
+                        values[pos] = value;
+                    }
+                }
+                (Merge::Sum, Ok(Value::Integer(n))) => sum += n,
+                (Merge::Mset, Ok(_)) => {}
+                (_, Ok(other)) => {
+                    first_error.get_or_insert(ClusterError::Node(Error::Unsupported(format!(
+                        "unexpected reply to a split command: {other:?}"
+                    ))));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(match kind {
+            Merge::Mget => Value::Array(values),
+            Merge::Sum => Value::Integer(sum),
+            Merge::Mset => Value::SimpleString("OK".into()),
+        })
     }
 
     fn any_master(&self) -> Result<NodeAddr, ClusterError> {
@@ -364,6 +441,28 @@ impl ClusterClient {
             stays
         });
         Ok(())
+    }
+}
+
+/// How the replies of a split multi-key command are put back together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// Values in the caller's key order.
+    Mget,
+    /// All OK.
+    Mset,
+    /// Integers added up.
+    Sum,
+}
+
+/// Multi-key commands that may be split by slot (their effect per key is independent).
+fn split_kind(cmd: &Cmd) -> Option<Merge> {
+    let name = cmd.name().to_ascii_uppercase();
+    match name.as_slice() {
+        b"MGET" => Some(Merge::Mget),
+        b"MSET" => Some(Merge::Mset),
+        b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => Some(Merge::Sum),
+        _ => None,
     }
 }
 

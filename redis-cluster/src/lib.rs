@@ -15,8 +15,12 @@
 //!   is refreshed on triggers (MOVED, connection failures, CLUSTERDOWN, READONLY), single-flight
 //!   and at most once per 250 ms, and periodically (30 s with jitter).
 //!
-//! Status: multi-key commands across slots are refused before sending ([`ClusterError::CrossSlot`])
-//! until splitting lands; replica reads and the cluster pipeline are the next increments.
+//! Multi-key commands whose keys span slots: MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are split
+//! by slot, sent at once, and merged in the caller's order (or summed); they are not atomic across
+//! slots. Any other command whose keys span slots (MSETNX, RENAME, SUNIONSTORE...) is refused
+//! before sending with [`ClusterError::CrossSlot`].
+//!
+//! Status: replica reads and the cluster pipeline are the next increments.
 
 #![deny(missing_docs)]
 

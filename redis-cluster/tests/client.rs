@@ -49,14 +49,20 @@ async fn routes_every_key_and_follows_a_moved_slot() {
             bulk(&key)
         );
     }
-    // Keyless commands go to some master; cross-slot commands are refused before sending.
+    // Keyless commands go to some master; atomic cross-slot commands are refused before sending.
     assert_eq!(
         client.send(Cmd::new("PING")).await.unwrap(),
         Value::SimpleString("PONG".into())
     );
     assert!(matches!(
         client
-            .send(Cmd::new("MGET").arg("key:1").arg("key:2"))
+            .send(
+                Cmd::new("MSETNX")
+                    .arg("key:1")
+                    .arg("a")
+                    .arg("key:2")
+                    .arg("b")
+            )
             .await,
         Err(ClusterError::CrossSlot { .. })
     ));
@@ -182,5 +188,59 @@ async fn the_periodic_refresh_finds_a_failover_without_any_moved() {
             "the map never learned of the failover"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_commands_are_split_by_slot_and_merged_in_order() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster).refresh_interval(None))
+        .await
+        .unwrap();
+    // 1000 keys over (nearly) every master and many slots.
+    let keys: Vec<String> = (0..1000).map(|i| format!("multi:{i}")).collect();
+    let slots: std::collections::HashSet<u16> = keys.iter().map(|k| slot(k.as_bytes())).collect();
+    assert!(slots.len() > 900);
+    let mut mset = Cmd::new("MSET");
+    for k in &keys {
+        mset.push_arg(k);
+        mset.push_arg(format!("value-of-{k}"));
+    }
+    assert_eq!(
+        client.send(mset).await.unwrap(),
+        Value::SimpleString("OK".into())
+    );
+    let mut mget = Cmd::new("MGET");
+    for k in &keys {
+        mget.push_arg(k);
+    }
+    mget.push_arg("multi:missing");
+    let Value::Array(values) = client.send(mget).await.unwrap() else {
+        panic!("MGET is an array")
+    };
+    assert_eq!(values.len(), 1001);
+    for (k, v) in keys.iter().zip(&values) {
+        assert_eq!(*v, bulk(&format!("value-of-{k}")), "{k} out of order");
+    }
+    assert_eq!(values[1000], Value::Null);
+    let mut exists = Cmd::new("EXISTS");
+    for k in &keys[..500] {
+        exists.push_arg(k);
+    }
+    exists.push_arg("multi:missing");
+    assert_eq!(client.send(exists).await.unwrap(), Value::Integer(500));
+    let mut del = Cmd::new("DEL");
+    for k in &keys[..300] {
+        del.push_arg(k);
+    }
+    assert_eq!(client.send(del).await.unwrap(), Value::Integer(300));
+    let mut unlink = Cmd::new("UNLINK");
+    for k in &keys {
+        unlink.push_arg(k);
+    }
+    assert_eq!(client.send(unlink).await.unwrap(), Value::Integer(700));
+    // Every master really holds nothing any more.
+    for node in cluster.nodes().iter().take(3) {
+        assert_eq!(node.admin().unwrap().cmd_int(&["DBSIZE"]).unwrap(), 0);
     }
 }
