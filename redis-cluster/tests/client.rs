@@ -244,3 +244,90 @@ async fn multi_key_commands_are_split_by_slot_and_merged_in_order() {
         assert_eq!(node.admin().unwrap().cmd_int(&["DBSIZE"]).unwrap(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_costs_errors_only_on_its_shard_and_only_until_promotion() {
+    let mut cluster = Cluster::builder()
+        .args(["--cluster-require-full-coverage", "no"])
+        .start()
+        .unwrap();
+    let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    let map = client.slot_map();
+    let victim_shard = map.shard(0).unwrap().clone();
+    let victim = node_index(&cluster, &victim_shard.master);
+    let heir = node_index(&cluster, &victim_shard.replicas[0]);
+    let on_victim = |key: &str| {
+        victim_shard.ranges.iter().any(|&(a, b)| {
+            let s = slot(key.as_bytes());
+            a <= s && s <= b
+        })
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (client, stop) = (client.clone(), Arc::clone(&stop));
+        workers.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("k{w}:{}", i % 300);
+                if let Err(e) = client.send(Cmd::new("SET").arg(&key).arg("v")).await {
+                    errors.push((key, started.elapsed(), e));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            errors
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nodes_mut()[victim].kill9();
+    let killed_at = started.elapsed();
+    // Wait for the replica to be promoted (node timeout 1 s: about 2-3 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let promoted = cluster.nodes()[heir]
+            .admin()
+            .and_then(|mut a| a.info_field("replication", "role"))
+            .ok()
+            .flatten();
+        if promoted.as_deref() == Some("master") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica was never promoted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let promoted_at = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for w in workers {
+        errors.extend(w.await.unwrap());
+    }
+    for (key, at, e) in &errors {
+        assert!(
+            on_victim(key),
+            "{key} on a healthy shard failed at {at:?}: {e}"
+        );
+        assert!(
+            *at >= killed_at && *at <= promoted_at + Duration::from_millis(2500),
+            "{key} failed at {at:?}: killed {killed_at:?}, promoted {promoted_at:?}: {e}"
+        );
+    }
+    // Without any action from us, the shard works again through its new master.
+    for i in 0..50 {
+        let key = format!("after:{i}");
+        client
+            .send(Cmd::new("SET").arg(&key).arg("v"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(client.slot_map().master(0), Some(&victim_shard.replicas[0]));
+    eprintln!(
+        "killed at {killed_at:?}, promoted at {promoted_at:?}, {} errors, {} refreshes",
+        errors.len(),
+        client.refreshes()
+    );
+}
