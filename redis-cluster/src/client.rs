@@ -10,6 +10,7 @@ use redis_conn::table::KeySpec;
 use redis_conn::{Cmd, Connection, ConnectionConfig, Error, ServerError, Value};
 use tokio::time::Instant;
 
+use crate::replica::{RandomSelector, ReplicaSelector};
 use crate::{agreed_view, slot, NodeAddr, Redirect, RedirectKind, SlotMap, Topology};
 
 /// How many nodes are asked for their view at each refresh.
@@ -23,6 +24,8 @@ pub struct ClusterConfig {
     refresh_interval: Option<Duration>,
     min_refresh_interval: Duration,
     max_redirects: u32,
+    read_from_replicas: bool,
+    selector: Arc<dyn ReplicaSelector>,
 }
 
 impl ClusterConfig {
@@ -36,7 +39,25 @@ impl ClusterConfig {
             refresh_interval: Some(Duration::from_secs(30)),
             min_refresh_interval: Duration::from_millis(250),
             max_redirects: 5,
+            read_from_replicas: false,
+            selector: Arc::new(RandomSelector),
         }
+    }
+
+    /// Send read-only commands to a replica of their slot (default false). Replica connections
+    /// send `READONLY`; a read falls back to the master when no replica of the slot is healthy or
+    /// the replica fails. Replicas lag their master: a read may not see a write just made.
+    #[must_use]
+    pub fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
+    }
+
+    /// How a replica is chosen (default [`RandomSelector`]).
+    #[must_use]
+    pub fn replica_selector(mut self, selector: impl ReplicaSelector + 'static) -> Self {
+        self.selector = Arc::new(selector);
+        self
     }
 
     /// Periodic refresh, with +-10% jitter (default 30 s; `None` turns it off, leaving only
@@ -99,6 +120,8 @@ struct Inner {
     config: ClusterConfig,
     map: RwLock<Arc<SlotMap>>,
     conns: Mutex<HashMap<NodeAddr, Connection>>,
+    /// Connections to replicas for reads (they send READONLY).
+    replica_conns: Mutex<HashMap<NodeAddr, Connection>>,
     refresh_pending: AtomicBool,
     last_refresh: Mutex<Instant>,
     refreshes: AtomicU64,
@@ -136,6 +159,7 @@ impl ClusterClient {
                 config,
                 map: RwLock::new(Arc::new(Topology::default().slot_map())),
                 conns: Mutex::new(HashMap::new()),
+                replica_conns: Mutex::new(HashMap::new()),
                 refresh_pending: AtomicBool::new(false),
                 last_refresh: Mutex::new(Instant::now()),
                 refreshes: AtomicU64::new(0),
@@ -183,8 +207,98 @@ impl ClusterClient {
         self.route(cmd, slot).await
     }
 
+    /// Tries a read on a healthy replica of `slot`. `None` when there is none, or when it failed
+    /// in a way that the master may not (the caller then reads from the master).
+    async fn read_from_replica(&self, cmd: &Cmd, slot: u16) -> Option<Result<Value, ClusterError>> {
+        let map = self.slot_map();
+        let replicas = &map.shard(slot)?.replicas;
+        let healthy: Vec<NodeAddr> = {
+            let conns = self
+                .inner
+                .replica_conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            replicas
+                .iter()
+                .filter(|r| {
+                    conns
+                        .get(*r)
+                        .is_none_or(|c| c.is_connected() && !c.is_broken())
+                })
+                .cloned()
+                .collect()
+        };
+        if healthy.is_empty() {
+            return None;
+        }
+        let pick = &healthy[self.inner.config.selector.select(slot, &healthy) % healthy.len()];
+        let conn = match self.replica_connection(pick).await {
+            Ok(conn) => conn,
+            Err(_) => {
+                self.trigger_refresh();
+                return None;
+            }
+        };
+        match conn.send(cmd.clone()).await {
+            Ok(v) => Some(Ok(v)),
+            // A redirect (the slot moved) or a broken replica: let the master answer.
+            Err(Error::Server(e)) if e.is_moved() || e.is_ask() => {
+                self.trigger_refresh();
+                None
+            }
+            Err(e) if needs_refresh(&e) => {
+                self.trigger_refresh();
+                None
+            }
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    /// The READONLY connection to a replica, opened on first use.
+    async fn replica_connection(&self, addr: &NodeAddr) -> Result<Connection, Error> {
+        {
+            let conns = self
+                .inner
+                .replica_conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(conn) = conns.get(addr) {
+                if !conn.is_closed() {
+                    return Ok(conn.clone());
+                }
+            }
+        }
+        let config = self.inner.config.connection.with_addr(addr).readonly(true);
+        let conn = Connection::connect(config).await?;
+        let mut conns = self
+            .inner
+            .replica_conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match conns.get(addr) {
+            Some(existing) if !existing.is_closed() => {
+                conn.close();
+                Ok(existing.clone())
+            }
+            _ => {
+                conns.insert(addr.clone(), conn.clone());
+                Ok(conn)
+            }
+        }
+    }
+
     /// Sends a command whose keys (if any) are all in `slot`, following redirects.
     async fn route(&self, cmd: Cmd, slot: Option<u16>) -> Result<Value, ClusterError> {
+        if let Some(s) = slot {
+            if self.inner.config.read_from_replicas
+                && cmd.effect() == redis_conn::table::Effect::ReadOnly
+                && cmd.blocking() == redis_conn::table::Blocking::No
+            {
+                if let Some(result) = self.read_from_replica(&cmd, s).await {
+                    return result;
+                }
+            }
+        }
         let mut target = match slot {
             Some(s) => self
                 .slot_map()
@@ -432,14 +546,16 @@ impl ClusterClient {
         *self.inner.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
         self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
         let seeds = &self.inner.config.seeds;
-        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|addr, conn| {
-            let stays = keep.contains(addr) || seeds.contains(addr);
-            if !stays {
-                conn.close();
-            }
-            stays
-        });
+        for conns in [&self.inner.conns, &self.inner.replica_conns] {
+            let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            conns.retain(|addr, conn| {
+                let stays = keep.contains(addr) || seeds.contains(addr);
+                if !stays {
+                    conn.close();
+                }
+                stays
+            });
+        }
         Ok(())
     }
 }

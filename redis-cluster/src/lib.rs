@@ -20,16 +20,22 @@
 //! slots. Any other command whose keys span slots (MSETNX, RENAME, SUNIONSTORE...) is refused
 //! before sending with [`ClusterError::CrossSlot`].
 //!
-//! Status: replica reads and the cluster pipeline are the next increments.
+//! Reads from replicas ([`ClusterConfig::read_from_replicas`]) go to a replica picked by a
+//! [`ReplicaSelector`] (random, round-robin, or your own), falling back to the master.
+//!
+//! Status: the cluster pipeline and keyless fan-out (DBSIZE, FLUSHALL, SCAN) are the next
+//! increments.
 
 #![deny(missing_docs)]
 
 mod client;
 mod redirect;
+mod replica;
 mod slot;
 mod topology;
 
 pub use client::{ClusterClient, ClusterConfig, ClusterError};
 pub use redirect::{Redirect, RedirectKind};
+pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use slot::{slot, SLOTS};
 pub use topology::{agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError};

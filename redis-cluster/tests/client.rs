@@ -331,3 +331,81 @@ async fn a_killed_master_costs_errors_only_on_its_shard_and_only_until_promotion
         client.refreshes()
     );
 }
+
+fn get_calls(node: &test_support::RedisServer) -> u64 {
+    let info = node
+        .admin()
+        .unwrap()
+        .cmd_string(&["INFO", "commandstats"])
+        .unwrap();
+    test_support::info_field(&info, "cmdstat_get")
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_replicas_and_fall_back_when_one_dies() {
+    let mut cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(
+        config(&cluster)
+            .read_from_replicas(true)
+            .replica_selector(redis_cluster::RoundRobinSelector::default()),
+    )
+    .await
+    .unwrap();
+    for i in 0..300 {
+        let key = format!("r:{i}");
+        client
+            .send(Cmd::new("SET").arg(&key).arg("v"))
+            .await
+            .unwrap();
+    }
+    // Let the replicas catch up, then read everything.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..300 {
+        let key = format!("r:{i}");
+        assert_eq!(
+            client.send(Cmd::new("GET").arg(&key)).await.unwrap(),
+            bulk("v")
+        );
+    }
+    let masters: u64 = cluster.nodes()[..3].iter().map(get_calls).sum();
+    let replicas: u64 = cluster.nodes()[3..].iter().map(get_calls).sum();
+    assert_eq!(masters, 0, "reads reached masters");
+    assert_eq!(replicas, 300);
+    // Writes still go to masters (a replica would answer MOVED).
+    assert_eq!(
+        client
+            .send(Cmd::new("INCR").arg("r:counter"))
+            .await
+            .unwrap(),
+        Value::Integer(1)
+    );
+
+    // Kill the replica of slot 0's shard: its reads fall back to the master, without errors.
+    let map = client.slot_map();
+    let shard = map.shard(0).unwrap().clone();
+    let replica = node_index(&cluster, &shard.replicas[0]);
+    cluster.nodes_mut()[replica].kill9();
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("r:{i}"))
+        .filter(|k| {
+            shard
+                .ranges
+                .iter()
+                .any(|&(a, b)| (a..=b).contains(&slot(k.as_bytes())))
+        })
+        .collect();
+    assert!(!keys.is_empty());
+    for key in &keys {
+        assert_eq!(
+            client.send(Cmd::new("GET").arg(key)).await.unwrap(),
+            bulk("v")
+        );
+    }
+    let master = node_index(&cluster, &shard.master);
+    assert!(get_calls(&cluster.nodes()[master]) >= keys.len() as u64 - 1);
+}
