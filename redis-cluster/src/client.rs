@@ -204,7 +204,122 @@ impl ClusterClient {
             }
             other => other?,
         };
+        if slot.is_none() {
+            if let Some(fanout) = fanout_kind(&cmd) {
+                return self.send_to_all_masters(&cmd, fanout).await;
+            }
+        }
         self.route(cmd, slot).await
+    }
+
+    /// Sends commands as a pipeline: each node gets its share as one sub-pipeline, all nodes at
+    /// once, and the replies come back in the caller's order. A `MOVED` or `ASK` for one command
+    /// is followed for that command alone; a multi-key command whose keys span slots is split as
+    /// [`ClusterClient::send`] does. Error replies stay in their place as [`Value::Error`].
+    ///
+    /// # Errors
+    /// A connection error of any node fails the whole call (commands for other nodes may have
+    /// run); [`ClusterError::CrossSlot`] before sending for an atomic command spanning slots.
+    pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, ClusterError> {
+        let map = self.slot_map();
+        let mut per_node: HashMap<NodeAddr, Vec<usize>> = HashMap::new();
+        let mut alone = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            match command_slot(cmd) {
+                Ok(Some(s)) => match map.master(s) {
+                    Some(addr) => per_node.entry(addr.clone()).or_default().push(i),
+                    None => alone.push(i),
+                },
+                Ok(None) => alone.push(i),
+                Err(ClusterError::CrossSlot { .. }) if split_kind(cmd).is_some() => alone.push(i),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
+        let mut tasks = tokio::task::JoinSet::new();
+        for (addr, indexes) in per_node {
+            let client = self.clone();
+            let sub: Vec<Cmd> = indexes.iter().map(|&i| cmds[i].clone()).collect();
+            tasks.spawn(async move {
+                let conn = client.connection(&addr).await?;
+                let values = conn.send_pipeline(&sub).await.inspect_err(|e| {
+                    if needs_refresh(e) {
+                        client.trigger_refresh();
+                    }
+                })?;
+                Ok::<_, ClusterError>((addr, indexes, values))
+            });
+        }
+        for i in alone {
+            let (client, cmd) = (self.clone(), cmds[i].clone());
+            tasks.spawn(async move {
+                let value = match client.send(cmd).await {
+                    Ok(v) => v,
+                    Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
+                    Err(e) => return Err(e),
+                };
+                Ok((NodeAddr::new("", 0), vec![i], vec![value]))
+            });
+        }
+        let mut redirected = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (addr, indexes, values) =
+                joined.map_err(|e| ClusterError::NoTopology(e.to_string()))??;
+            for (i, value) in indexes.into_iter().zip(values) {
+                if let Value::Error(message) = &value {
+                    let error = ServerError::new(message.clone());
+                    if Redirect::parse(&error, &addr).is_some() {
+                        redirected.push(i);
+                        continue;
+                    }
+                }
+                replies[i] = Some(value);
+            }
+        }
+        // Redirected commands, one by one through the usual routing (which follows the redirect).
+        for i in redirected {
+            replies[i] = Some(match self.send(cmds[i].clone()).await {
+                Ok(v) => v,
+                Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(replies
+            .into_iter()
+            .map(|r| r.unwrap_or(Value::Null))
+            .collect())
+    }
+
+    /// Keyless commands every master must run (FLUSHALL, SCRIPT LOAD) or whose answer is the
+    /// sum over masters (DBSIZE), sent to all masters at once.
+    async fn send_to_all_masters(&self, cmd: &Cmd, fanout: Fanout) -> Result<Value, ClusterError> {
+        let map = self.slot_map();
+        let mut tasks = tokio::task::JoinSet::new();
+        for shard in map.shards() {
+            let (client, addr, cmd) = (self.clone(), shard.master.clone(), cmd.clone());
+            tasks.spawn(async move {
+                let conn = client.connection(&addr).await?;
+                Ok::<_, ClusterError>(conn.send(cmd).await?)
+            });
+        }
+        let mut sum = 0i64;
+        let mut all = Vec::new();
+        let mut first = None;
+        while let Some(joined) = tasks.join_next().await {
+            let value = joined.map_err(|e| ClusterError::NoTopology(e.to_string()))??;
+            match (fanout, value) {
+                (Fanout::Sum, Value::Integer(n)) => sum += n,
+                (Fanout::Concat, Value::Array(items)) => all.extend(items),
+                (_, v) => {
+                    first.get_or_insert(v);
+                }
+            }
+        }
+        Ok(match fanout {
+            Fanout::Sum => Value::Integer(sum),
+            Fanout::Concat => Value::Array(all),
+            Fanout::Same => first.unwrap_or(Value::Null),
+        })
     }
 
     /// Tries a read on a healthy replica of `slot`. `None` when there is none, or when it failed
@@ -578,6 +693,30 @@ fn split_kind(cmd: &Cmd) -> Option<Merge> {
         b"MGET" => Some(Merge::Mget),
         b"MSET" => Some(Merge::Mset),
         b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => Some(Merge::Sum),
+        _ => None,
+    }
+}
+
+/// How a keyless command sent to every master is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fanout {
+    /// Integers added up (DBSIZE).
+    Sum,
+    /// Arrays concatenated (KEYS).
+    Concat,
+    /// Every master answers the same (FLUSHALL, SCRIPT LOAD): one answer.
+    Same,
+}
+
+fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
+    let name = cmd.name().to_ascii_uppercase();
+    let sub = cmd.arg_at(1).map(<[u8]>::to_ascii_uppercase);
+    match (name.as_slice(), sub.as_deref()) {
+        (b"DBSIZE", _) => Some(Fanout::Sum),
+        (b"KEYS", _) => Some(Fanout::Concat),
+        (b"FLUSHALL" | b"FLUSHDB", _) => Some(Fanout::Same),
+        (b"SCRIPT", Some(b"LOAD" | b"FLUSH")) => Some(Fanout::Same),
+        (b"FUNCTION", Some(b"LOAD" | b"FLUSH" | b"DELETE")) => Some(Fanout::Same),
         _ => None,
     }
 }

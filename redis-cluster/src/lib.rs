@@ -23,8 +23,11 @@
 //! Reads from replicas ([`ClusterConfig::read_from_replicas`]) go to a replica picked by a
 //! [`ReplicaSelector`] (random, round-robin, or your own), falling back to the master.
 //!
-//! Status: the cluster pipeline and keyless fan-out (DBSIZE, FLUSHALL, SCAN) are the next
-//! increments.
+//! [`ClusterClient::send_pipeline`] splits a pipeline per node, sends the parts at once and puts
+//! replies back in order; DBSIZE (summed), KEYS (concatenated), FLUSHALL/FLUSHDB and SCRIPT or
+//! FUNCTION LOAD/FLUSH go to every master.
+//!
+//! Status: SCAN across nodes, resharding under load (T5) and the cluster benchmark are next.
 
 #![deny(missing_docs)]
 

@@ -409,3 +409,85 @@ async fn reads_go_to_replicas_and_fall_back_when_one_dies() {
     let master = node_index(&cluster, &shard.master);
     assert!(get_calls(&cluster.nodes()[master]) >= keys.len() as u64 - 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_and_keyless_commands_span_the_whole_cluster() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster).refresh_interval(None))
+        .await
+        .unwrap();
+    // A pipeline over every shard, replies in the caller's order, an error in its place.
+    let mut cmds = Vec::new();
+    for i in 0..100 {
+        cmds.push(Cmd::new("SET").arg(format!("p:{i}")).arg(format!("v{i}")));
+    }
+    for i in 0..100 {
+        cmds.push(Cmd::new("GET").arg(format!("p:{i}")));
+    }
+    cmds.push(Cmd::new("LPUSH").arg("p:0").arg("x")); // WRONGTYPE
+    cmds.push(Cmd::new("MGET").arg("p:1").arg("p:2").arg("p:3"));
+    cmds.push(Cmd::new("DBSIZE"));
+    let replies = client.send_pipeline(&cmds).await.unwrap();
+    assert_eq!(replies.len(), 203);
+    for i in 0..100 {
+        assert_eq!(
+            replies[100 + i],
+            bulk(&format!("v{i}")),
+            "reply {i} out of place"
+        );
+    }
+    assert!(matches!(&replies[200], Value::Error(e) if e.starts_with(b"WRONGTYPE")));
+    assert_eq!(
+        replies[201],
+        Value::Array(vec![bulk("v1"), bulk("v2"), bulk("v3")])
+    );
+
+    // A slot moved behind the client's back: its commands inside a pipeline follow the MOVED.
+    let key = "p:5";
+    let s = slot(key.as_bytes());
+    let map = client.slot_map();
+    let old = map.master(s).unwrap().clone();
+    let new = map
+        .shards()
+        .iter()
+        .map(|sh| sh.master.clone())
+        .find(|m| *m != old)
+        .unwrap();
+    let new_id = cluster.nodes()[node_index(&cluster, &new)]
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    // Move the (emptied) slot: delete the key first, MIGRATE is not what this test is about.
+    client.send(Cmd::new("DEL").arg(key)).await.unwrap();
+    for node in cluster.nodes().iter().take(3) {
+        node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &new_id])
+            .unwrap();
+    }
+    let replies = client
+        .send_pipeline(&[
+            Cmd::new("SET").arg(key).arg("moved"),
+            Cmd::new("GET").arg("p:6"),
+            Cmd::new("GET").arg(key),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(replies[0], Value::SimpleString("OK".into()));
+    assert_eq!(replies[1], bulk("v6"));
+    assert_eq!(replies[2], bulk("moved"));
+
+    // Keyless commands that concern every master.
+    assert_eq!(
+        client.send(Cmd::new("DBSIZE")).await.unwrap(),
+        Value::Integer(100)
+    );
+    let Value::Array(keys) = client.send(Cmd::new("KEYS").arg("p:*")).await.unwrap() else {
+        panic!("KEYS is an array")
+    };
+    assert_eq!(keys.len(), 100);
+    client.send(Cmd::new("FLUSHALL")).await.unwrap();
+    assert_eq!(
+        client.send(Cmd::new("DBSIZE")).await.unwrap(),
+        Value::Integer(0)
+    );
+}
