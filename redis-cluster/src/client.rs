@@ -215,27 +215,64 @@ impl ClusterClient {
     /// Sends commands as a pipeline: each node gets its share as one sub-pipeline, all nodes at
     /// once, and the replies come back in the caller's order. A `MOVED` or `ASK` for one command
     /// is followed for that command alone; a multi-key command whose keys span slots is split as
-    /// [`ClusterClient::send`] does. Error replies stay in their place as [`Value::Error`].
+    /// [`ClusterClient::send`] does. Every command sees the effects of the ones before it (the
+    /// commands that cannot join a node's share, keyless or split ones, wait for what precedes
+    /// them). Error replies stay in their place as [`Value::Error`].
     ///
     /// # Errors
     /// A connection error of any node fails the whole call (commands for other nodes may have
     /// run); [`ClusterError::CrossSlot`] before sending for an atomic command spanning slots.
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, ClusterError> {
         let map = self.slot_map();
-        let mut per_node: HashMap<NodeAddr, Vec<usize>> = HashMap::new();
-        let mut alone = Vec::new();
+        let mut replies: Vec<Value> = Vec::with_capacity(cmds.len());
+        // Commands that cannot join a node's sub-pipeline (keyless, split, unassigned) are
+        // barriers: what comes before them is answered first, what comes after starts after, so
+        // that every command sees the effects of the commands before it.
+        let mut segment: Vec<(usize, NodeAddr)> = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
-            match command_slot(cmd) {
-                Ok(Some(s)) => match map.master(s) {
-                    Some(addr) => per_node.entry(addr.clone()).or_default().push(i),
-                    None => alone.push(i),
-                },
-                Ok(None) => alone.push(i),
-                Err(ClusterError::CrossSlot { .. }) if split_kind(cmd).is_some() => alone.push(i),
+            let routed = match command_slot(cmd) {
+                Ok(Some(s)) => map.master(s).cloned(),
+                Ok(None) => None,
+                Err(ClusterError::CrossSlot { .. }) if split_kind(cmd).is_some() => None,
                 Err(e) => return Err(e),
+            };
+            match routed {
+                Some(addr) => segment.push((i, addr)),
+                None => {
+                    self.flush_segment(cmds, &mut segment, &mut replies).await?;
+                    replies.push(self.send_in_pipeline(cmds[i].clone()).await?);
+                }
             }
         }
-        let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
+        self.flush_segment(cmds, &mut segment, &mut replies).await?;
+        Ok(replies)
+    }
+
+    /// A command of a pipeline sent on its own: error replies become values in place.
+    async fn send_in_pipeline(&self, cmd: Cmd) -> Result<Value, ClusterError> {
+        match self.send(cmd).await {
+            Ok(v) => Ok(v),
+            Err(ClusterError::Node(Error::Server(e))) => Ok(Value::Error(e.as_bytes().clone())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a run of routable pipeline commands: one sub-pipeline per node, all at once; then
+    /// the redirected ones again, in order; appends the replies in the caller's order.
+    async fn flush_segment(
+        &self,
+        cmds: &[Cmd],
+        segment: &mut Vec<(usize, NodeAddr)>,
+        replies: &mut Vec<Value>,
+    ) -> Result<(), ClusterError> {
+        if segment.is_empty() {
+            return Ok(());
+        }
+        let base = segment[0].0;
+        let mut per_node: HashMap<NodeAddr, Vec<usize>> = HashMap::new();
+        for (i, addr) in segment.drain(..) {
+            per_node.entry(addr).or_default().push(i);
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (addr, indexes) in per_node {
             let client = self.clone();
@@ -250,44 +287,38 @@ impl ClusterClient {
                 Ok::<_, ClusterError>((addr, indexes, values))
             });
         }
-        for i in alone {
-            let (client, cmd) = (self.clone(), cmds[i].clone());
-            tasks.spawn(async move {
-                let value = match client.send(cmd).await {
-                    Ok(v) => v,
-                    Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
-                    Err(e) => return Err(e),
-                };
-                Ok((NodeAddr::new("", 0), vec![i], vec![value]))
-            });
-        }
+        let mut slots: Vec<Option<Value>> = Vec::new();
         let mut redirected = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             let (addr, indexes, values) =
                 joined.map_err(|e| ClusterError::NoTopology(e.to_string()))??;
             for (i, value) in indexes.into_iter().zip(values) {
+                let at = i - base;
+                if slots.len() <= at {
+                    slots.resize(at + 1, None);
+                }
                 if let Value::Error(message) = &value {
-                    let error = ServerError::new(message.clone());
-                    if Redirect::parse(&error, &addr).is_some() {
+                    if Redirect::parse(&ServerError::new(message.clone()), &addr).is_some() {
                         redirected.push(i);
                         continue;
                     }
                 }
-                replies[i] = Some(value);
+                slots[at] = Some(value);
             }
         }
-        // Redirected commands, one by one through the usual routing (which follows the redirect).
+        // Redirected commands (not executed where they went), one by one and in order, through
+        // the usual routing, which follows the redirect.
+        redirected.sort_unstable();
         for i in redirected {
-            replies[i] = Some(match self.send(cmds[i].clone()).await {
-                Ok(v) => v,
-                Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
-                Err(e) => return Err(e),
-            });
+            let value = self.send_in_pipeline(cmds[i].clone()).await?;
+            let at = i - base;
+            if slots.len() <= at {
+                slots.resize(at + 1, None);
+            }
+            slots[at] = Some(value);
         }
-        Ok(replies
-            .into_iter()
-            .map(|r| r.unwrap_or(Value::Null))
-            .collect())
+        replies.extend(slots.into_iter().map(|v| v.unwrap_or(Value::Null)));
+        Ok(())
     }
 
     /// Keyless commands every master must run (FLUSHALL, SCRIPT LOAD) or whose answer is the
