@@ -491,3 +491,127 @@ async fn pipelines_and_keyless_commands_span_the_whole_cluster() {
         Value::Integer(0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_under_load_shows_no_error_and_loses_no_write() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster).refresh_interval(None))
+        .await
+        .unwrap();
+    let s = slot(b"mig");
+    let keys: Vec<String> = (0..300).map(|i| format!("{{mig}}:{i}")).collect();
+    for k in &keys {
+        client.send(Cmd::new("SET").arg(k).arg("0")).await.unwrap();
+    }
+    // One writer per key: each key's last acknowledged value must be what is read at the end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (client, stop) = (client.clone(), Arc::clone(&stop));
+        let mine: Vec<String> = keys.iter().skip(w).step_by(3).cloned().collect();
+        writers.push(tokio::spawn(async move {
+            let mut acked = std::collections::HashMap::new();
+            let mut errors = Vec::new();
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                for k in &mine {
+                    let v = round.to_string();
+                    match client.send(Cmd::new("SET").arg(k).arg(&v)).await {
+                        Ok(_) => {
+                            acked.insert(k.clone(), v);
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                    if let Err(e) = client.send(Cmd::new("GET").arg(k)).await {
+                        errors.push(e);
+                    }
+                }
+            }
+            (acked, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Migrate the slot from its master to another one, 50 keys at a time.
+    let map = client.slot_map();
+    let source = node_index(&cluster, map.master(s).unwrap());
+    let target = (0..3).find(|&i| i != source).unwrap();
+    let id = |i: usize| {
+        cluster.nodes()[i]
+            .admin()
+            .unwrap()
+            .cmd_string(&["CLUSTER", "MYID"])
+            .unwrap()
+    };
+    let (source_id, target_id) = (id(source), id(target));
+    let slot_arg = s.to_string();
+    cluster.nodes()[target]
+        .cmd(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &source_id])
+        .unwrap();
+    cluster.nodes()[source]
+        .cmd(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &target_id])
+        .unwrap();
+    let target_port = cluster.nodes()[target].port().to_string();
+    let mut admin = cluster.nodes()[source].admin().unwrap();
+    loop {
+        let batch = admin
+            .cmd(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, "50"])
+            .unwrap();
+        let Value::Array(batch) = batch else {
+            panic!("GETKEYSINSLOT is an array")
+        };
+        if batch.is_empty() {
+            break;
+        }
+        let mut migrate: Vec<Vec<u8>> = [
+            "MIGRATE",
+            "127.0.0.1",
+            &target_port,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        migrate.extend(
+            batch
+                .iter()
+                .filter_map(|k| k.as_bytes().map(|b| b.to_vec())),
+        );
+        admin.cmd(&migrate).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..3 {
+        cluster.nodes()[i]
+            .cmd(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &target_id])
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = std::collections::HashMap::new();
+    for w in writers {
+        let (a, errors) = w.await.unwrap();
+        assert!(
+            errors.is_empty(),
+            "{} errors, first: {:?}",
+            errors.len(),
+            errors.first()
+        );
+        acked.extend(a);
+    }
+    assert_eq!(acked.len(), keys.len());
+    for (k, v) in &acked {
+        assert_eq!(
+            client.send(Cmd::new("GET").arg(k)).await.unwrap(),
+            bulk(v),
+            "{k} lost its last acknowledged write"
+        );
+    }
+    assert_eq!(
+        client.slot_map().master(s),
+        Some(&NodeAddr::from(cluster.nodes()[target].addr()))
+    );
+    assert!(client.refreshes() <= 10, "{} refreshes", client.refreshes());
+}
