@@ -310,7 +310,12 @@ impl ClusterClient {
         // the usual routing, which follows the redirect.
         redirected.sort_unstable();
         for i in redirected {
-            let value = self.send_in_pipeline(cmds[i].clone()).await?;
+            let slot = command_slot(&cmds[i]).ok().flatten();
+            let value = match self.route(cmds[i].clone(), slot).await {
+                Ok(v) => v,
+                Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
+                Err(e) => return Err(e),
+            };
             let at = i - base;
             if slots.len() <= at {
                 slots.resize(at + 1, None);
@@ -519,48 +524,49 @@ impl ClusterClient {
         for (i, item) in items.iter().enumerate() {
             groups.entry(slot(item[0])).or_default().push(i);
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (group_slot, positions) in groups {
+        // One command per slot; the commands for one node then travel as one sub-pipeline.
+        let map = self.slot_map();
+        let mut subs = Vec::with_capacity(groups.len());
+        let mut positions = Vec::with_capacity(groups.len());
+        let mut segment = Vec::with_capacity(groups.len());
+        for (j, (group_slot, indexes)) in groups.into_iter().enumerate() {
             let mut sub = Cmd::new(args[0]);
-            for &i in &positions {
+            for &i in &indexes {
                 for part in items[i] {
                     sub.push_arg(part);
                 }
             }
-            let client = self.clone();
-            tasks.spawn(async move { (positions, client.route(sub, Some(group_slot)).await) });
+            let addr = map
+                .master(group_slot)
+                .cloned()
+                .ok_or(ClusterError::Unassigned { slot: group_slot })?;
+            segment.push((j, addr));
+            subs.push(sub);
+            positions.push(indexes);
         }
+        let mut replies = Vec::with_capacity(subs.len());
+        self.flush_segment(&subs, &mut segment, &mut replies)
+            .await?;
         let mut values = vec![Value::Null; if kind == Merge::Mget { items.len() } else { 0 }];
         let mut sum = 0i64;
-        let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            let (positions, result) = match joined {
-                Ok(r) => r,
-                Err(e) => {
-                    first_error.get_or_insert(ClusterError::NoTopology(e.to_string()));
-                    continue;
+        for (indexes, reply) in positions.into_iter().zip(replies) {
+            match (kind, reply) {
+                (_, Value::Error(e)) => {
+                    return Err(ClusterError::Node(Error::Server(ServerError::new(e))));
                 }
-            };
-            match (kind, result) {
-                (_, Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                (Merge::Mget, Ok(Value::Array(replies))) => {
-                    for (pos, value) in positions.into_iter().zip(replies) {
+                (Merge::Mget, Value::Array(found)) => {
+                    for (pos, value) in indexes.into_iter().zip(found) {
                         values[pos] = value;
                     }
                 }
-                (Merge::Sum, Ok(Value::Integer(n))) => sum += n,
-                (Merge::Mset, Ok(_)) => {}
-                (_, Ok(other)) => {
-                    first_error.get_or_insert(ClusterError::Node(Error::Unsupported(format!(
+                (Merge::Sum, Value::Integer(n)) => sum += n,
+                (Merge::Mset, _) => {}
+                (_, other) => {
+                    return Err(ClusterError::Node(Error::Unsupported(format!(
                         "unexpected reply to a split command: {other:?}"
                     ))));
                 }
             }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
         }
         Ok(match kind {
             Merge::Mget => Value::Array(values),
