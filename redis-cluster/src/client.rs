@@ -115,9 +115,42 @@ pub enum ClusterError {
     },
 }
 
+/// Something that happened to the cluster as this client sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ClusterEvent {
+    /// A refresh brought a different topology.
+    TopologyChanged {
+        /// Nodes that appeared.
+        added: Vec<NodeAddr>,
+        /// Nodes that left (their connections were closed).
+        removed: Vec<NodeAddr>,
+        /// Slots whose master changed (a failover, a reshard).
+        moved_slots: usize,
+        /// Slots without an owner now.
+        uncovered_slots: usize,
+    },
+    /// A refresh found no usable view; the previous map stays.
+    RefreshFailed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl ClusterEvent {
+    /// The event's name, as monitoring prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClusterEvent::TopologyChanged { .. } => "topology_changed",
+            ClusterEvent::RefreshFailed { .. } => "topology_refresh_failed",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     config: ClusterConfig,
+    events: tokio::sync::broadcast::Sender<ClusterEvent>,
     map: RwLock<Arc<SlotMap>>,
     conns: Mutex<HashMap<NodeAddr, Connection>>,
     /// Connections to replicas for reads (they send READONLY).
@@ -154,9 +187,11 @@ impl ClusterClient {
     pub async fn connect(config: ClusterConfig) -> Result<ClusterClient, ClusterError> {
         let seeds = config.seeds.clone();
         let interval = config.refresh_interval;
+        let (events, _) = tokio::sync::broadcast::channel(256);
         let client = ClusterClient {
             inner: Arc::new(Inner {
                 config,
+                events,
                 map: RwLock::new(Arc::new(Topology::default().slot_map())),
                 conns: Mutex::new(HashMap::new()),
                 replica_conns: Mutex::new(HashMap::new()),
@@ -183,6 +218,11 @@ impl ClusterClient {
     /// The current slot map.
     pub fn slot_map(&self) -> Arc<SlotMap> {
         Arc::clone(&self.inner.map.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A stream of topology events.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<ClusterEvent> {
+        self.inner.events.subscribe()
     }
 
     /// Topology refreshes done so far (the initial load included).
@@ -636,6 +676,9 @@ impl ClusterClient {
             let candidates = client.refresh_candidates();
             if let Err(e) = client.refresh_from(candidates).await {
                 tracing::warn!(error = %e, "cluster topology refresh failed");
+                let _ = client.inner.events.send(ClusterEvent::RefreshFailed {
+                    error: e.to_string(),
+                });
             }
             client.inner.refresh_pending.store(false, Ordering::Release);
         });
@@ -695,8 +738,39 @@ impl ClusterClient {
         };
         let map = view.slot_map();
         let keep = map.nodes();
-        *self.inner.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        let previous = std::mem::replace(
+            &mut *self.inner.map.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(map.clone()),
+        );
         self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+        let before = previous.nodes();
+        let added: Vec<NodeAddr> = keep
+            .iter()
+            .filter(|n| !before.contains(n))
+            .cloned()
+            .collect();
+        let removed: Vec<NodeAddr> = before
+            .iter()
+            .filter(|n| !keep.contains(n))
+            .cloned()
+            .collect();
+        let moved_slots = (0..crate::SLOTS)
+            .filter(|&s| previous.master(s) != map.master(s))
+            .count();
+        if !added.is_empty() || !removed.is_empty() || moved_slots > 0 {
+            tracing::info!(
+                added = added.len(),
+                removed = removed.len(),
+                moved_slots,
+                "cluster topology changed"
+            );
+            let _ = self.inner.events.send(ClusterEvent::TopologyChanged {
+                added,
+                removed,
+                moved_slots,
+                uncovered_slots: map.uncovered(),
+            });
+        }
         let seeds = &self.inner.config.seeds;
         for conns in [&self.inner.conns, &self.inner.replica_conns] {
             let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());

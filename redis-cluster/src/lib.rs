@@ -37,7 +37,7 @@ mod replica;
 mod slot;
 mod topology;
 
-pub use client::{ClusterClient, ClusterConfig, ClusterError};
+pub use client::{ClusterClient, ClusterConfig, ClusterError, ClusterEvent};
 pub use redirect::{Redirect, RedirectKind};
 pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use slot::{slot, SLOTS};

@@ -114,6 +114,7 @@ async fn routes_every_key_and_follows_a_moved_slot() {
 async fn a_graceful_failover_under_load_shows_no_error() {
     let cluster = Cluster::start().unwrap();
     let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    let mut events = client.events();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..4 {
@@ -165,6 +166,24 @@ async fn a_graceful_failover_under_load_shows_no_error() {
         "the client still routes to the old master"
     );
     assert!(client.refreshes() <= 10, "{} refreshes", client.refreshes());
+    // Monitoring saw the change: the shard's slots moved to the promoted replica (part of them
+    // may already have been patched by MOVED replies; the demoted master may leave and come back
+    // in the views while it re-syncs as a replica).
+    let mut moved = 0;
+    while let Ok(event) = events.try_recv() {
+        if let redis_cluster::ClusterEvent::TopologyChanged { moved_slots, .. } = event {
+            moved += moved_slots;
+        }
+    }
+    let shard_slots: usize = shard
+        .ranges
+        .iter()
+        .map(|&(a, b)| usize::from(b - a) + 1)
+        .sum();
+    assert!(
+        moved > 0 && moved <= shard_slots,
+        "topology_changed events report {moved} moved slots"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
