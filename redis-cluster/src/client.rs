@@ -220,6 +220,35 @@ impl ClusterClient {
         Arc::clone(&self.inner.map.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// A SCAN over the whole cluster: each master in turn, each with its own cursor.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: redis_cluster::ClusterClient) -> Result<(), redis_cluster::ClusterError> {
+    /// let mut scan = client.scan(Some("user:*"), 500);
+    /// while let Some(keys) = scan.next_batch().await? {
+    ///     for key in keys {
+    ///         println!("{}", String::from_utf8_lossy(&key));
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn scan(&self, pattern: Option<&str>, count: usize) -> ClusterScan {
+        let masters = self
+            .slot_map()
+            .shards()
+            .iter()
+            .map(|s| s.master.clone())
+            .collect();
+        ClusterScan {
+            client: self.clone(),
+            masters,
+            node: 0,
+            cursor: b"0".to_vec(),
+            pattern: pattern.map(str::to_string),
+            count: count.max(1),
+        }
+    }
+
     /// A stream of topology events.
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<ClusterEvent> {
         self.inner.events.subscribe()
@@ -805,6 +834,68 @@ fn split_kind(cmd: &Cmd) -> Option<Merge> {
         b"MSET" => Some(Merge::Mset),
         b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => Some(Merge::Sum),
         _ => None,
+    }
+}
+
+/// A cluster-wide SCAN, from [`ClusterClient::scan`]. Like SCAN itself it guarantees that a key
+/// present for the whole scan is returned at least once (a key may come twice); keys that move
+/// between masters during the scan (resharding) may be missed or repeated.
+#[derive(Debug)]
+pub struct ClusterScan {
+    client: ClusterClient,
+    masters: Vec<NodeAddr>,
+    node: usize,
+    cursor: Vec<u8>,
+    pattern: Option<String>,
+    count: usize,
+}
+
+impl ClusterScan {
+    /// The next batch of keys (possibly empty), or `None` when every master has been scanned.
+    ///
+    /// # Errors
+    /// The node's error; the scan can be resumed by calling again.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<bytes::Bytes>>, ClusterError> {
+        let Some(addr) = self.masters.get(self.node) else {
+            return Ok(None);
+        };
+        let mut cmd = Cmd::new("SCAN").arg(&self.cursor);
+        if let Some(pattern) = &self.pattern {
+            cmd = cmd.arg("MATCH").arg(pattern);
+        }
+        cmd = cmd.arg("COUNT").arg_int(self.count as i64);
+        let conn = self.client.connection(addr).await?;
+        let reply = conn.send(cmd).await?;
+        let bad = || {
+            ClusterError::Node(Error::Unsupported(format!(
+                "unexpected SCAN reply from {addr}"
+            )))
+        };
+        let Value::Array(mut parts) = reply else {
+            return Err(bad());
+        };
+        if parts.len() != 2 {
+            return Err(bad());
+        }
+        let keys = parts.pop().ok_or_else(bad)?;
+        let cursor = parts
+            .pop()
+            .and_then(|c| c.as_bytes().cloned())
+            .ok_or_else(bad)?;
+        let Value::Array(keys) = keys else {
+            return Err(bad());
+        };
+        if &cursor[..] == b"0" {
+            self.node += 1;
+            self.cursor = b"0".to_vec();
+        } else {
+            self.cursor = cursor.to_vec();
+        }
+        Ok(Some(
+            keys.into_iter()
+                .filter_map(|k| k.as_bytes().cloned())
+                .collect(),
+        ))
     }
 }
 

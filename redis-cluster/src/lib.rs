@@ -27,7 +27,7 @@
 //! replies back in order; DBSIZE (summed), KEYS (concatenated), FLUSHALL/FLUSHDB and SCRIPT or
 //! FUNCTION LOAD/FLUSH go to every master.
 //!
-//! Status: SCAN across nodes, resharding under load (T5) and the cluster benchmark are next.
+//! [`ClusterClient::scan`] walks every master with its own cursor.
 
 #![deny(missing_docs)]
 
@@ -37,7 +37,7 @@ mod replica;
 mod slot;
 mod topology;
 
-pub use client::{ClusterClient, ClusterConfig, ClusterError, ClusterEvent};
+pub use client::{ClusterClient, ClusterConfig, ClusterError, ClusterEvent, ClusterScan};
 pub use redirect::{Redirect, RedirectKind};
 pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use slot::{slot, SLOTS};

@@ -504,6 +504,19 @@ async fn pipelines_and_keyless_commands_span_the_whole_cluster() {
         panic!("KEYS is an array")
     };
     assert_eq!(keys.len(), 100);
+    // SCAN walks every master: every key at least once, as SCAN promises.
+    let mut scan = client.scan(Some("p:*"), 7);
+    let mut seen = std::collections::HashSet::new();
+    let mut batches = 0;
+    while let Some(batch) = scan.next_batch().await.unwrap() {
+        batches += 1;
+        seen.extend(batch);
+    }
+    assert_eq!(seen.len(), 100);
+    assert!(
+        batches > 3,
+        "{batches} batches: COUNT was ignored or one node was scanned"
+    );
     client.send(Cmd::new("FLUSHALL")).await.unwrap();
     assert_eq!(
         client.send(Cmd::new("DBSIZE")).await.unwrap(),
