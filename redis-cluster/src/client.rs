@@ -520,11 +520,14 @@ impl ClusterClient {
             }
         }
         let mut target = match slot {
-            Some(s) => self
-                .slot_map()
-                .master(s)
-                .cloned()
-                .ok_or(ClusterError::Unassigned { slot: s })?,
+            Some(s) => match self.slot_map().master(s).cloned() {
+                Some(addr) => addr,
+                None => {
+                    // A slot with no owner: the map may be stale.
+                    self.trigger_refresh();
+                    return Err(ClusterError::Unassigned { slot: s });
+                }
+            },
             None => self.any_master()?,
         };
         let mut asking = false;
@@ -745,9 +748,16 @@ impl ClusterClient {
                 let (client, addr) = (self.clone(), addr.clone());
                 asks.spawn(async move {
                     let conn = client.connection(&addr).await?;
-                    let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
-                    Topology::from_cluster_slots(&reply, &addr)
-                        .map_err(|e| Error::Unsupported(e.to_string()))
+                    // CLUSTER SHARDS (Redis 7+) tells node health; older servers only know SLOTS.
+                    match conn.send(Cmd::new("CLUSTER").arg("SHARDS")).await {
+                        Ok(reply) => Topology::from_cluster_shards(&reply, &addr),
+                        Err(Error::Server(_)) => {
+                            let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
+                            Topology::from_cluster_slots(&reply, &addr)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    .map_err(|e| Error::Unsupported(e.to_string()))
                 });
             }
             while let Some(joined) = asks.join_next().await {

@@ -1,7 +1,8 @@
 //! Redis Cluster topology: which node serves which key.
 //!
 //! This crate turns keys into slots (CRC16 of the key or its `{hash tag}`, modulo 16384), reads
-//! `CLUSTER SLOTS` into a [`Topology`] of masters and replicas, picks the view most nodes agree on
+//! `CLUSTER SHARDS` (Redis 7+, with node health) or `CLUSTER SLOTS` into a [`Topology`] of masters
+//! and replicas, picks the view most nodes agree on
 //! ([`agreed_view`]), keeps it as a [`SlotMap`] for routing, and parses `MOVED`/`ASK`
 //! redirections. It builds on `redis-conn` for connections and leaves typed commands to
 //! `redis-client`.

@@ -100,6 +100,18 @@ fn text(v: &Value) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
+/// The fields of a map, given as a RESP3 map or a RESP2 flat array of names and values.
+fn fields(v: &Value) -> Option<Vec<(String, &Value)>> {
+    match v {
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| Some((text(k)?, v))).collect(),
+        Value::Array(items) if items.len() % 2 == 0 => items
+            .chunks(2)
+            .map(|kv| Some((text(&kv[0])?, &kv[1])))
+            .collect(),
+        _ => None,
+    }
+}
+
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Integer(i) => Some(*i),
@@ -176,6 +188,96 @@ impl Topology {
             shard.ranges.sort_unstable();
             shard.replicas.sort();
         }
+        Ok(Topology { shards })
+    }
+
+    /// Reads a `CLUSTER SHARDS` reply (Redis 7+; RESP2 or RESP3). It reports node health, so
+    /// replicas that are not `online` are left out, and lists replicas as soon as they are attached.
+    /// `asked` stands in for nodes that announce no address.
+    ///
+    /// # Errors
+    /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`.
+    pub fn from_cluster_shards(reply: &Value, asked: &NodeAddr) -> Result<Topology, TopologyError> {
+        let bad = |what: &str| TopologyError::BadReply(format!("CLUSTER SHARDS: {what}"));
+        let Value::Array(entries) = reply else {
+            return Err(bad("not an array"));
+        };
+        let mut shards = Vec::new();
+        for entry in entries {
+            let shard_fields = fields(entry).ok_or_else(|| bad("a shard is not a map"))?;
+            let get = |name: &str| {
+                shard_fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| *v)
+            };
+            let Some(Value::Array(bounds)) = get("slots") else {
+                return Err(bad("a shard without slots"));
+            };
+            let mut ranges = Vec::new();
+            for pair in bounds.chunks(2) {
+                let [a, b] = pair else {
+                    return Err(bad("odd slot bounds"));
+                };
+                let slot = |v: &Value| {
+                    int(v)
+                        .and_then(|s| u16::try_from(s).ok())
+                        .filter(|&s| s < SLOTS)
+                        .ok_or_else(|| bad("a bad slot"))
+                };
+                let (a, b) = (slot(a)?, slot(b)?);
+                if a > b {
+                    return Err(bad("a range that ends before it starts"));
+                }
+                ranges.push((a, b));
+            }
+            if ranges.is_empty() {
+                continue;
+            }
+            let Some(Value::Array(nodes)) = get("nodes") else {
+                return Err(bad("a shard without nodes"));
+            };
+            let mut master = None;
+            let mut replicas = Vec::new();
+            for node in nodes {
+                let f = fields(node).ok_or_else(|| bad("a node is not a map"))?;
+                let text_of = |name: &str| {
+                    f.iter()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| text(v))
+                        .unwrap_or_default()
+                };
+                let port = f
+                    .iter()
+                    .find(|(k, _)| k == "port")
+                    .and_then(|(_, v)| int(v))
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| bad("a node without a valid port"))?;
+                let host = [text_of("endpoint"), text_of("ip")]
+                    .into_iter()
+                    .find(|h| !h.is_empty() && h != "?")
+                    .unwrap_or_else(|| asked.host.clone());
+                let addr = NodeAddr::new(host, port);
+                match text_of("role").as_str() {
+                    "master" => master = Some((addr, Some(text_of("id")))),
+                    _ if text_of("health") == "online" => replicas.push(addr),
+                    _ => {}
+                }
+            }
+            let Some((master, master_id)) = master else {
+                // A shard whose master is gone from the view: its slots stay unowned here.
+                continue;
+            };
+            ranges.sort_unstable();
+            replicas.sort();
+            shards.push(Shard {
+                ranges,
+                master,
+                master_id: master_id.filter(|id| !id.is_empty()),
+                replicas,
+            });
+        }
+        shards.sort_by(|a, b| a.master.cmp(&b.master));
         Ok(Topology { shards })
     }
 
@@ -351,6 +453,101 @@ mod tests {
             Topology::from_cluster_slots(&Value::Array(ranges), &asked).unwrap(),
             t
         );
+    }
+
+    #[test]
+    fn cluster_shards_parse_in_resp2_and_resp3_and_skip_unhealthy_replicas() {
+        let node = |id: &str, port: i64, role: &str, health: &str| {
+            vec![
+                b("id"),
+                b(id),
+                b("port"),
+                Value::Integer(port),
+                b("ip"),
+                b("127.0.0.1"),
+                b("endpoint"),
+                b("127.0.0.1"),
+                b("role"),
+                b(role),
+                b("replication-offset"),
+                Value::Integer(1),
+                b("health"),
+                b(health),
+            ]
+        };
+        let shard = |lo: i64, hi: i64, nodes: Vec<Vec<Value>>| {
+            vec![
+                b("slots"),
+                Value::Array(vec![Value::Integer(lo), Value::Integer(hi)]),
+                b("nodes"),
+                Value::Array(nodes.into_iter().map(Value::Array).collect()),
+            ]
+        };
+        let resp2 = Value::Array(vec![
+            Value::Array(shard(
+                0,
+                8191,
+                vec![
+                    node("a", 7000, "master", "online"),
+                    node("c", 7002, "replica", "online"),
+                ],
+            )),
+            Value::Array(shard(
+                8192,
+                16383,
+                vec![
+                    node("b", 7001, "master", "online"),
+                    node("d", 7003, "replica", "loading"),
+                ],
+            )),
+        ]);
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let t = Topology::from_cluster_shards(&resp2, &asked).unwrap();
+        assert_eq!(t.covered_slots(), 16384);
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![NodeAddr::new("127.0.0.1", 7002)]
+        );
+        assert!(
+            t.shards()[1].replicas.is_empty(),
+            "a loading replica was kept"
+        );
+        // The same as RESP3 maps.
+        let to_map = |flat: &Value| match flat {
+            Value::Array(items) => Value::Map(
+                items
+                    .chunks(2)
+                    .map(|kv| (kv[0].clone(), kv[1].clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        let Value::Array(entries) = &resp2 else {
+            unreachable!()
+        };
+        let resp3 = Value::Array(
+            entries
+                .iter()
+                .map(|e| {
+                    let Value::Map(pairs) = to_map(e) else {
+                        unreachable!()
+                    };
+                    Value::Map(
+                        pairs
+                            .into_iter()
+                            .map(|(k, v)| match v {
+                                Value::Array(nodes) if k == b("nodes") => {
+                                    (k, Value::Array(nodes.iter().map(to_map).collect()))
+                                }
+                                v => (k, v),
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        );
+        assert_eq!(Topology::from_cluster_shards(&resp3, &asked).unwrap(), t);
+        assert!(Topology::from_cluster_shards(&Value::Integer(1), &asked).is_err());
     }
 
     #[test]
