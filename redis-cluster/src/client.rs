@@ -367,7 +367,11 @@ impl ClusterClient {
                     slots.resize(at + 1, None);
                 }
                 if let Value::Error(message) = &value {
-                    if Redirect::parse(&ServerError::new(message.clone()), &addr).is_some() {
+                    let error = ServerError::new(message.clone());
+                    // Redirects, and TRYAGAIN (a multi-key command caught in a migration), are
+                    // resent on their own: routing follows the redirect, and redis-conn retries
+                    // TRYAGAIN with backoff within the deadline.
+                    if Redirect::parse(&error, &addr).is_some() || error.code() == "TRYAGAIN" {
                         redirected.push(i);
                         continue;
                     }

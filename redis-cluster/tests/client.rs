@@ -647,3 +647,52 @@ async fn resharding_under_load_shows_no_error_and_loses_no_write() {
     );
     assert!(client.refreshes() <= 10, "{} refreshes", client.refreshes());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_moved_replies_causes_one_refresh_not_hundreds() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster).refresh_interval(None))
+        .await
+        .unwrap();
+    // Move every slot of one shard to another master behind the client's back.
+    let map = client.slot_map();
+    let from = map.shards()[0].clone();
+    let to = map.shards()[1].master.clone();
+    let to_id = cluster.nodes()[node_index(&cluster, &to)]
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    let (lo, _) = from.ranges[0];
+    let moved: Vec<u16> = (lo..lo + 50).collect();
+    for s in &moved {
+        for node in cluster.nodes().iter().take(3) {
+            node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &to_id])
+                .unwrap();
+        }
+    }
+    // 500 concurrent commands on the moved slots all meet MOVED at once.
+    let keys: Vec<String> = (0..200_000)
+        .map(|i| format!("storm:{i}"))
+        .filter(|k| moved.contains(&slot(k.as_bytes())))
+        .take(500)
+        .collect();
+    assert_eq!(keys.len(), 500);
+    let before = client.refreshes();
+    let mut tasks = Vec::new();
+    for k in keys {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client.send(Cmd::new("SET").arg(&k).arg("v")).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let refreshes = client.refreshes() - before;
+    assert!(
+        (1..=3).contains(&refreshes),
+        "{refreshes} refreshes for one storm of MOVED"
+    );
+}
