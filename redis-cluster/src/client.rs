@@ -577,7 +577,14 @@ impl ClusterClient {
                     self.trigger_refresh();
                     asking = false;
                 }
-                RedirectKind::Ask => asking = true,
+                RedirectKind::Ask => {
+                    // One ASK is a migration in progress; a second one for the same command
+                    // means the map is likely behind.
+                    if asking {
+                        self.trigger_refresh();
+                    }
+                    asking = true;
+                }
             }
             target = redirect.addr;
         }
@@ -720,7 +727,7 @@ impl ClusterClient {
         });
     }
 
-    /// Masters first, then replicas, then the seeds.
+    /// Masters first, then replicas, then the seeds (nodes that are down last).
     fn refresh_candidates(&self) -> Vec<NodeAddr> {
         let map = self.slot_map();
         let mut out: Vec<NodeAddr> = map.shards().iter().map(|s| s.master.clone()).collect();
@@ -733,7 +740,12 @@ impl ClusterClient {
                 out.push(node);
             }
         }
-        out
+        // Nodes whose connection is down right now go last, so that a dead node does not hold
+        // a refresh up for its whole timeout.
+        let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let down = |addr: &NodeAddr| conns.get(addr).is_some_and(|c| !c.is_connected());
+        let (up, down): (Vec<_>, Vec<_>) = out.into_iter().partition(|a| !down(a));
+        up.into_iter().chain(down).collect()
     }
 
     /// Asks a few nodes for their view, keeps the one most agree on, and closes the connections

@@ -331,7 +331,7 @@ async fn a_killed_master_costs_errors_only_on_its_shard_and_only_until_promotion
             "{key} on a healthy shard failed at {at:?}: {e}"
         );
         assert!(
-            *at >= killed_at && *at <= promoted_at + Duration::from_millis(2500),
+            *at >= killed_at && *at <= promoted_at + Duration::from_millis(2000),
             "{key} failed at {at:?}: killed {killed_at:?}, promoted {promoted_at:?}: {e}"
         );
     }
@@ -344,8 +344,10 @@ async fn a_killed_master_costs_errors_only_on_its_shard_and_only_until_promotion
             .unwrap();
     }
     assert_eq!(client.slot_map().master(0), Some(&victim_shard.replicas[0]));
+    let last_error = errors.iter().map(|(_, at, _)| *at).max();
     eprintln!(
-        "killed at {killed_at:?}, promoted at {promoted_at:?}, {} errors, {} refreshes",
+        "killed at {killed_at:?}, promoted at {promoted_at:?}, last error at {last_error:?}, \
+         {} errors, {} refreshes",
         errors.len(),
         client.refreshes()
     );
