@@ -1,0 +1,408 @@
+//! Sentinel-managed Redis: find the master through the sentinels, check it really is the master,
+//! and follow failovers.
+//!
+//! [`SentinelClient::connect`] asks the sentinels in order (`SENTINEL GET-MASTER-ADDR-BY-NAME`),
+//! moves the first that answers to the front, connects to the address it gives and checks with
+//! `ROLE` that it is a master (a sentinel with a stale view is skipped). It then follows failovers:
+//! it subscribes to `+switch-master` on every sentinel, polls them every few seconds as a
+//! backstop, and rediscovers at once when a command meets `READONLY` or a lost connection. On a
+//! switch the connection to the old master is closed (it stays writable for seconds after a
+//! failover, and writes sent there would be lost).
+//!
+//! It builds on `redis-conn` for the data connection. Not yet here: sentinel TLS for the
+//! `+switch-master` subscription, replica reads, and refreshing the sentinel list with
+//! `SENTINEL SENTINELS`.
+
+#![deny(missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redis_conn::{Cmd, Connection, ConnectionConfig, Error, Protocol, ServerAddr, Value};
+use resp_codec::Decoder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{broadcast, Notify};
+
+/// Settings of a sentinel client.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    sentinels: Vec<ServerAddr>,
+    master_name: String,
+    connection: ConnectionConfig,
+    sentinel_connection: ConnectionConfig,
+    poll_interval: Duration,
+}
+
+impl SentinelConfig {
+    /// The sentinels, the monitored master's name, and the settings of the data connection (its
+    /// address is replaced by the master's). Sentinels are queried over plain RESP2 with the same
+    /// timeouts; the backstop poll runs every 5 s.
+    pub fn new(
+        sentinels: impl IntoIterator<Item = ServerAddr>,
+        master_name: impl Into<String>,
+        connection: ConnectionConfig,
+    ) -> Self {
+        let sentinels: Vec<ServerAddr> = sentinels.into_iter().collect();
+        let first = sentinels
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ServerAddr::tcp("127.0.0.1", 26379));
+        let sentinel_connection = ConnectionConfig::new(first)
+            .protocol(Protocol::Resp2)
+            .health_check_interval(None)
+            .reconnect(false);
+        SentinelConfig {
+            sentinels,
+            master_name: master_name.into(),
+            connection,
+            sentinel_connection,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// How often the sentinels are polled as a backstop for missed events (default 5 s).
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+}
+
+/// Why the master could not be found or reached.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SentinelError {
+    /// No sentinel gave the address of a reachable master.
+    #[error("no master for {name}: {reason}")]
+    NoMaster {
+        /// The master name.
+        name: String,
+        /// The last reason.
+        reason: String,
+    },
+    /// The master's connection failed or it answered with an error.
+    #[error(transparent)]
+    Node(#[from] Error),
+}
+
+/// Something the client did about the topology.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SentinelEvent {
+    /// The client now writes to another master.
+    Failover {
+        /// The master it left.
+        old: String,
+        /// The master it now uses.
+        new: String,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SentinelConfig,
+    sentinels: Mutex<Vec<ServerAddr>>,
+    current: RwLock<(ServerAddr, Connection)>,
+    wake: Notify,
+    events: broadcast::Sender<SentinelEvent>,
+    failovers: AtomicU64,
+}
+
+/// A client of a Sentinel-managed deployment: cheap to clone, follows failovers by itself.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redis_sentinel::SentinelError> {
+/// use redis_conn::{Cmd, ConnectionConfig, ServerAddr};
+/// use redis_sentinel::{SentinelClient, SentinelConfig};
+///
+/// let sentinels = vec![ServerAddr::tcp("127.0.0.1", 26379), ServerAddr::tcp("127.0.0.1", 26380)];
+/// let template = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 6379));
+/// let client = SentinelClient::connect(SentinelConfig::new(sentinels, "mymaster", template)).await?;
+/// client.send(Cmd::new("SET").arg("k").arg("v")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SentinelClient {
+    inner: Arc<Inner>,
+}
+
+impl SentinelClient {
+    /// Discovers the master and starts following failovers.
+    ///
+    /// # Errors
+    /// [`SentinelError::NoMaster`] when no sentinel leads to a reachable master.
+    pub async fn connect(config: SentinelConfig) -> Result<SentinelClient, SentinelError> {
+        let sentinels = Mutex::new(config.sentinels.clone());
+        let (addr, conn) = discover(&config, &sentinels).await?;
+        let (events, _) = broadcast::channel(64);
+        let client = SentinelClient {
+            inner: Arc::new(Inner {
+                config,
+                sentinels,
+                current: RwLock::new((addr, conn)),
+                wake: Notify::new(),
+                events,
+                failovers: AtomicU64::new(0),
+            }),
+        };
+        client.start_following();
+        Ok(client)
+    }
+
+    /// The master in use.
+    pub fn master(&self) -> ServerAddr {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Failovers followed so far.
+    pub fn failovers(&self) -> u64 {
+        self.inner.failovers.load(Ordering::Relaxed)
+    }
+
+    /// A stream of failover events.
+    pub fn events(&self) -> broadcast::Receiver<SentinelEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Sends a command to the master. `READONLY` (the master was demoted) or a lost connection
+    /// make the client rediscover at once; the error is returned as it is (redis-conn's honest
+    /// `Sent` information included).
+    ///
+    /// # Errors
+    /// [`SentinelError::Node`].
+    pub async fn send(&self, cmd: Cmd) -> Result<Value, SentinelError> {
+        let conn = self
+            .inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        let result = conn.send(cmd).await;
+        if let Err(e) = &result {
+            let stale = match e {
+                Error::Server(s) => s.is_readonly(),
+                Error::ConnectionLost { .. }
+                | Error::Timeout { .. }
+                | Error::Closed { .. }
+                | Error::Connect { .. } => true,
+                _ => false,
+            };
+            if stale {
+                self.inner.wake.notify_one();
+            }
+        }
+        Ok(result?)
+    }
+
+    fn start_following(&self) {
+        // One watcher per sentinel for +switch-master, and one task that rediscovers when woken
+        // (an event, a stale reply) or when the poll interval passes.
+        let sentinels = self
+            .inner
+            .sentinels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for sentinel in sentinels {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(watch_switches(weak, sentinel));
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let poll = self.inner.config.poll_interval;
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let woken = tokio::time::timeout(poll, inner.wake.notified()).await;
+                drop(woken);
+                follow(&inner).await;
+            }
+        });
+    }
+}
+
+/// Rediscovers; switches when the sentinels name another master.
+async fn follow(inner: &Inner) {
+    let current = inner
+        .current
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .clone();
+    // The usual case: the first sentinel that answers still names the master in use.
+    let first = inner
+        .sentinels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first()
+        .cloned();
+    if let Some(sentinel) = first {
+        if ask_sentinel(&inner.config, &sentinel).await.ok().as_ref() == Some(&current) {
+            return;
+        }
+    }
+    match discover(&inner.config, &inner.sentinels).await {
+        Ok((addr, conn)) if addr != current => {
+            let old = {
+                let mut slot = inner.current.write().unwrap_or_else(|e| e.into_inner());
+                std::mem::replace(&mut *slot, (addr.clone(), conn))
+            };
+            // The old master may stay writable for seconds: nothing more goes there.
+            old.1.close();
+            inner.failovers.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(old = %old.0, new = %addr, "followed a failover");
+            let _ = inner.events.send(SentinelEvent::Failover {
+                old: old.0.to_string(),
+                new: addr.to_string(),
+            });
+        }
+        Ok((_, conn)) => conn.close(),
+        Err(e) => tracing::warn!(error = %e, "sentinel discovery failed"),
+    }
+}
+
+/// Asks the sentinels in order; the first that names a master that answers ROLE as master wins
+/// and moves to the front of the list.
+async fn discover(
+    config: &SentinelConfig,
+    list: &Mutex<Vec<ServerAddr>>,
+) -> Result<(ServerAddr, Connection), SentinelError> {
+    let name = &config.master_name;
+    let sentinels = list.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut reason = String::from("no sentinel configured");
+    for (i, sentinel) in sentinels.iter().enumerate() {
+        let addr = match ask_sentinel(config, sentinel).await {
+            Ok(addr) => addr,
+            Err(e) => {
+                reason = format!("sentinel {sentinel}: {e}");
+                continue;
+            }
+        };
+        let conn = match Connection::connect(config.connection.with_addr(addr.clone())).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                reason = format!("master {addr} from sentinel {sentinel}: {e}");
+                continue;
+            }
+        };
+        match conn.send(Cmd::new("ROLE")).await {
+            Ok(Value::Array(parts))
+                if parts.first().and_then(Value::as_bytes).map(|b| &b[..]) == Some(b"master") =>
+            {
+                if i > 0 {
+                    let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(pos) = list.iter().position(|s| s == sentinel) {
+                        let s = list.remove(pos);
+                        list.insert(0, s);
+                    }
+                }
+                return Ok((addr, conn));
+            }
+            Ok(other) => {
+                conn.close();
+                reason = format!(
+                    "sentinel {sentinel} named {addr}, which is not a master (ROLE: {other:?})"
+                );
+            }
+            Err(e) => {
+                conn.close();
+                reason = format!("ROLE on {addr}: {e}");
+            }
+        }
+    }
+    Err(SentinelError::NoMaster {
+        name: name.clone(),
+        reason,
+    })
+}
+
+async fn ask_sentinel(
+    config: &SentinelConfig,
+    sentinel: &ServerAddr,
+) -> Result<ServerAddr, String> {
+    let conn = Connection::connect(config.sentinel_connection.with_addr(sentinel.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = conn
+        .send(
+            Cmd::new("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&config.master_name),
+        )
+        .await;
+    conn.close();
+    match reply.map_err(|e| e.to_string())? {
+        Value::Array(parts) if parts.len() == 2 => {
+            let text = |v: &Value| {
+                v.as_bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default()
+            };
+            let port = text(&parts[1])
+                .parse()
+                .map_err(|_| format!("bad port in {parts:?}"))?;
+            Ok(ServerAddr::tcp(text(&parts[0]), port))
+        }
+        Value::Null => Err(format!("does not know {}", config.master_name)),
+        other => Err(format!("unexpected reply {other:?}")),
+    }
+}
+
+/// Subscribes to `+switch-master` on one sentinel (plain TCP, RESP2) and wakes the follower on
+/// every switch of our master; reconnects after a pause when the sentinel goes away.
+async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let name = strong.config.master_name.clone();
+        drop(strong);
+        let ServerAddr::Tcp { host, port } = &sentinel else {
+            return;
+        };
+        if let Ok(mut stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await {
+            let mut out = BytesMut::new();
+            resp_codec::encode_command(&mut out, ["SUBSCRIBE", "+switch-master"]);
+            if stream.write_all(&out).await.is_ok() {
+                let mut buf = BytesMut::with_capacity(4096);
+                let mut decoder = Decoder::new();
+                'read: loop {
+                    loop {
+                        match decoder.decode(&mut buf) {
+                            Ok(Some(Value::Array(parts))) | Ok(Some(Value::Push(parts))) => {
+                                let payload = parts.get(2).and_then(Value::as_bytes);
+                                let is_ours = payload.is_some_and(|p| {
+                                    p.split(|&b| b == b' ').next() == Some(name.as_bytes())
+                                });
+                                if is_ours {
+                                    match inner.upgrade() {
+                                        Some(strong) => strong.wake.notify_one(),
+                                        None => return,
+                                    }
+                                }
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(_) => break 'read,
+                        }
+                    }
+                    match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => break 'read,
+                        Ok(_) => {}
+                    }
+                    if inner.strong_count() == 0 {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,152 @@
+//! The sentinel client against real sentinels: discovery (with a dead sentinel and a lying one),
+//! and a SENTINEL FAILOVER followed under writes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis_conn::{Cmd, ConnectionConfig, ServerAddr, Value};
+use redis_sentinel::{SentinelClient, SentinelConfig, SentinelEvent};
+use test_support::{SentinelSet, MASTER_NAME};
+
+fn config(sentinels: Vec<ServerAddr>) -> SentinelConfig {
+    let template = ConnectionConfig::new(sentinels[0].clone());
+    SentinelConfig::new(sentinels, MASTER_NAME, template)
+}
+
+fn addrs(set: &SentinelSet) -> Vec<ServerAddr> {
+    set.sentinel_addrs()
+        .into_iter()
+        .map(ServerAddr::from)
+        .collect()
+}
+
+/// A fake sentinel that names `addr` as the master, whatever it is asked.
+async fn lying_sentinel(addr: std::net::SocketAddr) -> ServerAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let me = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let reply = format!(
+                "*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{}\r\n",
+                addr.port().to_string().len(),
+                addr.port()
+            );
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 || sock.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    ServerAddr::from(me)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_skips_dead_and_lying_sentinels() {
+    let mut set = SentinelSet::start().unwrap();
+    let master = set.master_addr().unwrap();
+    // A sentinel that names a replica as master comes first: the ROLE check catches it.
+    let replica = set.servers()[1].addr();
+    let liar = lying_sentinel(replica).await;
+    let mut sentinels = vec![liar];
+    sentinels.extend(addrs(&set));
+    // And one real sentinel is dead.
+    set.sentinels_mut()[0].kill9();
+    let started = Instant::now();
+    let client = SentinelClient::connect(config(sentinels)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.master(), ServerAddr::from(master));
+    client
+        .send(Cmd::new("SET").arg("k").arg("v"))
+        .await
+        .unwrap();
+    assert_eq!(
+        set.servers()[0].cmd(&["GET", "k"]).unwrap(),
+        Value::BulkString("v".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_is_followed_and_no_write_after_the_switch_is_lost() {
+    let set = SentinelSet::start().unwrap();
+    let old = set.master_addr().unwrap();
+    let client = SentinelClient::connect(config(addrs(&set))).await.unwrap();
+    let mut events = client.events();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let writer = {
+        let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("w:{i}");
+                if client
+                    .send(Cmd::new("SET").arg(&key).arg("v"))
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().push((key, Instant::now()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set.sentinels()[0]
+        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
+        .unwrap();
+    let new = set
+        .wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    let switched_at = Instant::now();
+    // The client follows within a second of the sentinels naming the new master.
+    let followed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Ok(SentinelEvent::Failover { new: to, .. }) = events.recv().await {
+                return to;
+            }
+        }
+    })
+    .await
+    .expect("the client did not follow the failover");
+    let follow_delay = switched_at.elapsed();
+    eprintln!("followed {follow_delay:?} after the sentinels named the new master");
+    assert_eq!(followed, new.to_string());
+    assert!(
+        follow_delay < Duration::from_secs(1),
+        "followed after {follow_delay:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    // Every write acknowledged after the switch is on the new master.
+    let new_index = set.master_index().unwrap();
+    let mut admin = set.servers()[new_index].admin().unwrap();
+    let after: Vec<String> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at > switched_at + Duration::from_secs(1))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        after.len() > 50,
+        "too few writes after the switch: {}",
+        after.len()
+    );
+    for key in &after {
+        assert_eq!(admin.cmd_int(&["EXISTS", key]).unwrap(), 1, "{key} lost");
+    }
+    assert_eq!(client.master(), ServerAddr::from(new));
+    assert_eq!(client.failovers(), 1);
+}
