@@ -150,3 +150,58 @@ async fn a_sentinel_failover_is_followed_and_no_write_after_the_switch_is_lost()
     assert_eq!(client.master(), ServerAddr::from(new));
     assert_eq!(client.failovers(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_costs_errors_only_until_the_switch() {
+    let mut set = SentinelSet::start().unwrap();
+    let old = set.master_addr().unwrap();
+    let client = SentinelClient::connect(config(addrs(&set))).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let errors: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let writer = {
+        let (client, stop, errors) = (client.clone(), Arc::clone(&stop), Arc::clone(&errors));
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                if client
+                    .send(Cmd::new("SET").arg(format!("k:{i}")).arg("v"))
+                    .await
+                    .is_err()
+                {
+                    errors.lock().unwrap().push(started.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let master_index = set.master_index().unwrap();
+    set.servers_mut()[master_index].kill9();
+    let killed_at = started.elapsed();
+    set.wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    let switched_at = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let errors = errors.lock().unwrap().clone();
+    assert!(!errors.is_empty(), "no error while the master was dead?");
+    for at in &errors {
+        assert!(
+            *at >= killed_at && *at <= switched_at + Duration::from_secs(1),
+            "an error at {at:?}: killed {killed_at:?}, switched {switched_at:?}"
+        );
+    }
+    eprintln!(
+        "killed at {killed_at:?}, switched at {switched_at:?}, last error at {:?}, {} errors",
+        errors.last(),
+        errors.len()
+    );
+    client
+        .send(Cmd::new("SET").arg("after").arg("v"))
+        .await
+        .unwrap();
+    assert_eq!(client.failovers(), 1);
+}
