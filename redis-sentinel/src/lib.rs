@@ -9,9 +9,11 @@
 //! switch the connection to the old master is closed (it stays writable for seconds after a
 //! failover, and writes sent there would be lost).
 //!
-//! It builds on `redis-conn` for the data connection. Not yet here: sentinel TLS for the
-//! `+switch-master` subscription, replica reads, and refreshing the sentinel list with
-//! `SENTINEL SENTINELS`.
+//! On each poll it also learns the sentinels that joined (`SENTINEL SENTINELS`), so that losing
+//! the ones it was configured with does not leave it blind.
+//!
+//! It builds on `redis-conn` for the data connection. Not yet here: sentinel TLS and auth for the
+//! `+switch-master` subscription, and replica reads.
 
 #![deny(missing_docs)]
 
@@ -161,6 +163,15 @@ impl SentinelClient {
             .clone()
     }
 
+    /// The sentinels known right now, in the order they are asked (learned ones included).
+    pub fn sentinels(&self) -> Vec<ServerAddr> {
+        self.inner
+            .sentinels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Failovers followed so far.
     pub fn failovers(&self) -> u64 {
         self.inner.failovers.load(Ordering::Relaxed)
@@ -221,8 +232,13 @@ impl SentinelClient {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let woken = tokio::time::timeout(poll, inner.wake.notified()).await;
-                drop(woken);
                 follow(&inner).await;
+                if woken.is_err() {
+                    // On the poll (not on every event): learn sentinels that joined.
+                    for learned in learn_sentinels(&inner).await {
+                        tokio::spawn(watch_switches(Arc::downgrade(&inner), learned));
+                    }
+                }
             }
         });
     }
@@ -266,6 +282,81 @@ async fn follow(inner: &Inner) {
         Ok((_, conn)) => conn.close(),
         Err(e) => tracing::warn!(error = %e, "sentinel discovery failed"),
     }
+}
+
+/// Asks the first sentinel that answers for the others (`SENTINEL SENTINELS`), adds the ones not
+/// known yet at the end of the list, and returns them.
+async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
+    let known = inner
+        .sentinels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for sentinel in &known {
+        let config = inner.config.sentinel_connection.with_addr(sentinel.clone());
+        let Ok(conn) = Connection::connect(config).await else {
+            continue;
+        };
+        let reply = conn
+            .send(
+                Cmd::new("SENTINEL")
+                    .arg("SENTINELS")
+                    .arg(&inner.config.master_name),
+            )
+            .await;
+        conn.close();
+        let Ok(Value::Array(entries)) = reply else {
+            continue;
+        };
+        let mut learned = Vec::new();
+        for entry in &entries {
+            let fields: Vec<(String, String)> = match entry {
+                Value::Array(items) => items
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [k, v] => Some((text(k), text(v))),
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
+                _ => continue,
+            };
+            let get = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if get("flags").contains("s_down") || get("flags").contains("o_down") {
+                continue;
+            }
+            let Ok(port) = get("port").parse::<u16>() else {
+                continue;
+            };
+            let addr = ServerAddr::tcp(get("ip"), port);
+            if !known.contains(&addr) && !learned.contains(&addr) {
+                learned.push(addr);
+            }
+        }
+        if !learned.is_empty() {
+            let mut list = inner.sentinels.lock().unwrap_or_else(|e| e.into_inner());
+            for addr in &learned {
+                if !list.contains(addr) {
+                    list.push(addr.clone());
+                }
+            }
+            tracing::info!(count = learned.len(), "learned sentinels");
+        }
+        return learned;
+    }
+    Vec::new()
+}
+
+fn text(v: &Value) -> String {
+    v.as_bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Asks the sentinels in order; the first that names a master that answers ROLE as master wins

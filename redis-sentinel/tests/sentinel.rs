@@ -205,3 +205,45 @@ async fn a_killed_master_costs_errors_only_until_the_switch() {
         .unwrap();
     assert_eq!(client.failovers(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_it_was_not_told_about_are_learned_and_used() {
+    let mut set = SentinelSet::start().unwrap();
+    let old = set.master_addr().unwrap();
+    let all = addrs(&set);
+    // Configured with one sentinel only.
+    let client = SentinelClient::connect(
+        config(vec![all[0].clone()]).poll_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.sentinels().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "learned {:?}",
+            client.sentinels()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for addr in &all {
+        assert!(client.sentinels().contains(addr), "{addr} not learned");
+    }
+    // The one it was configured with dies; a failover is still followed through the others.
+    set.sentinels_mut()[0].kill9();
+    set.sentinels()[1]
+        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
+        .unwrap();
+    let new = set
+        .wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while client.master() != ServerAddr::from(new) {
+        assert!(Instant::now() < deadline, "the failover was not followed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
+        .send(Cmd::new("SET").arg("k").arg("v"))
+        .await
+        .unwrap();
+}
