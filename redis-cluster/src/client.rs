@@ -480,35 +480,8 @@ impl ClusterClient {
 
     /// The READONLY connection to a replica, opened on first use.
     async fn replica_connection(&self, addr: &NodeAddr) -> Result<Connection, Error> {
-        {
-            let conns = self
-                .inner
-                .replica_conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(conn) = conns.get(addr) {
-                if !conn.is_closed() {
-                    return Ok(conn.clone());
-                }
-            }
-        }
         let config = self.inner.config.connection.with_addr(addr).readonly(true);
-        let conn = Connection::connect(config).await?;
-        let mut conns = self
-            .inner
-            .replica_conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match conns.get(addr) {
-            Some(existing) if !existing.is_closed() => {
-                conn.close();
-                Ok(existing.clone())
-            }
-            _ => {
-                conns.insert(addr.clone(), conn.clone());
-                Ok(conn)
-            }
-        }
+        cached_connection(&self.inner.replica_conns, addr, config).await
     }
 
     /// Sends a command whose keys (if any) are all in `slot`, following redirects.
@@ -677,28 +650,8 @@ impl ClusterClient {
 
     /// The connection to a node, opened on first use.
     async fn connection(&self, addr: &NodeAddr) -> Result<Connection, Error> {
-        {
-            let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(conn) = conns.get(addr) {
-                if !conn.is_closed() {
-                    return Ok(conn.clone());
-                }
-            }
-        }
         let config = self.inner.config.connection.with_addr(addr);
-        let conn = Connection::connect(config).await?;
-        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        match conns.get(addr) {
-            // Another task connected meanwhile: keep one connection per node.
-            Some(existing) if !existing.is_closed() => {
-                conn.close();
-                Ok(existing.clone())
-            }
-            _ => {
-                conns.insert(addr.clone(), conn.clone());
-                Ok(conn)
-            }
-        }
+        cached_connection(&self.inner.conns, addr, config).await
     }
 
     /// Schedules a refresh: at most one in flight, and at most one per `min_refresh_interval`;
@@ -946,6 +899,35 @@ fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
         (b"SCRIPT", Some(b"LOAD" | b"FLUSH")) => Some(Fanout::Same),
         (b"FUNCTION", Some(b"LOAD" | b"FLUSH" | b"DELETE")) => Some(Fanout::Same),
         _ => None,
+    }
+}
+
+/// The open connection to `addr` in `conns`, or a new one made with `config` and kept there. Two
+/// tasks racing to connect keep one connection per node.
+async fn cached_connection(
+    conns: &Mutex<HashMap<NodeAddr, Connection>>,
+    addr: &NodeAddr,
+    config: ConnectionConfig,
+) -> Result<Connection, Error> {
+    {
+        let conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(conn) = conns.get(addr) {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+    }
+    let conn = Connection::connect(config).await?;
+    let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+    match conns.get(addr) {
+        Some(existing) if !existing.is_closed() => {
+            conn.close();
+            Ok(existing.clone())
+        }
+        _ => {
+            conns.insert(addr.clone(), conn.clone());
+            Ok(conn)
+        }
     }
 }
 

@@ -28,6 +28,19 @@ fn node_index(cluster: &Cluster, addr: &NodeAddr) -> usize {
         .expect("a node of the cluster")
 }
 
+/// Gives an (empty) slot to the master at `to`, on every master, behind the client's back.
+fn move_slot(cluster: &Cluster, slot: u16, to: &NodeAddr) {
+    let to_id = cluster.nodes()[node_index(cluster, to)]
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    for node in cluster.nodes().iter().take(cluster.master_count()) {
+        node.cmd(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &to_id])
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_every_key_and_follows_a_moved_slot() {
     let cluster = Cluster::start().unwrap();
@@ -79,15 +92,7 @@ async fn routes_every_key_and_follows_a_moved_slot() {
         .map(|sh| sh.master.clone())
         .find(|m| *m != old)
         .unwrap();
-    let new_id = cluster.nodes()[node_index(&cluster, &new)]
-        .admin()
-        .unwrap()
-        .cmd_string(&["CLUSTER", "MYID"])
-        .unwrap();
-    for node in cluster.nodes().iter().take(3) {
-        node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &new_id])
-            .unwrap();
-    }
+    move_slot(&cluster, s, &new);
     client
         .send(Cmd::new("SET").arg(key).arg("v"))
         .await
@@ -474,17 +479,9 @@ async fn pipelines_and_keyless_commands_span_the_whole_cluster() {
         .map(|sh| sh.master.clone())
         .find(|m| *m != old)
         .unwrap();
-    let new_id = cluster.nodes()[node_index(&cluster, &new)]
-        .admin()
-        .unwrap()
-        .cmd_string(&["CLUSTER", "MYID"])
-        .unwrap();
     // Move the (emptied) slot: delete the key first, MIGRATE is not what this test is about.
     client.send(Cmd::new("DEL").arg(key)).await.unwrap();
-    for node in cluster.nodes().iter().take(3) {
-        node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &new_id])
-            .unwrap();
-    }
+    move_slot(&cluster, s, &new);
     let replies = client
         .send_pipeline(&[
             Cmd::new("SET").arg(key).arg("moved"),
@@ -660,18 +657,10 @@ async fn a_storm_of_moved_replies_causes_one_refresh_not_hundreds() {
     let map = client.slot_map();
     let from = map.shards()[0].clone();
     let to = map.shards()[1].master.clone();
-    let to_id = cluster.nodes()[node_index(&cluster, &to)]
-        .admin()
-        .unwrap()
-        .cmd_string(&["CLUSTER", "MYID"])
-        .unwrap();
     let (lo, _) = from.ranges[0];
     let moved: Vec<u16> = (lo..lo + 50).collect();
-    for s in &moved {
-        for node in cluster.nodes().iter().take(3) {
-            node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &to_id])
-                .unwrap();
-        }
+    for &s in &moved {
+        move_slot(&cluster, s, &to);
     }
     // 500 concurrent commands on the moved slots all meet MOVED at once.
     let keys: Vec<String> = (0..200_000)
