@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis_conn::table::KeySpec;
-use redis_conn::{Cmd, Connection, ConnectionConfig, Error, ServerError, Value};
+use redis_conn::{
+    Cmd, Connection, ConnectionConfig, Error, RandomSelector, ReplicaSelector, ServerAddr,
+    ServerError, Value,
+};
 use tokio::time::Instant;
 
-use crate::replica::{RandomSelector, ReplicaSelector};
 use crate::{agreed_view, slot, NodeAddr, Redirect, RedirectKind, SlotMap, Topology};
 
 /// How many nodes are asked for their view at each refresh.
@@ -455,7 +457,8 @@ impl ClusterClient {
         if healthy.is_empty() {
             return None;
         }
-        let pick = &healthy[self.inner.config.selector.select(slot, &healthy) % healthy.len()];
+        let offered: Vec<ServerAddr> = healthy.iter().map(ServerAddr::from).collect();
+        let pick = &healthy[self.inner.config.selector.select(&offered) % healthy.len()];
         let conn = match self.replica_connection(pick).await {
             Ok(conn) => conn,
             Err(_) => {

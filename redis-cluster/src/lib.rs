@@ -34,12 +34,11 @@
 
 mod client;
 mod redirect;
-mod replica;
 mod slot;
 mod topology;
 
 pub use client::{ClusterClient, ClusterConfig, ClusterError, ClusterEvent, ClusterScan};
 pub use redirect::{Redirect, RedirectKind};
-pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};
+pub use redis_conn::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use slot::{slot, SLOTS};
 pub use topology::{agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError};

@@ -12,8 +12,12 @@
 //! On each poll it also learns the sentinels that joined (`SENTINEL SENTINELS`), so that losing
 //! the ones it was configured with does not leave it blind.
 //!
+//! With [`SentinelConfig::read_from_replicas`], read-only commands go to a replica from
+//! `SENTINEL REPLICAS` chosen by a [`ReplicaSelector`] (the cluster's selectors), falling back to
+//! the master.
+//!
 //! It builds on `redis-conn` for the data connection. Not yet here: sentinel TLS and auth for the
-//! `+switch-master` subscription, and replica reads.
+//! `+switch-master` subscription.
 
 #![deny(missing_docs)]
 
@@ -22,7 +26,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use redis_conn::{Cmd, Connection, ConnectionConfig, Error, Protocol, ServerAddr, Value};
+use redis_conn::table::{Blocking, Effect};
+use redis_conn::{
+    Cmd, Connection, ConnectionConfig, Error, Protocol, RandomSelector, ReplicaSelector,
+    ServerAddr, Value,
+};
 use resp_codec::Decoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, Notify};
@@ -35,6 +43,8 @@ pub struct SentinelConfig {
     connection: ConnectionConfig,
     sentinel_connection: ConnectionConfig,
     poll_interval: Duration,
+    read_from_replicas: bool,
+    selector: Arc<dyn ReplicaSelector>,
 }
 
 impl SentinelConfig {
@@ -61,7 +71,25 @@ impl SentinelConfig {
             connection,
             sentinel_connection,
             poll_interval: Duration::from_secs(5),
+            read_from_replicas: false,
+            selector: Arc::new(RandomSelector),
         }
+    }
+
+    /// Send read-only commands to a replica (from `SENTINEL REPLICAS`, skipping those flagged
+    /// down or disconnected), falling back to the master (default false). Replicas lag their
+    /// master: a read may not see a write just made.
+    #[must_use]
+    pub fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
+    }
+
+    /// How a replica is chosen (default random).
+    #[must_use]
+    pub fn replica_selector(mut self, selector: impl ReplicaSelector + 'static) -> Self {
+        self.selector = Arc::new(selector);
+        self
     }
 
     /// How often the sentinels are polled as a backstop for missed events (default 5 s).
@@ -107,6 +135,7 @@ struct Inner {
     config: SentinelConfig,
     sentinels: Mutex<Vec<ServerAddr>>,
     current: RwLock<(ServerAddr, Connection)>,
+    replicas: RwLock<Vec<(ServerAddr, Connection)>>,
     wake: Notify,
     events: broadcast::Sender<SentinelEvent>,
     failovers: AtomicU64,
@@ -144,11 +173,15 @@ impl SentinelClient {
                 config,
                 sentinels,
                 current: RwLock::new((addr, conn)),
+                replicas: RwLock::new(Vec::new()),
                 wake: Notify::new(),
                 events,
                 failovers: AtomicU64::new(0),
             }),
         };
+        if client.inner.config.read_from_replicas {
+            refresh_replicas(&client.inner).await;
+        }
         client.start_following();
         Ok(client)
     }
@@ -189,6 +222,14 @@ impl SentinelClient {
     /// # Errors
     /// [`SentinelError::Node`].
     pub async fn send(&self, cmd: Cmd) -> Result<Value, SentinelError> {
+        if self.inner.config.read_from_replicas
+            && cmd.effect() == Effect::ReadOnly
+            && cmd.blocking() == Blocking::No
+        {
+            if let Some(value) = self.read_from_replica(&cmd).await {
+                return Ok(value);
+            }
+        }
         let conn = self
             .inner
             .current
@@ -213,6 +254,31 @@ impl SentinelClient {
         Ok(result?)
     }
 
+    /// A read on a healthy replica; `None` (read from the master) when there is none or it failed.
+    async fn read_from_replica(&self, cmd: &Cmd) -> Option<Value> {
+        let healthy: Vec<(ServerAddr, Connection)> = self
+            .inner
+            .replicas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, c)| c.is_connected() && !c.is_broken())
+            .cloned()
+            .collect();
+        if healthy.is_empty() {
+            return None;
+        }
+        let offered: Vec<ServerAddr> = healthy.iter().map(|(a, _)| a.clone()).collect();
+        let (_, conn) = &healthy[self.inner.config.selector.select(&offered) % healthy.len()];
+        match conn.send(cmd.clone()).await {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.inner.wake.notify_one();
+                None
+            }
+        }
+    }
+
     fn start_following(&self) {
         // One watcher per sentinel for +switch-master, and one task that rediscovers when woken
         // (an event, a stale reply) or when the poll interval passes.
@@ -233,6 +299,9 @@ impl SentinelClient {
                 let Some(inner) = weak.upgrade() else { return };
                 let woken = tokio::time::timeout(poll, inner.wake.notified()).await;
                 follow(&inner).await;
+                if inner.config.read_from_replicas {
+                    refresh_replicas(&inner).await;
+                }
                 if woken.is_err() {
                     // On the poll (not on every event): learn sentinels that joined.
                     for learned in learn_sentinels(&inner).await {
@@ -310,17 +379,7 @@ async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
         };
         let mut learned = Vec::new();
         for entry in &entries {
-            let fields: Vec<(String, String)> = match entry {
-                Value::Array(items) => items
-                    .chunks(2)
-                    .filter_map(|kv| match kv {
-                        [k, v] => Some((text(k), text(v))),
-                        _ => None,
-                    })
-                    .collect(),
-                Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
-                _ => continue,
-            };
+            let fields = field_map(entry);
             let get = |name: &str| {
                 fields
                     .iter()
@@ -351,6 +410,95 @@ async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
         return learned;
     }
     Vec::new()
+}
+
+/// Reloads the replicas from the first sentinel that answers `SENTINEL REPLICAS`, keeping the
+/// connections of those that stay and closing the others.
+async fn refresh_replicas(inner: &Inner) {
+    let known = inner
+        .sentinels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for sentinel in &known {
+        let config = inner.config.sentinel_connection.with_addr(sentinel.clone());
+        let Ok(conn) = Connection::connect(config).await else {
+            continue;
+        };
+        let reply = conn
+            .send(
+                Cmd::new("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(&inner.config.master_name),
+            )
+            .await;
+        conn.close();
+        let Ok(Value::Array(entries)) = reply else {
+            continue;
+        };
+        let mut addrs = Vec::new();
+        for entry in &entries {
+            let fields = field_map(entry);
+            let get = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let flags = get("flags");
+            if ["s_down", "o_down", "disconnected"]
+                .iter()
+                .any(|f| flags.contains(f))
+            {
+                continue;
+            }
+            if let Ok(port) = get("port").parse::<u16>() {
+                addrs.push(ServerAddr::tcp(get("ip"), port));
+            }
+        }
+        let old: Vec<(ServerAddr, Connection)> =
+            std::mem::take(&mut *inner.replicas.write().unwrap_or_else(|e| e.into_inner()));
+        let mut next = Vec::new();
+        for addr in addrs {
+            let kept = old
+                .iter()
+                .find(|(a, c)| *a == addr && !c.is_closed())
+                .map(|(_, c)| c.clone());
+            let conn = match kept {
+                Some(c) => c,
+                None => match Connection::connect(inner.config.connection.with_addr(addr.clone()))
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(_) => continue,
+                },
+            };
+            next.push((addr, conn));
+        }
+        for (addr, conn) in &old {
+            if !next.iter().any(|(a, _)| a == addr) {
+                conn.close();
+            }
+        }
+        *inner.replicas.write().unwrap_or_else(|e| e.into_inner()) = next;
+        return;
+    }
+}
+
+/// Field names and values of a sentinel reply entry (RESP2 flat array or RESP3 map).
+fn field_map(entry: &Value) -> Vec<(String, String)> {
+    match entry {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((text(k), text(v))),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn text(v: &Value) -> String {

@@ -247,3 +247,64 @@ async fn sentinels_it_was_not_told_about_are_learned_and_used() {
         .await
         .unwrap();
 }
+
+fn get_calls(node: &test_support::RedisServer) -> u64 {
+    let info = node
+        .admin()
+        .unwrap()
+        .cmd_string(&["INFO", "commandstats"])
+        .unwrap();
+    test_support::info_field(&info, "cmdstat_get")
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_replicas_and_fall_back_to_the_master() {
+    let mut set = SentinelSet::start().unwrap();
+    let client = SentinelClient::connect(
+        config(addrs(&set))
+            .read_from_replicas(true)
+            .replica_selector(redis_conn::RoundRobinSelector::default()),
+    )
+    .await
+    .unwrap();
+    client
+        .send(Cmd::new("SET").arg("k").arg("v"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..100 {
+        assert_eq!(
+            client.send(Cmd::new("GET").arg("k")).await.unwrap(),
+            Value::BulkString("v".into())
+        );
+    }
+    let master = set.master_index().unwrap();
+    assert_eq!(
+        get_calls(&set.servers()[master]),
+        0,
+        "reads reached the master"
+    );
+    let on_replicas: Vec<u64> = (0..set.servers().len())
+        .filter(|&i| i != master)
+        .map(|i| get_calls(&set.servers()[i]))
+        .collect();
+    assert_eq!(on_replicas, vec![50, 50], "round robin over both replicas");
+    // Both replicas die: reads fall back to the master without an error.
+    for i in 0..set.servers().len() {
+        if i != master {
+            set.servers_mut()[i].kill9();
+        }
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            client.send(Cmd::new("GET").arg("k")).await.unwrap(),
+            Value::BulkString("v".into())
+        );
+    }
+    assert!(get_calls(&set.servers()[master]) >= 19);
+}

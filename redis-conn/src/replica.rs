@@ -3,13 +3,13 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::NodeAddr;
+use crate::ServerAddr;
 
-/// Picks the replica that serves a read. Implement it for latency- or zone-aware choices; the
-/// client only offers replicas it believes healthy.
+/// Picks the replica that serves a read (cluster and sentinel clients alike). Implement it for
+/// latency- or zone-aware choices; the clients only offer replicas they believe healthy.
 pub trait ReplicaSelector: Send + Sync + fmt::Debug {
     /// Returns an index into `candidates`, which is never empty.
-    fn select(&self, slot: u16, candidates: &[NodeAddr]) -> usize;
+    fn select(&self, candidates: &[ServerAddr]) -> usize;
 }
 
 /// A replica chosen at random for each read.
@@ -17,7 +17,7 @@ pub trait ReplicaSelector: Send + Sync + fmt::Debug {
 pub struct RandomSelector;
 
 impl ReplicaSelector for RandomSelector {
-    fn select(&self, _slot: u16, candidates: &[NodeAddr]) -> usize {
+    fn select(&self, candidates: &[ServerAddr]) -> usize {
         rand::random_range(0..candidates.len())
     }
 }
@@ -29,7 +29,7 @@ pub struct RoundRobinSelector {
 }
 
 impl ReplicaSelector for RoundRobinSelector {
-    fn select(&self, _slot: u16, candidates: &[NodeAddr]) -> usize {
+    fn select(&self, candidates: &[ServerAddr]) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()
     }
 }
@@ -41,15 +41,15 @@ mod tests {
     #[test]
     fn selectors_stay_in_range_and_round_robin_takes_turns() {
         let c = vec![
-            NodeAddr::new("a", 1),
-            NodeAddr::new("b", 2),
-            NodeAddr::new("c", 3),
+            ServerAddr::tcp("a", 1),
+            ServerAddr::tcp("b", 2),
+            ServerAddr::tcp("c", 3),
         ];
         let rr = RoundRobinSelector::default();
-        let picks: Vec<usize> = (0..6).map(|_| rr.select(0, &c)).collect();
+        let picks: Vec<usize> = (0..6).map(|_| rr.select(&c)).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
         for _ in 0..100 {
-            assert!(RandomSelector.select(0, &c) < 3);
+            assert!(RandomSelector.select(&c) < 3);
         }
     }
 }
