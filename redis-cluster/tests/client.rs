@@ -359,17 +359,7 @@ async fn a_killed_master_costs_errors_only_on_its_shard_and_only_until_promotion
 }
 
 fn get_calls(node: &test_support::RedisServer) -> u64 {
-    let info = node
-        .admin()
-        .unwrap()
-        .cmd_string(&["INFO", "commandstats"])
-        .unwrap();
-    test_support::info_field(&info, "cmdstat_get")
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
+    node.command_calls("get").unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

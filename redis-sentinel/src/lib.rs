@@ -353,9 +353,10 @@ async fn follow(inner: &Inner) {
     }
 }
 
-/// Asks the first sentinel that answers for the others (`SENTINEL SENTINELS`), adds the ones not
-/// known yet at the end of the list, and returns them.
-async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
+/// Asks the sentinels in order for a list of nodes (`SENTINEL <subcommand> <master>`: SENTINELS,
+/// REPLICAS) and returns the addresses of the entries flagged with none of `skip`, from the first
+/// sentinel that answers.
+async fn listed_nodes(inner: &Inner, subcommand: &str, skip: &[&str]) -> Option<Vec<ServerAddr>> {
     let known = inner
         .sentinels
         .lock()
@@ -369,66 +370,7 @@ async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
         let reply = conn
             .send(
                 Cmd::new("SENTINEL")
-                    .arg("SENTINELS")
-                    .arg(&inner.config.master_name),
-            )
-            .await;
-        conn.close();
-        let Ok(Value::Array(entries)) = reply else {
-            continue;
-        };
-        let mut learned = Vec::new();
-        for entry in &entries {
-            let fields = field_map(entry);
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            if get("flags").contains("s_down") || get("flags").contains("o_down") {
-                continue;
-            }
-            let Ok(port) = get("port").parse::<u16>() else {
-                continue;
-            };
-            let addr = ServerAddr::tcp(get("ip"), port);
-            if !known.contains(&addr) && !learned.contains(&addr) {
-                learned.push(addr);
-            }
-        }
-        if !learned.is_empty() {
-            let mut list = inner.sentinels.lock().unwrap_or_else(|e| e.into_inner());
-            for addr in &learned {
-                if !list.contains(addr) {
-                    list.push(addr.clone());
-                }
-            }
-            tracing::info!(count = learned.len(), "learned sentinels");
-        }
-        return learned;
-    }
-    Vec::new()
-}
-
-/// Reloads the replicas from the first sentinel that answers `SENTINEL REPLICAS`, keeping the
-/// connections of those that stay and closing the others.
-async fn refresh_replicas(inner: &Inner) {
-    let known = inner
-        .sentinels
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    for sentinel in &known {
-        let config = inner.config.sentinel_connection.with_addr(sentinel.clone());
-        let Ok(conn) = Connection::connect(config).await else {
-            continue;
-        };
-        let reply = conn
-            .send(
-                Cmd::new("SENTINEL")
-                    .arg("REPLICAS")
+                    .arg(subcommand)
                     .arg(&inner.config.master_name),
             )
             .await;
@@ -447,43 +389,68 @@ async fn refresh_replicas(inner: &Inner) {
                     .unwrap_or_default()
             };
             let flags = get("flags");
-            if ["s_down", "o_down", "disconnected"]
-                .iter()
-                .any(|f| flags.contains(f))
-            {
+            if skip.iter().any(|f| flags.contains(f)) {
                 continue;
             }
             if let Ok(port) = get("port").parse::<u16>() {
                 addrs.push(ServerAddr::tcp(get("ip"), port));
             }
         }
-        let old: Vec<(ServerAddr, Connection)> =
-            std::mem::take(&mut *inner.replicas.write().unwrap_or_else(|e| e.into_inner()));
-        let mut next = Vec::new();
-        for addr in addrs {
-            let kept = old
-                .iter()
-                .find(|(a, c)| *a == addr && !c.is_closed())
-                .map(|(_, c)| c.clone());
-            let conn = match kept {
-                Some(c) => c,
-                None => match Connection::connect(inner.config.connection.with_addr(addr.clone()))
-                    .await
-                {
+        return Some(addrs);
+    }
+    None
+}
+
+/// Learns the sentinels not known yet (`SENTINEL SENTINELS`, skipping those flagged down), adds
+/// them at the end of the list, and returns them.
+async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
+    let listed = listed_nodes(inner, "SENTINELS", &["s_down", "o_down"])
+        .await
+        .unwrap_or_default();
+    let mut list = inner.sentinels.lock().unwrap_or_else(|e| e.into_inner());
+    let learned: Vec<ServerAddr> = listed
+        .into_iter()
+        .filter(|addr| !list.contains(addr))
+        .collect();
+    list.extend(learned.iter().cloned());
+    if !learned.is_empty() {
+        tracing::info!(count = learned.len(), "learned sentinels");
+    }
+    learned
+}
+
+/// Reloads the replicas (`SENTINEL REPLICAS`, skipping those flagged down or disconnected),
+/// keeping the connections of those that stay and closing the others.
+async fn refresh_replicas(inner: &Inner) {
+    let Some(addrs) = listed_nodes(inner, "REPLICAS", &["s_down", "o_down", "disconnected"]).await
+    else {
+        return;
+    };
+    let old: Vec<(ServerAddr, Connection)> =
+        std::mem::take(&mut *inner.replicas.write().unwrap_or_else(|e| e.into_inner()));
+    let mut next = Vec::new();
+    for addr in addrs {
+        let kept = old
+            .iter()
+            .find(|(a, c)| *a == addr && !c.is_closed())
+            .map(|(_, c)| c.clone());
+        let conn = match kept {
+            Some(c) => c,
+            None => {
+                match Connection::connect(inner.config.connection.with_addr(addr.clone())).await {
                     Ok(c) => c,
                     Err(_) => continue,
-                },
-            };
-            next.push((addr, conn));
-        }
-        for (addr, conn) in &old {
-            if !next.iter().any(|(a, _)| a == addr) {
-                conn.close();
+                }
             }
-        }
-        *inner.replicas.write().unwrap_or_else(|e| e.into_inner()) = next;
-        return;
+        };
+        next.push((addr, conn));
     }
+    for (addr, conn) in &old {
+        if !next.iter().any(|(a, _)| a == addr) {
+            conn.close();
+        }
+    }
+    *inner.replicas.write().unwrap_or_else(|e| e.into_inner()) = next;
 }
 
 /// Field names and values of a sentinel reply entry (RESP2 flat array or RESP3 map).

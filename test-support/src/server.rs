@@ -372,6 +372,18 @@ impl RedisServer {
         self.admin()?.cmd(args)
     }
 
+    /// How many times the server has executed `command` (lowercase name, as in `INFO
+    /// commandstats`: `get`, `set`); 0 when never.
+    pub fn command_calls(&self, command: &str) -> Result<u64> {
+        let info = self.admin()?.cmd_string(&["INFO", "commandstats"])?;
+        Ok(crate::info_field(&info, &format!("cmdstat_{command}"))
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok()))
+            })
+            .unwrap_or(0))
+    }
+
     /// The last 40 lines of the server's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
