@@ -294,7 +294,7 @@ impl ConnectionConfig {
         filter: Option<&'static str>,
         f: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Self {
-        self.callbacks.handlers.push((filter, Arc::new(f)));
+        self.callbacks.push(filter, Arc::new(f));
         self
     }
 }

@@ -135,6 +135,23 @@ pub struct Stats {
     pub connected: bool,
 }
 
+impl Stats {
+    /// Two connections' counters added up (`connected` if either is).
+    pub fn merged(&self, other: &Stats) -> Stats {
+        Stats {
+            requests: self.requests + other.requests,
+            errors: self.errors + other.errors,
+            retries: self.retries + other.retries,
+            reconnects: self.reconnects + other.reconnects,
+            connect_failures: self.connect_failures + other.connect_failures,
+            writes: self.writes + other.writes,
+            reads: self.reads + other.reads,
+            queued: self.queued + other.queued,
+            connected: self.connected || other.connected,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     addr: String,
@@ -195,10 +212,10 @@ pub struct Connection {
     shared: Arc<Shared>,
 }
 
-type TlsPair = (TlsConfig, Arc<rustls::ClientConfig>);
+pub(crate) type TlsPair = (TlsConfig, Arc<rustls::ClientConfig>);
 
 /// Opens transport and runs the handshake, within the connect timeout.
-async fn open(
+pub(crate) async fn open(
     config: &ConnectionConfig,
     tls: Option<&TlsPair>,
     addr: &str,
@@ -220,6 +237,24 @@ async fn open(
     }
 }
 
+/// Builds the rustls configuration, and logs the warning of a dangerous TLS configuration once
+/// per client (every connection made from clones of one configuration counts as one client).
+pub(crate) fn prepare_tls(config: &ConnectionConfig, addr: &str) -> Result<Option<TlsPair>, Error> {
+    let Some(t) = &config.tls else {
+        return Ok(None);
+    };
+    let client = t.client_config()?;
+    if t.is_dangerous() && t.first_warning() {
+        tracing::warn!(
+            addr = %addr,
+            skipped = ?t.skipped_checks(),
+            "TLS certificate verification is disabled in part or in whole for this \
+             client: its connections are open to man-in-the-middle attacks"
+        );
+    }
+    Ok(Some((t.clone(), client)))
+}
+
 impl Connection {
     /// Connects (TCP or Unix socket, TLS, handshake) and starts the driver task. The first
     /// connection is not retried: its error is returned, typed, so that a wrong address or wrong
@@ -230,20 +265,7 @@ impl Connection {
     /// [`Error::Handshake`], [`Error::Config`].
     pub async fn connect(config: ConnectionConfig) -> Result<Connection, Error> {
         let addr = config.addr.to_string();
-        let tls = match &config.tls {
-            Some(t) => Some((t.clone(), t.client_config()?)),
-            None => None,
-        };
-        if let Some((t, _)) = &tls {
-            if t.is_dangerous() {
-                tracing::warn!(
-                    addr = %addr,
-                    skipped = ?t.skipped_checks(),
-                    "TLS certificate verification is disabled in part or in whole for this \
-                     client: its connections are open to man-in-the-middle attacks"
-                );
-            }
-        }
+        let tls = prepare_tls(&config, &addr)?;
         let events = EventSink::new(&config.callbacks);
         let (stream, buf, decoder) = open(&config, tls.as_ref(), &addr).await?;
         let shared = Arc::new(Shared {
@@ -388,6 +410,27 @@ impl Connection {
             Reply::Many(values) => Ok(values),
             Reply::One(value) => Ok(vec![value]),
         }
+    }
+
+    /// Runs `cmds` as one transaction: `MULTI`, the commands, `EXEC`, written as one unit (so no
+    /// other caller's command can come in between, even on a shared connection). Returns the
+    /// commands' replies (error replies in their place), or `None` when a key watched on this
+    /// (exclusive) connection changed and the server discarded the transaction.
+    ///
+    /// A transaction is never resent once it may have been written, whatever its commands
+    /// (unless the delivery mode is at least once).
+    ///
+    /// # Errors
+    /// As [`Connection::send_pipeline`]; [`Error::Server`] with `EXECABORT` when the server
+    /// refused a command while queueing it (the message says which error), in which case nothing
+    /// ran.
+    pub async fn send_transaction(&self, cmds: &[Cmd]) -> Result<Option<Vec<Value>>, Error> {
+        let mut all = Vec::with_capacity(cmds.len() + 2);
+        all.push(Cmd::new("MULTI"));
+        all.extend(cmds.iter().cloned());
+        all.push(Cmd::new("EXEC"));
+        let replies = self.send_pipeline(&all).await?;
+        transaction_result(replies)
     }
 
     /// Whether this connection cannot run a command: streaming commands never, connection-state
@@ -1002,7 +1045,9 @@ impl Driver {
                     });
                 }
             }
-            if closing && inflight.is_empty() && wbuf.is_empty() {
+            // Closing waits for the replies somebody still waits for, not for abandoned ones (a
+            // blocking command whose caller gave up would hold the socket open forever).
+            if closing && wbuf.is_empty() && inflight.iter().all(|e| e.req.abandoned()) {
                 return Exit::Closed;
             }
             if next_check != armed {
@@ -1220,4 +1265,29 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
         (None, None) => {}
     }
     Ok(())
+}
+
+/// The outcome of `MULTI`, commands, `EXEC` from its replies.
+fn transaction_result(mut replies: Vec<Value>) -> Result<Option<Vec<Value>>, Error> {
+    let exec = replies.pop().unwrap_or(Value::Null);
+    match exec {
+        Value::Array(results) => Ok(Some(results)),
+        Value::Null => Ok(None),
+        Value::Error(e) => {
+            // EXECABORT says only that something was refused: name what it was.
+            let refused = replies.iter().skip(1).find_map(|r| match r {
+                Value::Error(q) => Some(String::from_utf8_lossy(q).into_owned()),
+                _ => None,
+            });
+            let message = match refused {
+                Some(q) => format!("{} ({q})", String::from_utf8_lossy(&e)),
+                None => String::from_utf8_lossy(&e).into_owned(),
+            };
+            Err(Error::Server(ServerError::new(Bytes::from(message))))
+        }
+        other => Err(Error::Unsupported(format!(
+            "EXEC answered {} instead of an array",
+            other.kind()
+        ))),
+    }
 }

@@ -187,6 +187,17 @@ pub enum Error {
         /// What was wrong.
         source: resp_codec::DecodeError,
     },
+    /// No exclusive connection (for a blocking command or a transaction) could be had from the
+    /// node's pool within the pool's acquire timeout; nothing was sent.
+    #[error("no exclusive connection to {addr} within {timeout:?}: timed out while {phase}; the command was not sent")]
+    PoolTimeout {
+        /// The endpoint.
+        addr: String,
+        /// What the pool was doing when time ran out.
+        phase: redis_pool::TimeoutPhase,
+        /// The pool's acquire timeout.
+        timeout: Duration,
+    },
     /// The connection was closed by the application, or gave up reconnecting.
     #[error("connection closed: {reason}")]
     Closed {
@@ -207,14 +218,32 @@ impl Error {
     pub fn sent(&self) -> Option<Sent> {
         match self {
             Error::ConnectionLost { sent, .. } | Error::Timeout { sent, .. } => Some(*sent),
-            Error::QueueFull { .. } => Some(Sent::No),
+            Error::QueueFull { .. } | Error::PoolTimeout { .. } => Some(Sent::No),
             _ => None,
         }
     }
 
-    /// `true` for [`Error::Timeout`] and [`Error::ConnectTimeout`].
+    /// `true` for [`Error::Timeout`], [`Error::ConnectTimeout`] and [`Error::PoolTimeout`].
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. } | Error::ConnectTimeout { .. })
+        matches!(
+            self,
+            Error::Timeout { .. } | Error::ConnectTimeout { .. } | Error::PoolTimeout { .. }
+        )
+    }
+
+    /// `true` for failures of the connection rather than of the command: the server could not
+    /// be reached, the connection broke or hung, or the client gave up on it. A retry on another
+    /// connection (after a failover, say) may succeed.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::ConnectionLost { .. }
+                | Error::Timeout { .. }
+                | Error::Protocol { .. }
+                | Error::Closed { .. }
+        )
     }
 
     /// Errors that the same attempt will always meet again (bad credentials, TLS verification,

@@ -1,7 +1,7 @@
 //! Events: what happened to a connection, as callbacks and as a stream.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -60,6 +60,22 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Every exclusive connection to the node was in use and the pool at its cap: a caller had to
+    /// wait (blocking commands, transactions).
+    PoolExhausted {
+        /// The endpoint.
+        addr: String,
+        /// Callers waiting, this one included.
+        waiting: usize,
+    },
+    /// A subscriber connection came back and subscribed again to everything it had; messages
+    /// published while it was down were missed.
+    Resubscribed {
+        /// The endpoint.
+        addr: String,
+        /// Channels, patterns and shard channels subscribed again.
+        subscriptions: usize,
+    },
 }
 
 impl Event {
@@ -72,6 +88,8 @@ impl Event {
             Event::Reconnected { .. } => "reconnect",
             Event::Error { .. } => "error",
             Event::Closed { .. } => "closed",
+            Event::PoolExhausted { .. } => "pool_exhausted",
+            Event::Resubscribed { .. } => "resubscribed",
         }
     }
 }
@@ -80,10 +98,60 @@ impl Event {
 /// slow (even blocking) callback delays other callbacks, never I/O.
 pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// The callbacks set in a configuration.
+/// The callbacks set in a configuration, and the one thread that runs them for every connection
+/// made from it (a cluster client's many connections share one thread, not one each).
 #[derive(Clone, Default)]
 pub(crate) struct Callbacks {
-    pub(crate) handlers: Vec<(Option<&'static str>, EventCallback)>,
+    handlers: Vec<(Option<&'static str>, EventCallback)>,
+    /// Started on first use; shared by the clones of the configuration. A new handler starts a
+    /// new one, so that a thread always runs the complete list.
+    dispatcher: Arc<OnceLock<Option<std::sync::mpsc::SyncSender<Event>>>>,
+}
+
+impl Callbacks {
+    pub(crate) fn push(&mut self, filter: Option<&'static str>, handler: EventCallback) {
+        self.handlers.push((filter, handler));
+        self.dispatcher = Arc::default();
+    }
+
+    /// The queue into the callback thread, started now if it is not yet; `None` without handlers.
+    fn sender(&self) -> Option<std::sync::mpsc::SyncSender<Event>> {
+        if self.handlers.is_empty() {
+            return None;
+        }
+        self.dispatcher
+            .get_or_init(|| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(CALLBACK_QUEUE);
+                let handlers = self.handlers.clone();
+                // A thread, not a task: a callback that blocks must not block a runtime worker.
+                // It ends when the last sender (in the configurations and sinks) is dropped.
+                let spawned = std::thread::Builder::new()
+                    .name("redis-conn-events".into())
+                    .spawn(move || {
+                        for event in rx {
+                            for (filter, handler) in &handlers {
+                                if filter.is_none_or(|name| name == event.name()) {
+                                    let call = std::panic::AssertUnwindSafe(|| handler(&event));
+                                    if std::panic::catch_unwind(call).is_err() {
+                                        tracing::error!(
+                                            event = event.name(),
+                                            "event callback panicked"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    });
+                match spawned {
+                    Ok(_) => Some(tx),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the event callback thread");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
 }
 
 impl fmt::Debug for Callbacks {
@@ -106,39 +174,10 @@ const CALLBACK_QUEUE: usize = 1024;
 impl EventSink {
     pub(crate) fn new(callbacks: &Callbacks) -> EventSink {
         let (stream, _) = broadcast::channel(256);
-        let callbacks = if callbacks.handlers.is_empty() {
-            None
-        } else {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(CALLBACK_QUEUE);
-            let handlers = callbacks.handlers.clone();
-            // A thread, not a task: a callback that blocks must not block a runtime worker.
-            // It ends when the connection (the sender) is dropped.
-            let spawned = std::thread::Builder::new()
-                .name("redis-conn-events".into())
-                .spawn(move || {
-                    for event in rx {
-                        for (filter, handler) in &handlers {
-                            if filter.is_none_or(|name| name == event.name()) {
-                                let call = std::panic::AssertUnwindSafe(|| handler(&event));
-                                if std::panic::catch_unwind(call).is_err() {
-                                    tracing::error!(
-                                        event = event.name(),
-                                        "event callback panicked"
-                                    );
-                                }
-                            }
-                        }
-                    }
-                });
-            match spawned {
-                Ok(_) => Some(tx),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the event callback thread");
-                    None
-                }
-            }
-        };
-        EventSink { stream, callbacks }
+        EventSink {
+            stream,
+            callbacks: callbacks.sender(),
+        }
     }
 
     pub(crate) fn emit(&self, event: Event) {

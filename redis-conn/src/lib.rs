@@ -13,6 +13,11 @@
 //!
 //! # Layout
 //! - [`Connection`], [`ConnectionConfig`]: the multiplexed connection and its settings.
+//! - [`Node`], [`NodeConfig`]: one server as a client uses it: shared connection(s) for
+//!   ordinary commands, and a pool of exclusive connections that blocking commands (BLPOP, XREAD
+//!   BLOCK, WAIT...) and WATCH transactions use, so that they never hold up other callers.
+//! - [`pubsub`]: a [`Subscriber`] connection that subscribes again after every reconnect or
+//!   relocation.
 //! - [`Cmd`] and [`table`]: commands, and what each one does (read-only, idempotent, blocking,
 //!   key positions), which retries and cluster routing rely on.
 //! - [`TlsConfig`]: trust roots, client certificates, and the explicit `dangerous()` switches.
@@ -34,7 +39,9 @@ mod connection;
 mod error;
 mod events;
 mod handshake;
+mod node;
 pub mod pool;
+pub mod pubsub;
 mod replica;
 mod secret;
 pub mod table;
@@ -47,6 +54,8 @@ pub use config::{ConnectionConfig, Delivery, Protocol};
 pub use connection::{Connection, Stats};
 pub use error::{Error, Sent, ServerError};
 pub use events::{Event, EventCallback};
+pub use node::{Node, NodeConfig};
+pub use pubsub::{Message, Subscriber, SubscriberEvent, SubscriberHandle, SubscriptionKind};
 pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use resp_codec::{Limits, Value};
 pub use secret::Secret;

@@ -36,6 +36,10 @@ pub struct RedisManager {
 /// A pool of Redis connections.
 pub type RedisPool = Pool<RedisManager>;
 
+/// A connection leased from a [`RedisPool`]; it derefs to [`Connection`] and goes back to the
+/// pool when dropped.
+pub type RedisLease = redis_pool::Lease<RedisManager>;
+
 impl RedisManager {
     /// A manager of exclusive connections (see the type's docs).
     pub fn exclusive(config: ConnectionConfig) -> RedisManager {

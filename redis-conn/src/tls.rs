@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -77,6 +78,8 @@ pub struct TlsConfig {
     client_cert: Option<(PathBuf, PathBuf)>,
     server_name: Option<String>,
     skipped: SkippedChecks,
+    /// Whether the dangerous-mode warning was logged, shared by the clones (one client).
+    warned: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -116,6 +119,7 @@ impl TlsConfig {
                 client_cert: None,
                 server_name: None,
                 skipped: SkippedChecks::default(),
+                warned: Arc::default(),
             },
         }
     }
@@ -133,6 +137,11 @@ impl TlsConfig {
     /// The name to verify the server's certificate against, when it differs from the host.
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
+    }
+
+    /// True the first time it is asked, for this configuration and its clones.
+    pub(crate) fn first_warning(&self) -> bool {
+        !self.warned.swap(true, Ordering::AcqRel)
     }
 
     /// Loads the files and builds the rustls configuration.

@@ -1,0 +1,925 @@
+//! Pub/sub: a connection of its own in subscribe mode, which reconnects with backoff and
+//! subscribes again to everything it had.
+//!
+//! A [`Subscriber`] keeps the set of channels, patterns and shard channels it was asked for.
+//! After every reconnect (or [`SubscriberHandle::relocate`], which a sentinel client calls after
+//! a failover) it sends them all again, reports [`SubscriberEvent::Resubscribed`], and goes on
+//! delivering messages. Pub/sub is fire-and-forget in Redis: messages published while the
+//! connection was down are missed, which the event says.
+//!
+//! Messages wait in a bounded queue (the configuration's queue capacity). When the application
+//! reads slower than messages arrive, the subscriber stops reading the socket: memory stays
+//! bounded, and the server applies its own output-buffer limit for pub/sub clients (it closes a
+//! subscriber too far behind; this one then reconnects and subscribes again).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use resp_codec::{Decoder, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::connection::{open, prepare_tls, TlsPair};
+use crate::events::{Event, EventSink};
+use crate::transport::Stream;
+use crate::{Backoff, Cmd, ConnectionConfig, Error, Sent, ServerAddr, ServerError};
+
+/// What a subscription is to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubscriptionKind {
+    /// A channel (`SUBSCRIBE`).
+    Channel,
+    /// A glob-style pattern of channels (`PSUBSCRIBE`).
+    Pattern,
+    /// A shard channel (`SSUBSCRIBE`, Redis 7): in a cluster, served by its slot's shard.
+    Shard,
+}
+
+impl SubscriptionKind {
+    fn command(self, subscribe: bool) -> &'static str {
+        match (self, subscribe) {
+            (SubscriptionKind::Channel, true) => "SUBSCRIBE",
+            (SubscriptionKind::Channel, false) => "UNSUBSCRIBE",
+            (SubscriptionKind::Pattern, true) => "PSUBSCRIBE",
+            (SubscriptionKind::Pattern, false) => "PUNSUBSCRIBE",
+            (SubscriptionKind::Shard, true) => "SSUBSCRIBE",
+            (SubscriptionKind::Shard, false) => "SUNSUBSCRIBE",
+        }
+    }
+
+    /// The kind and direction of a confirmation (`subscribe`, `punsubscribe`...).
+    fn of_confirmation(word: &[u8]) -> Option<(SubscriptionKind, bool)> {
+        let lower = word.to_ascii_lowercase();
+        Some(match lower.as_slice() {
+            b"subscribe" => (SubscriptionKind::Channel, true),
+            b"unsubscribe" => (SubscriptionKind::Channel, false),
+            b"psubscribe" => (SubscriptionKind::Pattern, true),
+            b"punsubscribe" => (SubscriptionKind::Pattern, false),
+            b"ssubscribe" => (SubscriptionKind::Shard, true),
+            b"sunsubscribe" => (SubscriptionKind::Shard, false),
+            _ => return None,
+        })
+    }
+}
+
+/// A published message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// How it matched: a channel, a pattern, or a shard channel subscription.
+    pub kind: SubscriptionKind,
+    /// The channel it was published to.
+    pub channel: Bytes,
+    /// The pattern that matched, for [`SubscriptionKind::Pattern`].
+    pub pattern: Option<Bytes>,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// What a subscriber delivers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SubscriberEvent {
+    /// A message.
+    Message(Message),
+    /// The server ended a subscription by itself: in a cluster, a shard channel whose slot moved
+    /// to another shard (the cluster client subscribes to it there).
+    Dropped {
+        /// The kind (in practice [`SubscriptionKind::Shard`]).
+        kind: SubscriptionKind,
+        /// The channel.
+        channel: Bytes,
+    },
+    /// The subscriber reconnected and subscribed again: messages published while it was
+    /// disconnected were missed.
+    Resubscribed {
+        /// The server it is now connected to.
+        addr: String,
+        /// How long it was disconnected.
+        downtime: Duration,
+    },
+}
+
+/// Where to connect, asked before every connect: a fixed address, or the current master of a
+/// sentinel deployment, or a node of the current cluster map.
+pub type Locator = Arc<dyn Fn() -> ServerAddr + Send + Sync>;
+
+#[derive(Debug, Default)]
+struct Wanted {
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+    shards: BTreeSet<Bytes>,
+}
+
+impl Wanted {
+    fn set(&mut self, kind: SubscriptionKind) -> &mut BTreeSet<Bytes> {
+        match kind {
+            SubscriptionKind::Channel => &mut self.channels,
+            SubscriptionKind::Pattern => &mut self.patterns,
+            SubscriptionKind::Shard => &mut self.shards,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shards.len()
+    }
+}
+
+struct Shared {
+    addr: Mutex<String>,
+    wanted: Mutex<Wanted>,
+    connected: AtomicBool,
+    closed: AtomicBool,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field(
+                "addr",
+                &*self.addr.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+            .field("connected", &self.connected.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+enum Control {
+    Change {
+        kind: SubscriptionKind,
+        subscribe: bool,
+        names: Vec<Bytes>,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
+    Relocate,
+    Close,
+}
+
+/// The cloneable control side of a [`Subscriber`]: subscribe, unsubscribe, relocate, close.
+#[derive(Debug, Clone)]
+pub struct SubscriberHandle {
+    tx: mpsc::UnboundedSender<Control>,
+    shared: Arc<Shared>,
+}
+
+/// A pub/sub connection: subscribe through it (it derefs to its [`SubscriberHandle`]) and read
+/// what arrives with [`Subscriber::next_message`] or [`Subscriber::next_event`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redis_conn::Error> {
+/// use redis_conn::{ConnectionConfig, ServerAddr, Subscriber};
+///
+/// let mut sub = Subscriber::connect(ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 6379))).await?;
+/// sub.subscribe(["news", "alerts"]).await?;
+/// sub.psubscribe(["user:*"]).await?;
+/// while let Some(msg) = sub.next_message().await {
+///     println!("{:?}: {:?}", msg.channel, msg.payload);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Subscriber {
+    handle: SubscriberHandle,
+    rx: mpsc::Receiver<SubscriberEvent>,
+}
+
+impl std::ops::Deref for Subscriber {
+    type Target = SubscriberHandle;
+
+    fn deref(&self) -> &SubscriberHandle {
+        &self.handle
+    }
+}
+
+impl Subscriber {
+    /// Connects to the configured server. The first connection is not retried: its error is
+    /// returned.
+    ///
+    /// # Errors
+    /// As [`crate::Connection::connect`].
+    pub async fn connect(config: ConnectionConfig) -> Result<Subscriber, Error> {
+        Subscriber::connect_located(config, None).await
+    }
+
+    /// Connects to where `locator` says, asking it again before every reconnect (a sentinel
+    /// deployment's current master, a node of the current cluster map).
+    ///
+    /// # Errors
+    /// As [`crate::Connection::connect`].
+    pub async fn connect_located(
+        config: ConnectionConfig,
+        locator: Option<Locator>,
+    ) -> Result<Subscriber, Error> {
+        let config = match &locator {
+            Some(locate) => config.with_addr(locate()),
+            None => config,
+        };
+        let addr = config.addr().to_string();
+        let tls = prepare_tls(&config, &addr)?;
+        let (stream, buf, decoder) = open(&config, tls.as_ref(), &addr).await?;
+        let events = EventSink::new(&config.callbacks);
+        events.emit(Event::Connected { addr: addr.clone() });
+        let shared = Arc::new(Shared {
+            addr: Mutex::new(addr),
+            wanted: Mutex::new(Wanted::default()),
+            connected: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            timeout: config.response_timeout,
+        });
+        let (tx, ctl) = mpsc::unbounded_channel();
+        let (out, rx) = mpsc::channel(config.queue_capacity);
+        let driver = Driver {
+            config,
+            locator,
+            tls,
+            shared: Arc::clone(&shared),
+            ctl,
+            out,
+            events,
+            waiting: VecDeque::new(),
+        };
+        tokio::spawn(driver.run(stream, buf, decoder));
+        Ok(Subscriber {
+            handle: SubscriberHandle { tx, shared },
+            rx,
+        })
+    }
+
+    /// The next message; `None` once the subscriber is closed (by [`SubscriberHandle::close`],
+    /// or after giving up reconnecting). Other events are skipped (reconnects show in the
+    /// connection's events as well).
+    pub async fn next_message(&mut self) -> Option<Message> {
+        loop {
+            match self.rx.recv().await? {
+                SubscriberEvent::Message(m) => return Some(m),
+                other => tracing::debug!(event = ?other, "subscriber event"),
+            }
+        }
+    }
+
+    /// The next message or other event; `None` once the subscriber is closed.
+    pub async fn next_event(&mut self) -> Option<SubscriberEvent> {
+        self.rx.recv().await
+    }
+
+    /// A cloneable handle, for subscribing from other tasks while this one reads.
+    pub fn handle(&self) -> SubscriberHandle {
+        self.handle.clone()
+    }
+}
+
+impl SubscriberHandle {
+    /// Subscribes to channels and waits for the server's confirmation.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the confirmation does not come within the response timeout (the
+    /// subscription stays wanted and is made after the reconnect); [`Error::Server`] when the
+    /// server refuses; [`Error::Closed`].
+    pub async fn subscribe<I, N>(&self, channels: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.change(SubscriptionKind::Channel, true, channels).await
+    }
+
+    /// Subscribes to channel patterns (`news.*`).
+    ///
+    /// # Errors
+    /// As [`SubscriberHandle::subscribe`].
+    pub async fn psubscribe<I, N>(&self, patterns: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.change(SubscriptionKind::Pattern, true, patterns).await
+    }
+
+    /// Subscribes to shard channels (Redis 7). In a cluster every channel of one call must hash
+    /// to the same slot, and this connection must be to that slot's shard; the cluster client
+    /// takes care of both.
+    ///
+    /// # Errors
+    /// As [`SubscriberHandle::subscribe`].
+    pub async fn ssubscribe<I, N>(&self, channels: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.change(SubscriptionKind::Shard, true, channels).await
+    }
+
+    /// Unsubscribes from channels.
+    ///
+    /// # Errors
+    /// As [`SubscriberHandle::subscribe`].
+    pub async fn unsubscribe<I, N>(&self, channels: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.change(SubscriptionKind::Channel, false, channels)
+            .await
+    }
+
+    /// Unsubscribes from patterns.
+    ///
+    /// # Errors
+    /// As [`SubscriberHandle::subscribe`].
+    pub async fn punsubscribe<I, N>(&self, patterns: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.change(SubscriptionKind::Pattern, false, patterns)
+            .await
+    }
+
+    /// Unsubscribes from shard channels.
+    ///
+    /// # Errors
+    /// As [`SubscriberHandle::subscribe`].
+    pub async fn sunsubscribe<I, N>(&self, channels: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        self.change(SubscriptionKind::Shard, false, channels).await
+    }
+
+    async fn change<I, N>(
+        &self,
+        kind: SubscriptionKind,
+        subscribe: bool,
+        names: I,
+    ) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<[u8]>,
+    {
+        let names: Vec<Bytes> = names
+            .into_iter()
+            .map(|n| Bytes::copy_from_slice(n.as_ref()))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        {
+            // The wanted set changes now, so that a reconnect in between still makes it.
+            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let set = wanted.set(kind);
+            for name in &names {
+                if subscribe {
+                    set.insert(name.clone());
+                } else {
+                    set.remove(name);
+                }
+            }
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Control::Change {
+                kind,
+                subscribe,
+                names,
+                done,
+            })
+            .map_err(|_| closed())?;
+        match tokio::time::timeout(self.shared.timeout, wait).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(closed()),
+            Err(_) => Err(Error::Timeout {
+                timeout: self.shared.timeout,
+                sent: Sent::Maybe,
+            }),
+        }
+    }
+
+    /// Everything subscribed to (or wanted, while disconnected), by kind.
+    pub fn subscriptions(&self) -> Vec<(SubscriptionKind, Bytes)> {
+        let wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        let tag =
+            |kind, set: &BTreeSet<Bytes>| set.iter().map(|n| (kind, n.clone())).collect::<Vec<_>>();
+        let mut all = tag(SubscriptionKind::Channel, &wanted.channels);
+        all.extend(tag(SubscriptionKind::Pattern, &wanted.patterns));
+        all.extend(tag(SubscriptionKind::Shard, &wanted.shards));
+        all
+    }
+
+    /// Drops the connection and connects again to where the locator now says (or the same
+    /// server), subscribing to everything again. A sentinel client calls it after a failover.
+    pub fn relocate(&self) {
+        let _ = self.tx.send(Control::Relocate);
+    }
+
+    /// Closes the subscriber: the message stream ends.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let _ = self.tx.send(Control::Close);
+    }
+
+    /// Whether the connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    /// Whether the subscriber is closed for good.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The server connected to (or last connected to).
+    pub fn addr(&self) -> String {
+        self.shared
+            .addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn closed() -> Error {
+    Error::Closed {
+        reason: "the subscriber is closed".into(),
+    }
+}
+
+/// A command written and waiting for its confirmations (one per name) or an error reply.
+struct Waiting {
+    kind: SubscriptionKind,
+    subscribe: bool,
+    left: usize,
+    /// Who waits for it: its caller, or (for the resubscription after a reconnect) the callers
+    /// whose changes came in while disconnected.
+    done: Vec<oneshot::Sender<Result<(), Error>>>,
+}
+
+/// What arrived on the connection.
+enum Incoming {
+    Message(Message),
+    Confirmation {
+        kind: SubscriptionKind,
+        subscribe: bool,
+        name: Option<Bytes>,
+    },
+    Pong,
+    Error(Bytes),
+    Other,
+}
+
+fn classify(value: Value) -> Incoming {
+    let items = match value {
+        Value::Push(items) | Value::Array(items) => items,
+        Value::SimpleString(s) if s.eq_ignore_ascii_case(b"PONG") => return Incoming::Pong,
+        Value::Error(e) => return Incoming::Error(e),
+        _ => return Incoming::Other,
+    };
+    let bytes = |i: usize| items.get(i).and_then(Value::as_bytes).cloned();
+    let Some(word) = bytes(0) else {
+        return Incoming::Other;
+    };
+    let lower = word.to_ascii_lowercase();
+    let message =
+        |kind, pattern, channel: Option<Bytes>, payload: Option<Bytes>| match (channel, payload) {
+            (Some(channel), Some(payload)) => Incoming::Message(Message {
+                kind,
+                channel,
+                pattern,
+                payload,
+            }),
+            _ => Incoming::Other,
+        };
+    match lower.as_slice() {
+        b"message" => message(SubscriptionKind::Channel, None, bytes(1), bytes(2)),
+        b"smessage" => message(SubscriptionKind::Shard, None, bytes(1), bytes(2)),
+        b"pmessage" => message(SubscriptionKind::Pattern, bytes(1), bytes(2), bytes(3)),
+        b"pong" => Incoming::Pong,
+        _ => match SubscriptionKind::of_confirmation(&word) {
+            Some((kind, subscribe)) => Incoming::Confirmation {
+                kind,
+                subscribe,
+                name: bytes(1),
+            },
+            None => Incoming::Other,
+        },
+    }
+}
+
+/// A command to write: kind, subscribe or not, names, who waits for its confirmation.
+type Written = (
+    SubscriptionKind,
+    bool,
+    Vec<Bytes>,
+    Vec<oneshot::Sender<Result<(), Error>>>,
+);
+
+/// Why serving stopped.
+enum Exit {
+    Closed,
+    Broken(String),
+    Relocate,
+}
+
+/// A new connection, and the callers waiting for it to subscribe again.
+type Reopened = (
+    Stream,
+    BytesMut,
+    Decoder,
+    Vec<oneshot::Sender<Result<(), Error>>>,
+);
+
+struct Driver {
+    config: ConnectionConfig,
+    locator: Option<Locator>,
+    tls: Option<TlsPair>,
+    shared: Arc<Shared>,
+    ctl: mpsc::UnboundedReceiver<Control>,
+    out: mpsc::Sender<SubscriberEvent>,
+    events: EventSink,
+    /// Commands written, waiting for their confirmations, oldest first.
+    waiting: VecDeque<Waiting>,
+}
+
+impl Driver {
+    async fn run(mut self, stream: Stream, buf: BytesMut, decoder: Decoder) {
+        let mut current = Some((stream, buf, decoder, Vec::new()));
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let (stream, buf, decoder, deferred) = match current.take() {
+                Some(c) => c,
+                None => match self.reconnect().await {
+                    Some(c) => c,
+                    None => return self.shut("the subscriber was closed"),
+                },
+            };
+            self.shared.connected.store(true, Ordering::Release);
+            let resubscribed = down_since.take().map(|t| t.elapsed());
+            let exit = self
+                .serve(stream, buf, decoder, resubscribed, deferred)
+                .await;
+            self.shared.connected.store(false, Ordering::Release);
+            // Nothing written on the old connection will be confirmed.
+            let addr = self.addr();
+            for w in self.waiting.drain(..) {
+                for done in w.done {
+                    let _ = done.send(Err(Error::ConnectionLost {
+                        addr: addr.clone(),
+                        reason: "the subscriber's connection broke".into(),
+                        sent: Sent::Maybe,
+                    }));
+                }
+            }
+            let reason = match exit {
+                Exit::Closed => return self.shut("the subscriber was closed"),
+                Exit::Broken(reason) => reason,
+                Exit::Relocate => "moving to another server".to_string(),
+            };
+            tracing::info!(addr = %self.addr(), reason = %reason, "subscriber disconnected; reconnecting");
+            self.events.emit(Event::Disconnected {
+                addr: self.addr(),
+                reason,
+            });
+            down_since = Some(Instant::now());
+        }
+    }
+
+    fn addr(&self) -> String {
+        self.shared
+            .addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn shut(mut self, reason: &str) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.connected.store(false, Ordering::Release);
+        self.ctl.close();
+        while let Ok(control) = self.ctl.try_recv() {
+            if let Control::Change { done, .. } = control {
+                let _ = done.send(Err(closed()));
+            }
+        }
+        self.events.emit(Event::Closed {
+            addr: self.addr(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Reconnects with backoff (asking the locator each time); `None` when closed or out of
+    /// attempts. Subscription changes that arrive meanwhile are already in the wanted set; their
+    /// callers come back with the connection, to be answered once it has subscribed again.
+    async fn reconnect(&mut self) -> Option<Reopened> {
+        let mut backoff = Backoff::new(self.config.backoff);
+        let down_since = Instant::now();
+        let mut attempt = 0u32;
+        let mut deferred: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
+        let mut reported: Option<String> = None;
+        loop {
+            attempt += 1;
+            let config = match &self.locator {
+                Some(locate) => self.config.with_addr(locate()),
+                None => self.config.clone(),
+            };
+            let addr = config.addr().to_string();
+            *self.shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = addr.clone();
+            let error = match open(&config, self.tls.as_ref(), &addr).await {
+                Ok((stream, buf, decoder)) => {
+                    self.events.emit(Event::Reconnected {
+                        addr,
+                        attempts: attempt,
+                        downtime: down_since.elapsed(),
+                    });
+                    return Some((stream, buf, decoder, deferred));
+                }
+                Err(e) => e,
+            };
+            let Some(mut delay) = backoff.next_delay(&mut rand::rng()) else {
+                tracing::warn!(addr = %addr, error = %error, "subscriber gave up reconnecting");
+                return None;
+            };
+            if error.is_permanent() {
+                delay = self.config.backoff.ceiling(u32::MAX);
+                if reported.as_deref() != Some(&error.to_string()) {
+                    reported = Some(error.to_string());
+                    tracing::error!(addr = %addr, error = %error, "subscriber reconnect refused");
+                    self.events.emit(Event::Error {
+                        addr: addr.clone(),
+                        error: error.clone(),
+                    });
+                }
+            }
+            self.events.emit(Event::ReconnectFailed {
+                addr,
+                attempt,
+                error,
+                next_delay: delay,
+            });
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    control = self.ctl.recv() => match control {
+                        None | Some(Control::Close) => return None,
+                        Some(Control::Relocate) => {}
+                        Some(Control::Change { done, .. }) => deferred.push(done),
+                    },
+                    () = self.out.closed() => return None,
+                }
+            }
+        }
+    }
+
+    /// Writes `cmds` and records the confirmations they wait for.
+    async fn write(&mut self, stream: &mut Stream, cmds: Vec<Written>) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        for (kind, subscribe, names, done) in cmds {
+            let mut cmd = Cmd::new(kind.command(subscribe));
+            for name in &names {
+                cmd.push_arg(name);
+            }
+            cmd.write_to(&mut out);
+            self.waiting.push_back(Waiting {
+                kind,
+                subscribe,
+                left: names.len(),
+                done,
+            });
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        stream
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("write failed: {e}"))
+    }
+
+    /// Handles one value from the server; `Err` when the connection must go.
+    async fn handle(&mut self, value: Value, ping_due: &mut Option<Instant>) -> Result<(), Exit> {
+        match classify(value) {
+            Incoming::Message(m) => {
+                if self.out.send(SubscriberEvent::Message(m)).await.is_err() {
+                    return Err(Exit::Closed);
+                }
+            }
+            Incoming::Confirmation {
+                kind,
+                subscribe,
+                name,
+            } => {
+                let expected = self
+                    .waiting
+                    .front()
+                    .is_some_and(|w| w.kind == kind && w.subscribe == subscribe);
+                if expected {
+                    if let Some(front) = self.waiting.front_mut() {
+                        front.left = front.left.saturating_sub(1);
+                        if front.left == 0 {
+                            for done in self.waiting.pop_front().map(|w| w.done).unwrap_or_default()
+                            {
+                                let _ = done.send(Ok(()));
+                            }
+                        }
+                    }
+                } else if !subscribe {
+                    // Unasked: the server ended the subscription (a shard channel's slot left
+                    // this node).
+                    if let Some(channel) = name {
+                        self.shared
+                            .wanted
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .set(kind)
+                            .remove(&channel);
+                        let dropped = SubscriberEvent::Dropped { kind, channel };
+                        if self.out.send(dropped).await.is_err() {
+                            return Err(Exit::Closed);
+                        }
+                    }
+                }
+            }
+            Incoming::Pong => *ping_due = None,
+            Incoming::Error(e) => {
+                let error = ServerError::new(e);
+                match self.waiting.pop_front() {
+                    Some(w) => {
+                        for done in w.done {
+                            let _ = done.send(Err(Error::Server(error.clone())));
+                        }
+                    }
+                    None => tracing::warn!(error = %error, "unexpected error on a subscriber"),
+                }
+            }
+            Incoming::Other => {}
+        }
+        Ok(())
+    }
+
+    /// Serves one connection: subscribes to the wanted set, then delivers messages and applies
+    /// changes until it breaks, is closed or must move.
+    async fn serve(
+        &mut self,
+        mut stream: Stream,
+        mut rbuf: BytesMut,
+        mut decoder: Decoder,
+        resubscribed: Option<Duration>,
+        deferred: Vec<oneshot::Sender<Result<(), Error>>>,
+    ) -> Exit {
+        let addr = self.addr();
+        let initial = {
+            let wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cmds = Vec::new();
+            if !wanted.channels.is_empty() {
+                let names = wanted.channels.iter().cloned().collect();
+                cmds.push((SubscriptionKind::Channel, true, names, Vec::new()));
+            }
+            if !wanted.patterns.is_empty() {
+                let names = wanted.patterns.iter().cloned().collect();
+                cmds.push((SubscriptionKind::Pattern, true, names, Vec::new()));
+            }
+            // One SSUBSCRIBE per channel: in a cluster, shard channels of one command must share
+            // a slot, and this layer knows no slots.
+            for name in &wanted.shards {
+                cmds.push((
+                    SubscriptionKind::Shard,
+                    true,
+                    vec![name.clone()],
+                    Vec::new(),
+                ));
+            }
+            (cmds, wanted.len())
+        };
+        let (mut cmds, count) = initial;
+        // Changes asked for while disconnected are in the wanted set: their callers wait for the
+        // last of these confirmations (or for nothing, when nothing is wanted any more).
+        match cmds.last_mut() {
+            Some(last) => last.3 = deferred,
+            None => {
+                for done in deferred {
+                    let _ = done.send(Ok(()));
+                }
+            }
+        }
+        if let Err(reason) = self.write(&mut stream, cmds).await {
+            return Exit::Broken(reason);
+        }
+        if let Some(downtime) = resubscribed {
+            self.events.emit(Event::Resubscribed {
+                addr: addr.clone(),
+                subscriptions: count,
+            });
+            let event = SubscriberEvent::Resubscribed {
+                addr: addr.clone(),
+                downtime,
+            };
+            if self.out.send(event).await.is_err() {
+                return Exit::Closed;
+            }
+        }
+        let health = self.config.health_check_interval;
+        let patience = self.config.response_timeout;
+        let mut last_activity = Instant::now();
+        let mut ping_due: Option<Instant> = None;
+        loop {
+            loop {
+                match decoder.decode(&mut rbuf) {
+                    Ok(Some(value)) => {
+                        if let Err(exit) = self.handle(value, &mut ping_due).await {
+                            return exit;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let error = Error::Protocol {
+                            addr: addr.clone(),
+                            source: e,
+                        };
+                        self.events.emit(Event::Error {
+                            addr: addr.clone(),
+                            error: error.clone(),
+                        });
+                        return Exit::Broken(error.to_string());
+                    }
+                }
+            }
+            let wake = match (ping_due, health) {
+                (Some(due), _) => Some(due),
+                (None, Some(interval)) => Some(last_activity + interval),
+                (None, None) => None,
+            };
+            if rbuf.capacity() - rbuf.len() < 4096 {
+                rbuf.reserve(16 * 1024);
+            }
+            tokio::select! {
+                read = stream.read_buf(&mut rbuf) => match read {
+                    Ok(0) => return Exit::Broken("closed by the server".into()),
+                    Ok(_) => last_activity = Instant::now(),
+                    Err(e) => return Exit::Broken(format!("read failed: {e}")),
+                },
+                control = self.ctl.recv() => match control {
+                    None | Some(Control::Close) => return Exit::Closed,
+                    Some(Control::Relocate) => return Exit::Relocate,
+                    Some(Control::Change { kind, subscribe, names, done }) => {
+                        // Shard channels one per command, as on resubscribe; the caller is
+                        // answered when the last is confirmed.
+                        let cmds = if kind == SubscriptionKind::Shard && names.len() > 1 {
+                            let last = names.len() - 1;
+                            let mut done = Some(done);
+                            names
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, n)| {
+                                    let d = if i == last { done.take() } else { None };
+                                    (kind, subscribe, vec![n], d.into_iter().collect())
+                                })
+                                .collect()
+                        } else {
+                            vec![(kind, subscribe, names, vec![done])]
+                        };
+                        if let Err(reason) = self.write(&mut stream, cmds).await {
+                            return Exit::Broken(reason);
+                        }
+                    }
+                },
+                () = sleep_until_opt(wake) => {
+                    let now = Instant::now();
+                    match ping_due {
+                        Some(due) if due <= now => {
+                            return Exit::Broken(format!(
+                                "no reply to a health check within {patience:?}: the connection \
+                                 is considered hung"
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            let mut out = BytesMut::new();
+                            Cmd::new("PING").write_to(&mut out);
+                            if let Err(e) = stream.write_all(&out).await {
+                                return Exit::Broken(format!("write failed: {e}"));
+                            }
+                            ping_due = Some(now + patience);
+                            last_activity = now;
+                        }
+                    }
+                },
+                () = self.out.closed() => return Exit::Closed,
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
