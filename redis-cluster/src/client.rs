@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use redis_conn::pool::RedisLease;
 use redis_conn::table::KeySpec;
 use redis_conn::{
-    Cmd, Connection, ConnectionConfig, Error, RandomSelector, ReplicaSelector, ServerAddr,
-    ServerError, Value,
+    Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector, ServerAddr, ServerError, Stats,
+    Value,
 };
 use tokio::time::Instant;
 
@@ -22,7 +23,7 @@ const VIEWS_PER_REFRESH: usize = 3;
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     seeds: Vec<NodeAddr>,
-    connection: ConnectionConfig,
+    node: NodeConfig,
     refresh_interval: Option<Duration>,
     min_refresh_interval: Duration,
     max_redirects: u32,
@@ -31,13 +32,14 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Seeds to learn the topology from, and the connection settings every node connection uses
-    /// (its address is replaced per node). Defaults: refresh every 30 s (with jitter), at most one
+    /// Seeds to learn the topology from, and the settings every node uses (connection settings,
+    /// whose address is replaced per node, and the node's pool of exclusive connections; a
+    /// `ConnectionConfig` converts). Defaults: refresh every 30 s (with jitter), at most one
     /// refresh per 250 ms, 5 redirects per command.
-    pub fn new(seeds: impl IntoIterator<Item = NodeAddr>, connection: ConnectionConfig) -> Self {
+    pub fn new(seeds: impl IntoIterator<Item = NodeAddr>, node: impl Into<NodeConfig>) -> Self {
         ClusterConfig {
             seeds: seeds.into_iter().collect(),
-            connection,
+            node: node.into(),
             refresh_interval: Some(Duration::from_secs(30)),
             min_refresh_interval: Duration::from_millis(250),
             max_redirects: 5,
@@ -83,6 +85,35 @@ impl ClusterConfig {
         self.max_redirects = n;
         self
     }
+
+    /// The seeds.
+    pub fn seeds(&self) -> &[NodeAddr] {
+        &self.seeds
+    }
+
+    /// The settings every node uses.
+    pub fn node_config(&self) -> &NodeConfig {
+        &self.node
+    }
+
+    /// The same settings for the node at `addr`.
+    fn node_at(&self, addr: &NodeAddr) -> NodeConfig {
+        self.node.clone().map_connection(|c| c.with_addr(addr))
+    }
+}
+
+/// Counters of a cluster client, from [`ClusterClient::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Topology refreshes done (the initial load included).
+    pub refreshes: u64,
+    /// `MOVED` redirects followed.
+    pub moved: u64,
+    /// `ASK` redirects followed.
+    pub ask: u64,
+    /// The shared connections of every node, added up.
+    pub connections: Stats,
 }
 
 /// What a cluster call can fail with.
@@ -154,12 +185,14 @@ struct Inner {
     config: ClusterConfig,
     events: tokio::sync::broadcast::Sender<ClusterEvent>,
     map: RwLock<Arc<SlotMap>>,
-    conns: Mutex<HashMap<NodeAddr, Connection>>,
+    conns: Mutex<HashMap<NodeAddr, Node>>,
     /// Connections to replicas for reads (they send READONLY).
-    replica_conns: Mutex<HashMap<NodeAddr, Connection>>,
+    replica_conns: Mutex<HashMap<NodeAddr, Node>>,
     refresh_pending: AtomicBool,
     last_refresh: Mutex<Instant>,
     refreshes: AtomicU64,
+    moved: AtomicU64,
+    ask: AtomicU64,
 }
 
 /// A Redis Cluster client: cheap to clone, shared by any number of tasks.
@@ -200,6 +233,8 @@ impl ClusterClient {
                 refresh_pending: AtomicBool::new(false),
                 last_refresh: Mutex::new(Instant::now()),
                 refreshes: AtomicU64::new(0),
+                moved: AtomicU64::new(0),
+                ask: AtomicU64::new(0),
             }),
         };
         client.refresh_from(seeds).await?;
@@ -259,6 +294,142 @@ impl ClusterClient {
     /// Topology refreshes done so far (the initial load included).
     pub fn refreshes(&self) -> u64 {
         self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// The client's counters: refreshes, redirects, and the nodes' connection counters.
+    pub fn stats(&self) -> ClusterStats {
+        let mut connections = Stats::default();
+        for conns in [&self.inner.conns, &self.inner.replica_conns] {
+            let conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            for node in conns.values() {
+                connections = connections.merged(&node.stats());
+            }
+        }
+        ClusterStats {
+            refreshes: self.refreshes(),
+            moved: self.inner.moved.load(Ordering::Relaxed),
+            ask: self.inner.ask.load(Ordering::Relaxed),
+            connections,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// Closes every node's connections. Calls made afterwards fail with a closed connection.
+    pub fn close(&self) {
+        for conns in [&self.inner.conns, &self.inner.replica_conns] {
+            let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, node) in conns.drain() {
+                node.close();
+            }
+        }
+    }
+
+    /// An exclusive connection to the master of `slot` (any master for `None`), from that node's
+    /// pool: for WATCH ... MULTI ... EXEC on keys of one slot. Returned to the pool when dropped.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unassigned`], [`ClusterError::NoTopology`], or the node's error
+    /// ([`Error::PoolTimeout`] when its pool is exhausted).
+    pub async fn lease(&self, slot: Option<u16>) -> Result<RedisLease, ClusterError> {
+        let addr = match slot {
+            Some(s) => self
+                .slot_map()
+                .master(s)
+                .cloned()
+                .ok_or(ClusterError::Unassigned { slot: s })?,
+            None => self.any_master()?,
+        };
+        Ok(self.connection(&addr).await?.lease().await?)
+    }
+
+    /// The slot of the keys of `cmds` together: `None` when they have none.
+    ///
+    /// # Errors
+    /// [`ClusterError::CrossSlot`] when they span slots.
+    pub fn slot_of(cmds: &[Cmd]) -> Result<Option<u16>, ClusterError> {
+        let mut found: Option<u16> = None;
+        for cmd in cmds {
+            if let Some(s) = command_slot(cmd)? {
+                match found {
+                    Some(f) if f != s => {
+                        return Err(ClusterError::CrossSlot {
+                            command: "the transaction".into(),
+                        })
+                    }
+                    _ => found = Some(s),
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs `cmds` as `MULTI` ... `EXEC` on the master of their slot (all their keys must share
+    /// one slot). A `MOVED` met while queueing (the slot moved: nothing ran) is followed to the
+    /// new owner. `None` never happens here (nothing is watched); for WATCH, take a
+    /// [`ClusterClient::lease`].
+    ///
+    /// # Errors
+    /// [`ClusterError::CrossSlot`] before sending when the keys span slots; the node's errors,
+    /// `EXECABORT` when a command was refused.
+    pub async fn send_transaction(&self, cmds: &[Cmd]) -> Result<Option<Vec<Value>>, ClusterError> {
+        let slot = ClusterClient::slot_of(cmds)?;
+        let mut target = match slot {
+            Some(s) => self
+                .slot_map()
+                .master(s)
+                .cloned()
+                .ok_or(ClusterError::Unassigned { slot: s })?,
+            None => self.any_master()?,
+        };
+        let mut all = Vec::with_capacity(cmds.len() + 2);
+        all.push(Cmd::new("MULTI"));
+        all.extend(cmds.iter().cloned());
+        all.push(Cmd::new("EXEC"));
+        for _ in 0..=self.inner.config.max_redirects {
+            let node = self.connection(&target).await?;
+            let replies = node.send_pipeline(&all).await.inspect_err(|e| {
+                if needs_refresh(e) {
+                    self.trigger_refresh();
+                }
+            })?;
+            let moved = replies.iter().find_map(|r| match r {
+                Value::Error(e) => Redirect::parse(&ServerError::new(e.clone()), &target)
+                    .filter(|r| r.kind == RedirectKind::Moved),
+                _ => None,
+            });
+            match moved {
+                Some(redirect) => {
+                    self.inner.moved.fetch_add(1, Ordering::Relaxed);
+                    self.patch_moved(redirect.slot, &redirect.addr);
+                    self.trigger_refresh();
+                    target = redirect.addr;
+                }
+                None => return Ok(redis_conn::transaction_outcome(replies)?),
+            }
+        }
+        Err(ClusterError::TooManyRedirects {
+            slot: slot.unwrap_or(0),
+            redirects: self.inner.config.max_redirects,
+        })
+    }
+
+    /// A subscriber for the whole cluster: channel and pattern subscriptions on one node (a
+    /// message published on any node reaches every node), shard channels on the master of
+    /// their slot, moved when the slot moves.
+    ///
+    /// # Errors
+    /// The node's connection error.
+    pub async fn subscriber(&self) -> Result<crate::ClusterSubscriber, ClusterError> {
+        crate::ClusterSubscriber::start(self.clone()).await
+    }
+
+    /// A master of the current map, at random.
+    pub fn random_master(&self) -> Option<NodeAddr> {
+        self.any_master().ok()
     }
 
     /// Sends a command to the master of its keys' slot (any master for a keyless command),
@@ -482,8 +653,12 @@ impl ClusterClient {
     }
 
     /// The READONLY connection to a replica, opened on first use.
-    async fn replica_connection(&self, addr: &NodeAddr) -> Result<Connection, Error> {
-        let config = self.inner.config.connection.with_addr(addr).readonly(true);
+    async fn replica_connection(&self, addr: &NodeAddr) -> Result<Node, Error> {
+        let config = self
+            .inner
+            .config
+            .node_at(addr)
+            .map_connection(|c| c.readonly(true));
         cached_connection(&self.inner.replica_conns, addr, config).await
     }
 
@@ -549,11 +724,13 @@ impl ClusterClient {
             }
             match redirect.kind {
                 RedirectKind::Moved => {
+                    self.inner.moved.fetch_add(1, Ordering::Relaxed);
                     self.patch_moved(redirect.slot, &redirect.addr);
                     self.trigger_refresh();
                     asking = false;
                 }
                 RedirectKind::Ask => {
+                    self.inner.ask.fetch_add(1, Ordering::Relaxed);
                     // One ASK is a migration in progress; a second one for the same command
                     // means the map is likely behind.
                     if asking {
@@ -651,9 +828,9 @@ impl ClusterClient {
         *map = Arc::new(patched);
     }
 
-    /// The connection to a node, opened on first use.
-    async fn connection(&self, addr: &NodeAddr) -> Result<Connection, Error> {
-        let config = self.inner.config.connection.with_addr(addr);
+    /// The connections to a node, opened on first use.
+    pub(crate) async fn connection(&self, addr: &NodeAddr) -> Result<Node, Error> {
+        let config = self.inner.config.node_at(addr);
         cached_connection(&self.inner.conns, addr, config).await
     }
 
@@ -908,10 +1085,10 @@ fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
 /// The open connection to `addr` in `conns`, or a new one made with `config` and kept there. Two
 /// tasks racing to connect keep one connection per node.
 async fn cached_connection(
-    conns: &Mutex<HashMap<NodeAddr, Connection>>,
+    conns: &Mutex<HashMap<NodeAddr, Node>>,
     addr: &NodeAddr,
-    config: ConnectionConfig,
-) -> Result<Connection, Error> {
+    config: NodeConfig,
+) -> Result<Node, Error> {
     {
         let conns = conns.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(conn) = conns.get(addr) {
@@ -920,7 +1097,7 @@ async fn cached_connection(
             }
         }
     }
-    let conn = Connection::connect(config).await?;
+    let conn = Node::connect(config).await?;
     let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
     match conns.get(addr) {
         Some(existing) if !existing.is_closed() => {

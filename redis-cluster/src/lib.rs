@@ -29,15 +29,28 @@
 //! FUNCTION LOAD/FLUSH go to every master.
 //!
 //! [`ClusterClient::scan`] walks every master with its own cursor.
+//!
+//! Each node is a `redis_conn::Node`: ordinary commands share its multiplexed connection;
+//! blocking commands (BLPOP, XREAD BLOCK...) wait on an exclusive connection from its pool.
+//! [`ClusterClient::send_transaction`] runs MULTI/EXEC on the master of the commands' one slot
+//! (following a `MOVED` met while queueing), and [`ClusterClient::lease`] hands out an exclusive
+//! connection for WATCH.
+//!
+//! [`ClusterClient::subscriber`] gives a [`ClusterSubscriber`]: channels and patterns on one
+//! node, shard channels (`SSUBSCRIBE`) on the master of their slot, moved when the slot moves.
 
 #![deny(missing_docs)]
 
 mod client;
+mod pubsub;
 mod redirect;
 mod slot;
 mod topology;
 
-pub use client::{ClusterClient, ClusterConfig, ClusterError, ClusterEvent, ClusterScan};
+pub use client::{
+    ClusterClient, ClusterConfig, ClusterError, ClusterEvent, ClusterScan, ClusterStats,
+};
+pub use pubsub::ClusterSubscriber;
 pub use redirect::{Redirect, RedirectKind};
 pub use redis_conn::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use slot::{slot, SLOTS};

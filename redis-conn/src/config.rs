@@ -206,6 +206,11 @@ impl ConnectionConfig {
         self
     }
 
+    /// The queue capacity in force.
+    pub fn get_queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
     /// While disconnected, fail calls at once instead of letting them wait (within their
     /// deadline) for the reconnect. Default false.
     #[must_use]

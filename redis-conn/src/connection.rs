@@ -430,7 +430,7 @@ impl Connection {
         all.extend(cmds.iter().cloned());
         all.push(Cmd::new("EXEC"));
         let replies = self.send_pipeline(&all).await?;
-        transaction_result(replies)
+        transaction_outcome(replies)
     }
 
     /// Whether this connection cannot run a command: streaming commands never, connection-state
@@ -1267,8 +1267,13 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
     Ok(())
 }
 
-/// The outcome of `MULTI`, commands, `EXEC` from its replies.
-fn transaction_result(mut replies: Vec<Value>) -> Result<Option<Vec<Value>>, Error> {
+/// The outcome of a `MULTI`, commands, `EXEC` pipeline, from its replies: the commands' replies,
+/// `None` when a watched key changed, or the `EXECABORT` error naming what was refused. For
+/// layers that send the pipeline themselves (a cluster client following a `MOVED`).
+///
+/// # Errors
+/// [`Error::Server`] with `EXECABORT`; [`Error::Unsupported`] for a reply that is not EXEC's.
+pub fn transaction_outcome(mut replies: Vec<Value>) -> Result<Option<Vec<Value>>, Error> {
     let exec = replies.pop().unwrap_or(Value::Null);
     match exec {
         Value::Array(results) => Ok(Some(results)),

@@ -51,7 +51,7 @@ mod transport;
 pub use backoff::{Backoff, BackoffConfig};
 pub use cmd::{Args, Cmd};
 pub use config::{ConnectionConfig, Delivery, Protocol};
-pub use connection::{Connection, Stats};
+pub use connection::{transaction_outcome, Connection, Stats};
 pub use error::{Error, Sent, ServerError};
 pub use events::{Event, EventCallback};
 pub use node::{Node, NodeConfig};
