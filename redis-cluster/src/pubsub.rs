@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 
 use crate::{slot, ClusterClient, ClusterError, ClusterEvent, NodeAddr};
 
+/// A shard channel and the node it is subscribed on now.
+type Placed = (Bytes, Option<NodeAddr>);
+
 /// How often shard channels are checked against the slot map, besides topology events.
 const REHOME_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -289,7 +292,7 @@ impl Shared {
         let _one = self.rehoming.lock().await;
         let map = self.client.slot_map();
         // Channels to move, grouped by slot (one SSUBSCRIBE per slot).
-        let mut moves: HashMap<(NodeAddr, u16), Vec<(Bytes, Option<NodeAddr>)>> = HashMap::new();
+        let mut moves: HashMap<(NodeAddr, u16), Vec<Placed>> = HashMap::new();
         let mut first_error = None;
         {
             let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
