@@ -16,8 +16,16 @@
 //! `SENTINEL REPLICAS` chosen by a [`ReplicaSelector`] (the cluster's selectors), falling back to
 //! the master.
 //!
-//! It builds on `redis-conn` for the data connection. Not yet here: sentinel TLS and auth for the
-//! `+switch-master` subscription.
+//! Sentinels are reached with their own connection settings
+//! ([`SentinelConfig::sentinel_connection`]): a password or ACL user for the sentinels
+//! (`requirepass` on a sentinel), and TLS, which the `+switch-master` subscription uses too.
+//!
+//! The master is a `redis_conn::Node`: ordinary commands share its multiplexed connection,
+//! blocking commands wait on exclusive connections from its pool, [`SentinelClient::lease`] hands
+//! one out for WATCH, and [`SentinelClient::subscriber`] gives a pub/sub connection that moves
+//! to the new master after a failover.
+//!
+//! It builds on `redis-conn` for every connection.
 
 #![deny(missing_docs)]
 
@@ -25,14 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use redis_conn::pool::RedisLease;
 use redis_conn::table::{Blocking, Effect};
 use redis_conn::{
-    Cmd, Connection, ConnectionConfig, Error, Protocol, RandomSelector, ReplicaSelector,
-    ServerAddr, Value,
+    Cmd, Connection, ConnectionConfig, Error, Node, NodeConfig, Protocol, RandomSelector,
+    ReplicaSelector, ServerAddr, Stats, Subscriber, SubscriberHandle, TlsConfig, Value,
 };
-use resp_codec::Decoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, Notify};
 
 /// Settings of a sentinel client.
@@ -40,7 +46,7 @@ use tokio::sync::{broadcast, Notify};
 pub struct SentinelConfig {
     sentinels: Vec<ServerAddr>,
     master_name: String,
-    connection: ConnectionConfig,
+    node: NodeConfig,
     sentinel_connection: ConnectionConfig,
     poll_interval: Duration,
     read_from_replicas: bool,
@@ -48,28 +54,25 @@ pub struct SentinelConfig {
 }
 
 impl SentinelConfig {
-    /// The sentinels, the monitored master's name, and the settings of the data connection (its
-    /// address is replaced by the master's). Sentinels are queried over plain RESP2 with the same
-    /// timeouts; the backstop poll runs every 5 s.
+    /// The sentinels, the monitored master's name, and the settings of the data nodes (their
+    /// address is replaced by the master's or a replica's; a `ConnectionConfig` converts).
+    /// Sentinels are reached without credentials or TLS unless
+    /// [`SentinelConfig::sentinel_connection`] says otherwise; the backstop poll runs every 5 s.
     pub fn new(
         sentinels: impl IntoIterator<Item = ServerAddr>,
         master_name: impl Into<String>,
-        connection: ConnectionConfig,
+        node: impl Into<NodeConfig>,
     ) -> Self {
         let sentinels: Vec<ServerAddr> = sentinels.into_iter().collect();
         let first = sentinels
             .first()
             .cloned()
             .unwrap_or_else(|| ServerAddr::tcp("127.0.0.1", 26379));
-        let sentinel_connection = ConnectionConfig::new(first)
-            .protocol(Protocol::Resp2)
-            .health_check_interval(None)
-            .reconnect(false);
         SentinelConfig {
             sentinels,
             master_name: master_name.into(),
-            connection,
-            sentinel_connection,
+            node: node.into(),
+            sentinel_connection: ConnectionConfig::new(first),
             poll_interval: Duration::from_secs(5),
             read_from_replicas: false,
             selector: Arc::new(RandomSelector),
@@ -98,6 +101,73 @@ impl SentinelConfig {
         self.poll_interval = interval;
         self
     }
+
+    /// How sentinels are reached: credentials (a sentinel's own `requirepass`, or an ACL user),
+    /// TLS, timeouts. The address is replaced per sentinel. Queries speak RESP2 on a short-lived
+    /// connection; the `+switch-master` subscription reconnects with this backoff.
+    #[must_use]
+    pub fn sentinel_connection(mut self, template: ConnectionConfig) -> Self {
+        self.sentinel_connection = template;
+        self
+    }
+
+    /// Shorthand: authenticate to the sentinels (user `None`: the `default` user).
+    #[must_use]
+    pub fn sentinel_credentials(
+        mut self,
+        username: Option<String>,
+        password: impl Into<redis_conn::Secret>,
+    ) -> Self {
+        let mut template = self.sentinel_connection.password(password);
+        if let Some(user) = username {
+            template = template.username(user);
+        }
+        self.sentinel_connection = template;
+        self
+    }
+
+    /// Shorthand: reach the sentinels over TLS.
+    #[must_use]
+    pub fn sentinel_tls(mut self, tls: TlsConfig) -> Self {
+        self.sentinel_connection = self.sentinel_connection.tls(tls);
+        self
+    }
+
+    /// The master name.
+    pub fn master_name(&self) -> &str {
+        &self.master_name
+    }
+
+    /// The settings of the data nodes.
+    pub fn node_config(&self) -> &NodeConfig {
+        &self.node
+    }
+
+    /// The settings of a one-shot query to `sentinel`.
+    fn query_config(&self, sentinel: &ServerAddr) -> ConnectionConfig {
+        self.sentinel_connection
+            .with_addr(sentinel.clone())
+            .protocol(Protocol::Resp2)
+            .health_check_interval(None)
+            .reconnect(false)
+    }
+
+    /// The settings of the data node at `addr`.
+    fn node_at(&self, addr: &ServerAddr) -> NodeConfig {
+        self.node
+            .clone()
+            .map_connection(|c| c.with_addr(addr.clone()))
+    }
+}
+
+/// Counters of a sentinel client, from [`SentinelClient::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SentinelStats {
+    /// Failovers followed.
+    pub failovers: u64,
+    /// The shared connections to the master and the replicas, added up.
+    pub connections: Stats,
 }
 
 /// Why the master could not be found or reached.
@@ -134,8 +204,10 @@ pub enum SentinelEvent {
 struct Inner {
     config: SentinelConfig,
     sentinels: Mutex<Vec<ServerAddr>>,
-    current: RwLock<(ServerAddr, Connection)>,
-    replicas: RwLock<Vec<(ServerAddr, Connection)>>,
+    current: RwLock<(ServerAddr, Node)>,
+    replicas: RwLock<Vec<(ServerAddr, Node)>>,
+    /// Subscribers that follow the master: moved after every failover.
+    subscribers: Mutex<Vec<SubscriberHandle>>,
     wake: Notify,
     events: broadcast::Sender<SentinelEvent>,
     failovers: AtomicU64,
@@ -174,6 +246,7 @@ impl SentinelClient {
                 sentinels,
                 current: RwLock::new((addr, conn)),
                 replicas: RwLock::new(Vec::new()),
+                subscribers: Mutex::new(Vec::new()),
                 wake: Notify::new(),
                 events,
                 failovers: AtomicU64::new(0),
@@ -215,9 +288,33 @@ impl SentinelClient {
         self.inner.events.subscribe()
     }
 
-    /// Sends a command to the master. `READONLY` (the master was demoted) or a lost connection
-    /// make the client rediscover at once; the error is returned as it is (redis-conn's honest
-    /// `Sent` information included).
+    /// The master's node: its shared connection(s) and pool.
+    fn master_node(&self) -> Node {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Rediscovers at once when an error says the master may have changed: `READONLY` (the
+    /// master was demoted), or a connection that failed.
+    fn note<T>(&self, result: &Result<T, Error>) {
+        if let Err(e) = result {
+            let stale = match e {
+                Error::Server(s) => s.is_readonly(),
+                other => other.is_connection_error(),
+            };
+            if stale {
+                self.inner.wake.notify_one();
+            }
+        }
+    }
+
+    /// Sends a command to the master (read-only ones to a replica when reads from replicas are
+    /// on). `READONLY` or a lost connection make the client rediscover at once; the error is
+    /// returned as it is (redis-conn's honest `Sent` information included).
     ///
     /// # Errors
     /// [`SentinelError::Node`].
@@ -230,33 +327,125 @@ impl SentinelClient {
                 return Ok(value);
             }
         }
-        let conn = self
+        let result = self.master_node().send(cmd).await;
+        self.note(&result);
+        Ok(result?)
+    }
+
+    /// Sends a pipeline to the master (one write, replies in order, error replies in place).
+    ///
+    /// # Errors
+    /// [`SentinelError::Node`].
+    pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, SentinelError> {
+        let result = self.master_node().send_pipeline(cmds).await;
+        self.note(&result);
+        Ok(result?)
+    }
+
+    /// Runs `MULTI`, `cmds`, `EXEC` on the master as one unit (see
+    /// `redis_conn::Connection::send_transaction`).
+    ///
+    /// # Errors
+    /// [`SentinelError::Node`].
+    pub async fn send_transaction(
+        &self,
+        cmds: &[Cmd],
+    ) -> Result<Option<Vec<Value>>, SentinelError> {
+        let result = self.master_node().send_transaction(cmds).await;
+        self.note(&result);
+        Ok(result?)
+    }
+
+    /// An exclusive connection to the master from its pool, for WATCH ... MULTI ... EXEC. After
+    /// a failover a lease still held points at the old master: its commands fail with
+    /// `READONLY` or a closed connection, never silently succeed there.
+    ///
+    /// # Errors
+    /// [`SentinelError::Node`] (`PoolTimeout` when the pool is exhausted).
+    pub async fn lease(&self) -> Result<RedisLease, SentinelError> {
+        let result = self.master_node().lease().await;
+        self.note(&result);
+        Ok(result?)
+    }
+
+    /// A pub/sub connection to the master that moves to the new master after every failover
+    /// (publishers write to the master, so that is where messages are).
+    ///
+    /// # Errors
+    /// [`SentinelError::Node`] when the master cannot be reached.
+    pub async fn subscriber(&self) -> Result<Subscriber, SentinelError> {
+        let weak = Arc::downgrade(&self.inner);
+        let fallback = self.master();
+        let locate = Arc::new(move || match weak.upgrade() {
+            Some(inner) => inner
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+                .clone(),
+            None => fallback.clone(),
+        });
+        let template = self.inner.config.node.connection().clone();
+        let sub = Subscriber::connect_located(template, Some(locate)).await?;
+        let mut subs = self
             .inner
-            .current
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        subs.retain(|s| !s.is_closed());
+        subs.push(sub.handle());
+        Ok(sub)
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> SentinelStats {
+        let mut connections = self.master_node().stats();
+        for (_, node) in self
+            .inner
+            .replicas
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone();
-        let result = conn.send(cmd).await;
-        if let Err(e) = &result {
-            let stale = match e {
-                Error::Server(s) => s.is_readonly(),
-                Error::ConnectionLost { .. }
-                | Error::Timeout { .. }
-                | Error::Closed { .. }
-                | Error::Connect { .. } => true,
-                _ => false,
-            };
-            if stale {
-                self.inner.wake.notify_one();
-            }
+            .iter()
+        {
+            connections = connections.merged(&node.stats());
         }
-        Ok(result?)
+        SentinelStats {
+            failovers: self.failovers(),
+            connections,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SentinelConfig {
+        &self.inner.config
+    }
+
+    /// Closes the connections to the master and the replicas, and the subscribers.
+    pub fn close(&self) {
+        self.master_node().close();
+        for (_, node) in self
+            .inner
+            .replicas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            node.close();
+        }
+        for sub in self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            sub.close();
+        }
     }
 
     /// A read on a healthy replica; `None` (read from the master) when there is none or it failed.
     async fn read_from_replica(&self, cmd: &Cmd) -> Option<Value> {
-        let healthy: Vec<(ServerAddr, Connection)> = self
+        let healthy: Vec<(ServerAddr, Node)> = self
             .inner
             .replicas
             .read()
@@ -341,6 +530,13 @@ async fn follow(inner: &Inner) {
             };
             // The old master may stay writable for seconds: nothing more goes there.
             old.1.close();
+            {
+                let mut subs = inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+                subs.retain(|s| !s.is_closed());
+                for sub in subs.iter() {
+                    sub.relocate();
+                }
+            }
             inner.failovers.fetch_add(1, Ordering::Relaxed);
             tracing::info!(old = %old.0, new = %addr, "followed a failover");
             let _ = inner.events.send(SentinelEvent::Failover {
@@ -363,7 +559,7 @@ async fn listed_nodes(inner: &Inner, subcommand: &str, skip: &[&str]) -> Option<
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     for sentinel in &known {
-        let config = inner.config.sentinel_connection.with_addr(sentinel.clone());
+        let config = inner.config.query_config(sentinel);
         let Ok(conn) = Connection::connect(config).await else {
             continue;
         };
@@ -426,7 +622,7 @@ async fn refresh_replicas(inner: &Inner) {
     else {
         return;
     };
-    let old: Vec<(ServerAddr, Connection)> =
+    let old: Vec<(ServerAddr, Node)> =
         std::mem::take(&mut *inner.replicas.write().unwrap_or_else(|e| e.into_inner()));
     let mut next = Vec::new();
     for addr in addrs {
@@ -436,12 +632,10 @@ async fn refresh_replicas(inner: &Inner) {
             .map(|(_, c)| c.clone());
         let conn = match kept {
             Some(c) => c,
-            None => {
-                match Connection::connect(inner.config.connection.with_addr(addr.clone())).await {
-                    Ok(c) => c,
-                    Err(_) => continue,
-                }
-            }
+            None => match Node::connect(inner.config.node_at(&addr)).await {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
         };
         next.push((addr, conn));
     }
@@ -479,7 +673,7 @@ fn text(v: &Value) -> String {
 async fn discover(
     config: &SentinelConfig,
     list: &Mutex<Vec<ServerAddr>>,
-) -> Result<(ServerAddr, Connection), SentinelError> {
+) -> Result<(ServerAddr, Node), SentinelError> {
     let name = &config.master_name;
     let sentinels = list.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut reason = String::from("no sentinel configured");
@@ -491,7 +685,7 @@ async fn discover(
                 continue;
             }
         };
-        let conn = match Connection::connect(config.connection.with_addr(addr.clone())).await {
+        let conn = match Node::connect(config.node_at(&addr)).await {
             Ok(conn) => conn,
             Err(e) => {
                 reason = format!("master {addr} from sentinel {sentinel}: {e}");
@@ -533,7 +727,7 @@ async fn ask_sentinel(
     config: &SentinelConfig,
     sentinel: &ServerAddr,
 ) -> Result<ServerAddr, String> {
-    let conn = Connection::connect(config.sentinel_connection.with_addr(sentinel.clone()))
+    let conn = Connection::connect(config.query_config(sentinel))
         .await
         .map_err(|e| e.to_string())?;
     let reply = conn
@@ -561,54 +755,57 @@ async fn ask_sentinel(
     }
 }
 
-/// Subscribes to `+switch-master` on one sentinel (plain TCP, RESP2) and wakes the follower on
-/// every switch of our master; reconnects after a pause when the sentinel goes away.
+/// Subscribes to `+switch-master` on one sentinel (with the sentinels' credentials and TLS) and
+/// wakes the follower on every switch of our master. The subscriber reconnects and subscribes
+/// again by itself; the first connection is retried every 500 ms. Ends when the client is gone.
 async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
-    loop {
+    let (config, name, poll) = {
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        let config = strong
+            .config
+            .sentinel_connection
+            .with_addr(sentinel.clone())
+            .protocol(Protocol::Resp2);
         let name = strong.config.master_name.clone();
-        drop(strong);
-        let ServerAddr::Tcp { host, port } = &sentinel else {
+        (config, name, strong.config.poll_interval)
+    };
+    let mut sub = loop {
+        if inner.strong_count() == 0 {
             return;
-        };
-        if let Ok(mut stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await {
-            let mut out = BytesMut::new();
-            resp_codec::encode_command(&mut out, ["SUBSCRIBE", "+switch-master"]);
-            if stream.write_all(&out).await.is_ok() {
-                let mut buf = BytesMut::with_capacity(4096);
-                let mut decoder = Decoder::new();
-                'read: loop {
-                    loop {
-                        match decoder.decode(&mut buf) {
-                            Ok(Some(Value::Array(parts))) | Ok(Some(Value::Push(parts))) => {
-                                let payload = parts.get(2).and_then(Value::as_bytes);
-                                let is_ours = payload.is_some_and(|p| {
-                                    p.split(|&b| b == b' ').next() == Some(name.as_bytes())
-                                });
-                                if is_ours {
-                                    match inner.upgrade() {
-                                        Some(strong) => strong.wake.notify_one(),
-                                        None => return,
-                                    }
-                                }
-                            }
-                            Ok(Some(_)) => {}
-                            Ok(None) => break,
-                            Err(_) => break 'read,
-                        }
-                    }
-                    match stream.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => break 'read,
-                        Ok(_) => {}
-                    }
-                    if inner.strong_count() == 0 {
-                        return;
+        }
+        match Subscriber::connect(config.clone()).await {
+            Ok(sub) => match sub.subscribe(["+switch-master"]).await {
+                Ok(()) => break sub,
+                Err(e) => {
+                    tracing::debug!(sentinel = %sentinel, error = %e, "cannot watch a sentinel");
+                    sub.close();
+                }
+            },
+            Err(e) => tracing::debug!(sentinel = %sentinel, error = %e, "cannot watch a sentinel"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    loop {
+        tokio::select! {
+            message = sub.next_message() => {
+                let Some(message) = message else { return };
+                // `<master-name> <old-ip> <old-port> <new-ip> <new-port>`
+                let ours = message.payload.split(|&b| b == b' ').next() == Some(name.as_bytes());
+                if ours {
+                    match inner.upgrade() {
+                        Some(strong) => strong.wake.notify_one(),
+                        None => break,
                     }
                 }
             }
+            () = tokio::time::sleep(poll) => {
+                if inner.strong_count() == 0 {
+                    break;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    sub.close();
 }

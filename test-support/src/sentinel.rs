@@ -7,7 +7,7 @@ use std::time::Duration;
 use resp_codec::Value;
 
 use crate::cluster::{wait_until, wait_until_for};
-use crate::{HarnessError, RedisServer, Result};
+use crate::{HarnessError, RedisServer, Result, ServerTls};
 
 /// The master name the sentinels monitor.
 pub const MASTER_NAME: &str = "mymaster";
@@ -20,6 +20,9 @@ pub struct SentinelBuilder {
     quorum: usize,
     down_after_ms: u64,
     failover_timeout_ms: u64,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+    sentinel_tls: Option<ServerTls>,
 }
 
 impl Default for SentinelBuilder {
@@ -30,6 +33,9 @@ impl Default for SentinelBuilder {
             quorum: 2,
             down_after_ms: 1000,
             failover_timeout_ms: 2000,
+            password: None,
+            sentinel_password: None,
+            sentinel_tls: None,
         }
     }
 }
@@ -63,15 +69,46 @@ impl SentinelBuilder {
         self
     }
 
+    /// A password on the data servers (`requirepass` and `masterauth` on each, `auth-pass` in
+    /// the sentinels), so clients and replicas must authenticate.
+    #[must_use]
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// A password on the sentinels themselves (`requirepass`, and `sentinel-pass` between them).
+    #[must_use]
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// Sentinels also listen for TLS on a second port ([`RedisServer::tls_addr`]).
+    #[must_use]
+    pub fn sentinel_tls(mut self, tls: ServerTls) -> Self {
+        self.sentinel_tls = Some(tls);
+        self
+    }
+
     /// Starts the master, the replicas (waiting until they are in sync), then the sentinels, and
     /// waits until every sentinel sees every replica and every other sentinel.
     pub fn start(self) -> Result<SentinelSet> {
-        let master = RedisServer::start()?;
+        let data = || {
+            let builder = RedisServer::builder();
+            match &self.password {
+                Some(pw) => builder
+                    .password(pw.clone())
+                    .args(["--masterauth".to_string(), pw.clone()]),
+                None => builder,
+            }
+        };
+        let master = data().start()?;
         let mut servers = vec![master];
         for _ in 0..self.replicas {
             let port = servers[0].port().to_string();
             servers.push(
-                RedisServer::builder()
+                data()
                     .args(["--replicaof", "127.0.0.1", port.as_str()])
                     .start()?,
             );
@@ -87,7 +124,7 @@ impl SentinelBuilder {
             }
             Ok(true)
         })?;
-        let config = format!(
+        let mut config = format!(
             "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} {quorum}\n\
              sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
              sentinel failover-timeout {MASTER_NAME} {failover}\n\
@@ -97,8 +134,17 @@ impl SentinelBuilder {
             down = self.down_after_ms,
             failover = self.failover_timeout_ms,
         );
+        if let Some(pw) = &self.password {
+            config.push_str(&format!("sentinel auth-pass {MASTER_NAME} {pw}\n"));
+        }
         let sentinels = (0..self.sentinels)
-            .map(|_| RedisServer::start_sentinel(&config))
+            .map(|_| {
+                RedisServer::start_sentinel(
+                    &config,
+                    self.sentinel_password.as_deref(),
+                    self.sentinel_tls.as_ref(),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let set = SentinelSet { servers, sentinels };
         let (want_replicas, want_others) = (self.replicas, self.sentinels - 1);

@@ -237,28 +237,49 @@ impl RedisServer {
 
     /// Starts `redis-sentinel` with the given configuration lines (the port, bind address,
     /// directory and log file are added).
-    pub(crate) fn start_sentinel(config: &str) -> Result<RedisServer> {
+    pub(crate) fn start_sentinel(
+        config: &str,
+        password: Option<&str>,
+        tls: Option<&ServerTls>,
+    ) -> Result<RedisServer> {
         let dir = Arc::new(temp_dir()?);
         let mut last_err = None;
         for _ in 0..5 {
             let port = free_port()?;
             let conf = dir.path().join("sentinel.conf");
-            let text = format!(
+            let mut text = format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n{config}\n",
                 dir.path().display(),
                 dir.path().join("redis.log").display()
             );
+            if let Some(pw) = password {
+                // Sentinels talk to each other with the same password.
+                text.push_str(&format!("requirepass {pw}\nsentinel sentinel-pass {pw}\n"));
+            }
+            let mut tls_port = None;
+            if let Some(tls) = tls {
+                let p = free_port()?;
+                tls_port = Some(p);
+                text.push_str(&format!(
+                    "tls-port {p}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                     tls-auth-clients {}\n",
+                    tls.cert.cert.display(),
+                    tls.cert.key.display(),
+                    tls.ca.display(),
+                    if tls.require_client_cert { "yes" } else { "no" },
+                ));
+            }
             std::fs::write(&conf, text)
                 .map_err(|e| HarnessError::io("writing sentinel.conf", e))?;
             let mut server = RedisServer {
                 binary: "redis-sentinel",
                 child: None,
                 port,
-                tls_port: None,
+                tls_port,
                 cluster_port: None,
                 dir: Arc::clone(&dir),
                 args: vec![conf.display().to_string()],
-                auth: None,
+                auth: password.map(|p| ("default".to_string(), p.to_string())),
             };
             match server.launch() {
                 Ok(()) => return Ok(server),
