@@ -270,6 +270,16 @@ impl ClusterClient {
     /// # Ok(()) }
     /// ```
     pub fn scan(&self, pattern: Option<&str>, count: usize) -> ClusterScan {
+        self.scan_type(pattern, count, None)
+    }
+
+    /// Like [`ClusterClient::scan`], with only keys of one type (`TYPE`: `string`, `hash`...).
+    pub fn scan_type(
+        &self,
+        pattern: Option<&str>,
+        count: usize,
+        key_type: Option<&str>,
+    ) -> ClusterScan {
         let masters = self
             .slot_map()
             .shards()
@@ -283,6 +293,7 @@ impl ClusterClient {
             cursor: b"0".to_vec(),
             pattern: pattern.map(str::to_string),
             count: count.max(1),
+            key_type: key_type.map(str::to_string),
         }
     }
 
@@ -1007,6 +1018,7 @@ pub struct ClusterScan {
     cursor: Vec<u8>,
     pattern: Option<String>,
     count: usize,
+    key_type: Option<String>,
 }
 
 impl ClusterScan {
@@ -1023,6 +1035,9 @@ impl ClusterScan {
             cmd = cmd.arg("MATCH").arg(pattern);
         }
         cmd = cmd.arg("COUNT").arg_int(self.count as i64);
+        if let Some(t) = &self.key_type {
+            cmd = cmd.arg("TYPE").arg(t);
+        }
         let conn = self.client.connection(addr).await?;
         let reply = conn.send(cmd).await?;
         let bad = || {

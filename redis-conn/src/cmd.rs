@@ -58,6 +58,12 @@ impl Cmd {
         self
     }
 
+    /// Appends an integer argument in place, formatted without allocating.
+    pub fn push_int(&mut self, n: i64) {
+        resp_codec::write_bulk_int(&mut self.body, n);
+        self.argc += 1;
+    }
+
     /// Appends an argument in place.
     pub fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
         resp_codec::write_bulk(&mut self.body, arg.as_ref());

@@ -266,7 +266,9 @@ pub fn lookup(name: &[u8]) -> CommandInfo {
         b"SELECT" | b"FLUSHDB" | b"FLUSHALL" | b"CONFIG" | b"CLIENT" | b"HELLO" | b"AUTH"
         | b"SWAPDB" => info(I, none),
         b"WAIT" | b"WAITAOF" => blocking(R, none, BlockingArg::LastMillis),
-        b"PUBLISH" | b"SPUBLISH" => info(W, none),
+        b"PUBLISH" => info(W, none),
+        // A shard channel is routed like a key (its slot's shard serves it).
+        b"SPUBLISH" => info(W, one(1)),
         b"MIGRATE" | b"DEBUG" | b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" | b"SAVE"
         | b"BGSAVE" | b"BGREWRITEAOF" => info(W, none),
         // Connection modes and transactions: not for a shared connection.

@@ -1,0 +1,996 @@
+//! One configuration type for every mode, built in code, from a URL, or from a profile file.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis_cluster::{ClusterConfig, NodeAddr};
+use redis_conn::{
+    BackoffConfig, ConnectionConfig, Delivery, NodeConfig, Protocol, RandomSelector,
+    ReplicaSelector, RoundRobinSelector, Secret, ServerAddr, TlsConfig,
+};
+use redis_pool::PoolConfig;
+use redis_sentinel::SentinelConfig;
+
+use crate::events::{Event, EventCallback, EventHub};
+use crate::ConfigError;
+
+/// Which kind of deployment the client talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// One server (with its replicas, if any, unused).
+    #[default]
+    Standalone,
+    /// A Redis Cluster, learned from seed nodes.
+    Cluster,
+    /// A master found (and followed) through Sentinel.
+    Sentinel,
+}
+
+impl Mode {
+    /// The mode's name in profiles and URLs: `standalone`, `cluster`, `sentinel`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Cluster => "cluster",
+            Mode::Sentinel => "sentinel",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "standalone" => Ok(Mode::Standalone),
+            "cluster" => Ok(Mode::Cluster),
+            "sentinel" => Ok(Mode::Sentinel),
+            other => Err(ConfigError::new(format!(
+                "unknown mode \"{other}\" (expected standalone, cluster or sentinel)"
+            ))),
+        }
+    }
+}
+
+/// How a replica is picked for a read, with reads from replicas on.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum ReplicaSelection {
+    /// A replica at random for each read (the default).
+    #[default]
+    Random,
+    /// Replicas in turn.
+    RoundRobin,
+    /// Your own choice (latency, zone...).
+    Custom(Arc<dyn ReplicaSelector>),
+}
+
+impl ReplicaSelection {
+    /// The name in profiles: `random`, `round_robin` (`custom` for your own).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReplicaSelection::Random => "random",
+            ReplicaSelection::RoundRobin => "round_robin",
+            ReplicaSelection::Custom(_) => "custom",
+        }
+    }
+
+    fn selector(&self) -> Arc<dyn ReplicaSelector> {
+        match self {
+            ReplicaSelection::Random => Arc::new(RandomSelector),
+            ReplicaSelection::RoundRobin => Arc::new(RoundRobinSelector::default()),
+            ReplicaSelection::Custom(s) => Arc::clone(s),
+        }
+    }
+}
+
+impl FromStr for ReplicaSelection {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "random" => Ok(ReplicaSelection::Random),
+            "round_robin" | "round-robin" => Ok(ReplicaSelection::RoundRobin),
+            other => Err(ConfigError::new(format!(
+                "unknown replica selector \"{other}\" (expected random or round_robin)"
+            ))),
+        }
+    }
+}
+
+/// Delegates to a shared selector (the lower layers take selectors by value).
+#[derive(Debug)]
+struct SharedSelector(Arc<dyn ReplicaSelector>);
+
+impl ReplicaSelector for SharedSelector {
+    fn select(&self, candidates: &[ServerAddr]) -> usize {
+        self.0.select(candidates)
+    }
+}
+
+/// Everything about how a [`Client`](crate::Client) connects and behaves, for every mode.
+///
+/// Build it in code (every setter documents its default), from a URL ([`Config::from_url`]), or
+/// from a profile file ([`Config::from_profile`]). `Debug` never shows a password.
+///
+/// ```
+/// use std::time::Duration;
+/// use redis_client::{Config, Mode};
+///
+/// let config = Config::from_url("redis://app:S3cr3t@127.0.0.1:6379/2")?
+///     .client_name("billing")
+///     .response_timeout(Duration::from_millis(500))
+///     .max_attempts(5);
+/// assert_eq!(config.mode(), Mode::Standalone);
+/// assert_eq!(config.database_index(), 2);
+/// assert!(!format!("{config:?}").contains("S3cr3t"));
+///
+/// let cluster = Config::cluster(["10.0.0.1:6379", "10.0.0.2:6379"])?.read_from_replicas(true);
+/// assert_eq!(cluster.mode(), Mode::Cluster);
+/// # Ok::<(), redis_client::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) nodes: Vec<ServerAddr>,
+    pub(crate) sentinels: Vec<ServerAddr>,
+    pub(crate) master_name: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) database: i64,
+    pub(crate) client_name: Option<String>,
+    pub(crate) protocol: Protocol,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<Secret>,
+    pub(crate) sentinel_tls: Option<bool>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) backoff_factor: f64,
+    pub(crate) reconnect_attempts: Option<u32>,
+    pub(crate) delivery: Delivery,
+    pub(crate) queue_capacity: usize,
+    pub(crate) fail_fast: bool,
+    pub(crate) health_check_interval: Option<Duration>,
+    pub(crate) connections: usize,
+    pub(crate) pool_size: usize,
+    pub(crate) pool_min_idle: usize,
+    pub(crate) pool_acquire_timeout: Duration,
+    pub(crate) pool_idle_timeout: Option<Duration>,
+    pub(crate) pool_max_lifetime: Option<Duration>,
+    pub(crate) read_from_replicas: bool,
+    pub(crate) replica_selection: ReplicaSelection,
+    pub(crate) topology_refresh: Option<Duration>,
+    pub(crate) min_topology_refresh: Duration,
+    pub(crate) max_redirects: u32,
+    pub(crate) sentinel_poll: Duration,
+    pub(crate) log_events: bool,
+    pub(crate) callbacks: Vec<(Option<&'static str>, EventCallback)>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// Standalone at `127.0.0.1:6379`, with every default (see each setter).
+    pub fn new() -> Config {
+        Config {
+            mode: Mode::Standalone,
+            nodes: vec![ServerAddr::tcp("127.0.0.1", 6379)],
+            sentinels: Vec::new(),
+            master_name: None,
+            username: None,
+            password: None,
+            database: 0,
+            client_name: None,
+            protocol: Protocol::Resp3,
+            tls: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            sentinel_tls: None,
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_secs(1),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            reconnect_attempts: None,
+            delivery: Delivery::AtMostOnce,
+            queue_capacity: 10_000,
+            fail_fast: false,
+            health_check_interval: Some(Duration::from_secs(1)),
+            connections: 1,
+            pool_size: 10,
+            pool_min_idle: 0,
+            pool_acquire_timeout: Duration::from_secs(1),
+            pool_idle_timeout: Some(Duration::from_secs(600)),
+            pool_max_lifetime: Some(Duration::from_secs(1800)),
+            read_from_replicas: false,
+            replica_selection: ReplicaSelection::Random,
+            topology_refresh: Some(Duration::from_secs(30)),
+            min_topology_refresh: Duration::from_millis(250),
+            max_redirects: 5,
+            sentinel_poll: Duration::from_secs(5),
+            log_events: false,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// One server, given as `host:port` (IPv6 as `[::1]:6379`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an address that does not parse.
+    pub fn standalone(addr: &str) -> Result<Config, ConfigError> {
+        Ok(Config::new().nodes_addrs(vec![parse_host_port(addr, 6379)?]))
+    }
+
+    /// A cluster, learned from these seeds (`host:port` each; a few are enough).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an address that does not parse, or no seed at all.
+    pub fn cluster<I, S>(seeds: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes = seeds
+            .into_iter()
+            .map(|s| parse_host_port(s.as_ref(), 6379))
+            .collect::<Result<Vec<_>, _>>()?;
+        if nodes.is_empty() {
+            return Err(ConfigError::new("a cluster needs at least one seed node"));
+        }
+        Ok(Config::new().with_mode(Mode::Cluster).nodes_addrs(nodes))
+    }
+
+    /// A Sentinel deployment: the sentinels (`host:port`, port 26379 by default) and the name of
+    /// the master they monitor.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an address that does not parse, or no sentinel at all.
+    pub fn sentinel<I, S>(sentinels: I, master_name: &str) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let sentinels = sentinels
+            .into_iter()
+            .map(|s| parse_host_port(s.as_ref(), 26379))
+            .collect::<Result<Vec<_>, _>>()?;
+        if sentinels.is_empty() {
+            return Err(ConfigError::new(
+                "a sentinel deployment needs at least one sentinel",
+            ));
+        }
+        Ok(Config::new()
+            .with_mode(Mode::Sentinel)
+            .sentinel_addrs(sentinels)
+            .master_name(master_name))
+    }
+
+    /// Parses a URL (see the [crate docs](crate#urls) for every form).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming what is wrong (the URL is shown without its password).
+    pub fn from_url(url: &str) -> Result<Config, ConfigError> {
+        crate::url::parse(url)
+    }
+
+    /// Several URLs: one is the same as [`Config::from_url`]; more are cluster seeds (mode,
+    /// credentials and options from the first).
+    ///
+    /// # Errors
+    /// As [`Config::from_url`]; no URL at all.
+    pub fn from_urls<I, S>(urls: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        crate::url::parse_many(urls)
+    }
+
+    /// The profile `name` (or the one `REDIS_PROFILE` names) from the profile file given by
+    /// `REDIS_CONFIG`, or `./redis.toml` (see the [crate docs](crate#profile-files)).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the profile and the key at fault.
+    pub fn from_profile(name: Option<&str>) -> Result<Config, ConfigError> {
+        crate::profile::load(None, name).map(|(config, _)| config)
+    }
+
+    /// Sets the mode (the constructors and URLs set it already).
+    #[must_use]
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The data nodes: the server (standalone) or the seeds (cluster).
+    #[must_use]
+    pub fn nodes_addrs(mut self, nodes: Vec<ServerAddr>) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// The sentinels.
+    #[must_use]
+    pub fn sentinel_addrs(mut self, sentinels: Vec<ServerAddr>) -> Self {
+        self.sentinels = sentinels;
+        self
+    }
+
+    /// The master's name, as the sentinels know it.
+    #[must_use]
+    pub fn master_name(mut self, name: impl Into<String>) -> Self {
+        self.master_name = Some(name.into());
+        self
+    }
+
+    /// The ACL user (with a password). Without it, `default`.
+    #[must_use]
+    pub fn username(mut self, user: impl Into<String>) -> Self {
+        self.username = Some(user.into());
+        self
+    }
+
+    /// The password of the data nodes (`requirepass`, or the ACL user's). Never printed.
+    #[must_use]
+    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The database to `SELECT` (default 0; a cluster has only 0).
+    #[must_use]
+    pub fn database(mut self, db: i64) -> Self {
+        self.database = db;
+        self
+    }
+
+    /// A name shown in `CLIENT LIST` (default none).
+    #[must_use]
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// RESP3 (the default, with fallback to RESP2 on old servers) or RESP2.
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Connect over TLS with these settings (default: no TLS). Verification is on unless the
+    /// settings were built with [`redis_conn::TlsConfigBuilder::dangerous`].
+    #[must_use]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Credentials for the sentinels themselves (a sentinel's `requirepass`).
+    #[must_use]
+    pub fn sentinel_credentials(
+        mut self,
+        username: Option<String>,
+        password: impl Into<Secret>,
+    ) -> Self {
+        self.sentinel_username = username;
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// Whether sentinels are reached over TLS (default: as the data nodes).
+    #[must_use]
+    pub fn sentinel_tls(mut self, on: bool) -> Self {
+        self.sentinel_tls = Some(on);
+        self
+    }
+
+    /// Bound on opening one connection: TCP, TLS and handshake (default 500 ms).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline of one call, retries included (default 1 s). Blocking commands get their own
+    /// timeout on top.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Attempts per command, the first included (default 3). Only commands safe to resend are
+    /// resent (see the [crate docs](crate#retries-and-delivery)).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// First reconnect backoff ceiling (default 10 ms; full jitter below it).
+    #[must_use]
+    pub fn backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
+    }
+
+    /// Largest reconnect delay (default 1 s).
+    #[must_use]
+    pub fn backoff_max(mut self, max: Duration) -> Self {
+        self.backoff_max = max;
+        self
+    }
+
+    /// Growth of the backoff ceiling per attempt (default 2).
+    #[must_use]
+    pub fn backoff_factor(mut self, factor: f64) -> Self {
+        self.backoff_factor = factor;
+        self
+    }
+
+    /// Reconnect attempts before a connection gives up (default `None`: never).
+    #[must_use]
+    pub fn reconnect_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.reconnect_attempts = attempts;
+        self
+    }
+
+    /// What may be resent once its outcome is unknown (default at most once).
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Requests that may wait per connection (default 10,000); beyond, `QueueFull` at once.
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// While disconnected, fail calls at once instead of waiting for the reconnect (default
+    /// false).
+    #[must_use]
+    pub fn fail_fast(mut self, on: bool) -> Self {
+        self.fail_fast = on;
+        self
+    }
+
+    /// `PING` connections idle this long (default 1 s; `None` turns it off).
+    #[must_use]
+    pub fn health_check_interval(mut self, interval: Option<Duration>) -> Self {
+        self.health_check_interval = interval;
+        self
+    }
+
+    /// Shared (multiplexed) connections per node, used in turn (default 1: one connection
+    /// pipelines every caller's commands, the fastest for most loads).
+    #[must_use]
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n.max(1);
+        self
+    }
+
+    /// Most exclusive connections per node, for blocking commands and WATCH transactions
+    /// (default 10).
+    #[must_use]
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// Exclusive connections kept open per node (default 0).
+    #[must_use]
+    pub fn pool_min_idle(mut self, n: usize) -> Self {
+        self.pool_min_idle = n;
+        self
+    }
+
+    /// How long to wait for an exclusive connection (default 1 s).
+    #[must_use]
+    pub fn pool_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_acquire_timeout = timeout;
+        self
+    }
+
+    /// Idle exclusive connections are closed after this long (default 10 min).
+    #[must_use]
+    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// Exclusive connections are replaced after this long (default 30 min).
+    #[must_use]
+    pub fn pool_max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.pool_max_lifetime = lifetime;
+        self
+    }
+
+    /// Send read-only commands to replicas (cluster and sentinel; default false). Replicas lag:
+    /// a read may not see a write just made.
+    #[must_use]
+    pub fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
+    }
+
+    /// How a replica is chosen (default random).
+    #[must_use]
+    pub fn replica_selection(mut self, selection: ReplicaSelection) -> Self {
+        self.replica_selection = selection;
+        self
+    }
+
+    /// Periodic cluster topology refresh (default 30 s with jitter; `None`: only on triggers).
+    #[must_use]
+    pub fn topology_refresh(mut self, interval: Option<Duration>) -> Self {
+        self.topology_refresh = interval;
+        self
+    }
+
+    /// The least time between two topology refreshes (default 250 ms).
+    #[must_use]
+    pub fn min_topology_refresh(mut self, interval: Duration) -> Self {
+        self.min_topology_refresh = interval;
+        self
+    }
+
+    /// Cluster redirects followed per command (default 5).
+    #[must_use]
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// How often sentinels are polled as a backstop (default 5 s).
+    #[must_use]
+    pub fn sentinel_poll_interval(mut self, interval: Duration) -> Self {
+        self.sentinel_poll = interval;
+        self
+    }
+
+    /// Log every event through `tracing` at INFO (default false).
+    #[must_use]
+    pub fn log_events(mut self, on: bool) -> Self {
+        self.log_events = on;
+        self
+    }
+
+    /// Calls `f` for every event (see [`Event`]).
+    #[must_use]
+    pub fn on_event(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(None, f)
+    }
+
+    /// Calls `f` when a connection is first made.
+    #[must_use]
+    pub fn on_connect(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(Some("connect"), f)
+    }
+
+    /// Calls `f` when a connection breaks.
+    #[must_use]
+    pub fn on_disconnect(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(Some("disconnect"), f)
+    }
+
+    /// Calls `f` when a connection is back after a break.
+    #[must_use]
+    pub fn on_reconnect(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(Some("reconnect"), f)
+    }
+
+    /// Calls `f` for errors no caller sees (a failed health check, a refused reconnect).
+    #[must_use]
+    pub fn on_error(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(Some("error"), f)
+    }
+
+    /// Calls `f` when a sentinel failover is followed.
+    #[must_use]
+    pub fn on_failover(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(Some("failover"), f)
+    }
+
+    /// Calls `f` when the cluster topology changes.
+    #[must_use]
+    pub fn on_topology_change(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.callback(Some("topology_changed"), f)
+    }
+
+    fn callback(
+        mut self,
+        filter: Option<&'static str>,
+        f: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Self {
+        self.callbacks.push((filter, Arc::new(f)));
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The data nodes (standalone: the server; cluster: the seeds).
+    pub fn nodes(&self) -> &[ServerAddr] {
+        &self.nodes
+    }
+
+    /// The sentinels.
+    pub fn sentinels(&self) -> &[ServerAddr] {
+        &self.sentinels
+    }
+
+    /// The database index.
+    pub fn database_index(&self) -> i64 {
+        self.database
+    }
+
+    /// The TLS settings, when TLS is on.
+    pub fn tls_config(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The response timeout.
+    pub fn get_response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// Every setting as `(key, value)`, with the keys of the profile file and passwords as
+    /// `***`: what `rcli config` prints.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let list = |addrs: &[ServerAddr]| {
+            addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ms = |d: Duration| d.as_millis().to_string();
+        let opt_ms = |d: Option<Duration>| d.map_or_else(|| "off".to_string(), ms);
+        let secret = |s: &Option<Secret>| if s.is_some() { "***" } else { "(none)" }.to_string();
+        let text = |s: &Option<String>| s.clone().unwrap_or_else(|| "(none)".to_string());
+        let tls = match &self.tls {
+            None => "off".to_string(),
+            Some(t) => format!("{t:?}"),
+        };
+        vec![
+            ("mode", self.mode.name().to_string()),
+            ("nodes", list(&self.nodes)),
+            ("sentinels", list(&self.sentinels)),
+            ("master_name", text(&self.master_name)),
+            ("username", text(&self.username)),
+            ("password", secret(&self.password)),
+            ("database", self.database.to_string()),
+            ("client_name", text(&self.client_name)),
+            (
+                "protocol",
+                match self.protocol {
+                    Protocol::Resp2 => "resp2",
+                    _ => "resp3",
+                }
+                .to_string(),
+            ),
+            ("tls", tls),
+            ("sentinel_username", text(&self.sentinel_username)),
+            ("sentinel_password", secret(&self.sentinel_password)),
+            (
+                "sentinel_tls",
+                self.sentinel_tls.unwrap_or(self.tls.is_some()).to_string(),
+            ),
+            ("connect_timeout_ms", ms(self.connect_timeout)),
+            ("timeout_ms", ms(self.response_timeout)),
+            ("retry.max_attempts", self.max_attempts.to_string()),
+            ("retry.backoff_base_ms", ms(self.backoff_base)),
+            ("retry.backoff_max_ms", ms(self.backoff_max)),
+            ("retry.backoff_factor", self.backoff_factor.to_string()),
+            (
+                "retry.reconnect_attempts",
+                self.reconnect_attempts
+                    .map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
+            ),
+            (
+                "delivery",
+                match self.delivery {
+                    Delivery::AtLeastOnce => "at_least_once",
+                    _ => "at_most_once",
+                }
+                .to_string(),
+            ),
+            ("queue_capacity", self.queue_capacity.to_string()),
+            ("fail_fast", self.fail_fast.to_string()),
+            (
+                "health_check_interval_ms",
+                opt_ms(self.health_check_interval),
+            ),
+            ("connections", self.connections.to_string()),
+            ("pool.max_size", self.pool_size.to_string()),
+            ("pool.min_idle", self.pool_min_idle.to_string()),
+            ("pool.acquire_timeout_ms", ms(self.pool_acquire_timeout)),
+            ("pool.idle_timeout_ms", opt_ms(self.pool_idle_timeout)),
+            ("pool.max_lifetime_ms", opt_ms(self.pool_max_lifetime)),
+            ("read_from_replicas", self.read_from_replicas.to_string()),
+            (
+                "replica_selector",
+                self.replica_selection.name().to_string(),
+            ),
+            ("topology_refresh_ms", opt_ms(self.topology_refresh)),
+            ("min_topology_refresh_ms", ms(self.min_topology_refresh)),
+            ("max_redirects", self.max_redirects.to_string()),
+            ("sentinel_poll_ms", ms(self.sentinel_poll)),
+            ("events", self.log_events.to_string()),
+            ("callbacks", self.callbacks.len().to_string()),
+        ]
+    }
+
+    /// Checks that the settings fit the mode.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self.mode {
+            Mode::Standalone if self.nodes.len() != 1 => Err(ConfigError::new(format!(
+                "standalone mode needs exactly one server, got {} (several URLs are cluster \
+                 seeds: set mode = \"cluster\")",
+                self.nodes.len()
+            ))),
+            Mode::Cluster if self.nodes.is_empty() => Err(ConfigError::new(
+                "cluster mode needs at least one seed node",
+            )),
+            Mode::Cluster if self.database != 0 => Err(ConfigError::key(
+                "database",
+                "a cluster has only database 0",
+            )),
+            Mode::Cluster if self.nodes.iter().any(|n| matches!(n, ServerAddr::Unix(_))) => {
+                Err(ConfigError::new("cluster seeds must be TCP addresses"))
+            }
+            Mode::Sentinel if self.sentinels.is_empty() => Err(ConfigError::key(
+                "sentinels",
+                "sentinel mode needs at least one sentinel",
+            )),
+            Mode::Sentinel if self.master_name.is_none() => Err(ConfigError::key(
+                "master_name",
+                "sentinel mode needs the master's name",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn backoff(&self) -> BackoffConfig {
+        BackoffConfig::default()
+            .base(self.backoff_base)
+            .max_delay(self.backoff_max)
+            .factor(self.backoff_factor)
+            .max_attempts(self.reconnect_attempts)
+    }
+
+    /// The settings of one connection to `addr`, its events going to `hub`.
+    pub(crate) fn connection_config(
+        &self,
+        addr: ServerAddr,
+        hub: &Arc<EventHub>,
+    ) -> ConnectionConfig {
+        let mut c = ConnectionConfig::new(addr)
+            .database(self.database)
+            .protocol(self.protocol)
+            .connect_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout)
+            .backoff(self.backoff())
+            .max_attempts(self.max_attempts)
+            .delivery(self.delivery)
+            .queue_capacity(self.queue_capacity)
+            .fail_fast(self.fail_fast)
+            .health_check_interval(self.health_check_interval);
+        if let Some(user) = &self.username {
+            c = c.username(user.clone());
+        }
+        if let Some(password) = &self.password {
+            c = c.password(password.clone());
+        }
+        if let Some(name) = &self.client_name {
+            c = c.client_name(name.clone());
+        }
+        if let Some(tls) = &self.tls {
+            c = c.tls(tls.clone());
+        }
+        let hub = Arc::clone(hub);
+        c.on_event(move |e| hub.emit(Event::Connection(e.clone())))
+    }
+
+    /// The settings of one node (shared connections and exclusive pool).
+    pub(crate) fn node_config(&self, addr: ServerAddr, hub: &Arc<EventHub>) -> NodeConfig {
+        let pool = PoolConfig::default()
+            .max_size(self.pool_size)
+            .min_idle(self.pool_min_idle)
+            .acquire_timeout(self.pool_acquire_timeout)
+            .idle_timeout(self.pool_idle_timeout)
+            .max_lifetime(self.pool_max_lifetime);
+        NodeConfig::new(self.connection_config(addr, hub))
+            .pool(pool)
+            .shared_connections(self.connections)
+    }
+
+    pub(crate) fn cluster_config(&self, hub: &Arc<EventHub>) -> Result<ClusterConfig, ConfigError> {
+        let seeds = self
+            .nodes
+            .iter()
+            .map(|n| match n {
+                ServerAddr::Tcp { host, port } => Ok(NodeAddr::new(host.clone(), *port)),
+                ServerAddr::Unix(_) => Err(ConfigError::new("cluster seeds must be TCP addresses")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = self.nodes[0].clone();
+        Ok(ClusterConfig::new(seeds, self.node_config(first, hub))
+            .read_from_replicas(self.read_from_replicas)
+            .replica_selector(SharedSelector(self.replica_selection.selector()))
+            .refresh_interval(self.topology_refresh)
+            .min_refresh_interval(self.min_topology_refresh)
+            .max_redirects(self.max_redirects))
+    }
+
+    pub(crate) fn sentinel_config(
+        &self,
+        hub: &Arc<EventHub>,
+    ) -> Result<SentinelConfig, ConfigError> {
+        let name = self.master_name.clone().ok_or_else(|| {
+            ConfigError::key("master_name", "sentinel mode needs the master's name")
+        })?;
+        let first = self.sentinels[0].clone();
+        let mut sentinel = ConnectionConfig::new(first)
+            .connect_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout)
+            .backoff(self.backoff());
+        if let Some(password) = &self.sentinel_password {
+            sentinel = sentinel.password(password.clone());
+            if let Some(user) = &self.sentinel_username {
+                sentinel = sentinel.username(user.clone());
+            }
+        }
+        if self.sentinel_tls.unwrap_or(self.tls.is_some()) {
+            sentinel = sentinel.tls(self.tls.clone().unwrap_or_default());
+        }
+        // The data node's address is found by discovery; this one is replaced.
+        let placeholder = self.sentinels[0].clone();
+        Ok(SentinelConfig::new(
+            self.sentinels.clone(),
+            name,
+            self.node_config(placeholder, hub),
+        )
+        .sentinel_connection(sentinel)
+        .read_from_replicas(self.read_from_replicas)
+        .replica_selector(SharedSelector(self.replica_selection.selector()))
+        .poll_interval(self.sentinel_poll))
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Config");
+        for (key, value) in self.settings() {
+            s.field(key, &value);
+        }
+        s.finish()
+    }
+}
+
+/// `host:port`, `host` (default port), `[v6]:port`, or `/path` (a Unix socket).
+pub(crate) fn parse_host_port(text: &str, default_port: u16) -> Result<ServerAddr, ConfigError> {
+    let text = text.trim();
+    if text.starts_with('/') {
+        return Ok(ServerAddr::Unix(text.into()));
+    }
+    let bad = |why: &str| ConfigError::new(format!("bad address \"{text}\": {why}"));
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err(bad("unexpected text after ]")),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => {
+                return Err(bad(
+                    "an IPv6 address must be written in brackets: [::1]:6379",
+                ))
+            }
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+        None => default_port,
+    };
+    Ok(ServerAddr::tcp(host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_in_every_form() {
+        assert_eq!(
+            parse_host_port("h:7000", 6379).unwrap(),
+            ServerAddr::tcp("h", 7000)
+        );
+        assert_eq!(
+            parse_host_port("h", 6379).unwrap(),
+            ServerAddr::tcp("h", 6379)
+        );
+        assert_eq!(
+            parse_host_port("[::1]:7000", 6379).unwrap(),
+            ServerAddr::tcp("::1", 7000)
+        );
+        assert_eq!(
+            parse_host_port("[::1]", 26379).unwrap(),
+            ServerAddr::tcp("::1", 26379)
+        );
+        assert_eq!(
+            parse_host_port("/tmp/r.sock", 6379).unwrap(),
+            ServerAddr::Unix("/tmp/r.sock".into())
+        );
+        for bad in ["h:", "h:0", "h:99999", ":1", "::1:6379", "[::1", "[::1]x"] {
+            let err = parse_host_port(bad, 6379).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn modes_check_their_settings() {
+        assert!(Config::new().validate().is_ok());
+        assert!(Config::cluster(Vec::<&str>::new()).is_err());
+        let err = Config::cluster(["a:1"])
+            .unwrap()
+            .database(2)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.key_name(), Some("database"));
+        let err = Config::new()
+            .with_mode(Mode::Sentinel)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.key_name(), Some("sentinels"));
+        let err = Config::sentinel(["s:1"], "m")
+            .unwrap()
+            .validate()
+            .map(|_| ());
+        assert!(err.is_ok());
+        let two = Config::new().nodes_addrs(vec![ServerAddr::tcp("a", 1), ServerAddr::tcp("b", 1)]);
+        assert!(two.validate().unwrap_err().to_string().contains("cluster"));
+    }
+
+    #[test]
+    fn debug_and_settings_hide_passwords() {
+        let config = Config::new()
+            .password("S3cr3t-marker")
+            .sentinel_credentials(Some("s".into()), "S3cr3t-marker");
+        let text = format!("{config:?}");
+        assert!(!text.contains("S3cr3t-marker"), "{text}");
+        assert!(text.contains("***"));
+        let settings = config.settings();
+        assert!(settings.iter().all(|(_, v)| !v.contains("S3cr3t")));
+        assert!(settings.iter().any(|(k, v)| *k == "password" && v == "***"));
+    }
+}

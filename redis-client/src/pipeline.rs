@@ -1,0 +1,177 @@
+//! Pipelines: commands queued, sent together, replies converted together.
+
+use redis_conn::{Cmd, ServerError, Value};
+
+use crate::{Client, FromValue, Result, ToArgs};
+
+/// Commands sent together: one write per node, replies in order.
+///
+/// Every typed command of [`Commands`](crate::Commands) has a method here that queues it;
+/// [`Pipeline::cmd`] and [`Pipeline::arg`] queue any other. [`Pipeline::query`] converts the
+/// replies into one value, usually a tuple with one element per command (ignored commands
+/// left out). In a cluster the commands are split per node and sent to every node at once, and
+/// the replies come back in the order the commands were queued.
+///
+/// An error reply stays in its place: typed as `Result<T, ServerError>` it is a value; typed
+/// as `T` it fails the conversion with that error. [`Pipeline::atomic`] wraps the commands in
+/// `MULTI` ... `EXEC`.
+///
+/// ```no_run
+/// # async fn demo(client: redis_client::Client) -> redis_client::Result<()> {
+/// use redis_client::ServerError;
+///
+/// let (old, n): (Option<String>, i64) = client
+///     .pipeline()
+///     .set("k", "v").ignore()
+///     .getdel("k")
+///     .incr("n")
+///     .query()
+///     .await?;
+///
+/// // An error reply in its place; the other commands still ran.
+/// let (ok, wrong): ((), Result<i64, ServerError>) = client
+///     .pipeline()
+///     .set("text", "abc")
+///     .incr("text")
+///     .query()
+///     .await?;
+/// # let _ = (old, n, ok, wrong);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    client: Client,
+    cmds: Vec<Cmd>,
+    ignored: Vec<bool>,
+    atomic: bool,
+}
+
+impl Pipeline {
+    pub(crate) fn new(client: Client) -> Pipeline {
+        Pipeline {
+            client,
+            cmds: Vec::new(),
+            ignored: Vec::new(),
+            atomic: false,
+        }
+    }
+
+    /// Queues a command.
+    pub fn add(&mut self, cmd: Cmd) -> &mut Self {
+        self.cmds.push(cmd);
+        self.ignored.push(false);
+        self
+    }
+
+    /// Queues a command by name; [`Pipeline::arg`] adds its arguments.
+    pub fn cmd(&mut self, name: &str) -> &mut Self {
+        self.add(Cmd::new(name))
+    }
+
+    /// Adds arguments to the last command queued.
+    ///
+    /// # Panics
+    /// When no command was queued yet (a programming error, not a runtime condition).
+    pub fn arg(&mut self, value: impl ToArgs) -> &mut Self {
+        let last = self
+            .cmds
+            .last_mut()
+            .expect("Pipeline::arg needs a command queued before it");
+        value.push_to(last);
+        self
+    }
+
+    /// Leaves the last command's reply out of [`Pipeline::query`]'s result.
+    pub fn ignore(&mut self) -> &mut Self {
+        if let Some(last) = self.ignored.last_mut() {
+            *last = true;
+        }
+        self
+    }
+
+    /// Runs the commands as one transaction (`MULTI` ... `EXEC`): all or none, nothing from other
+    /// clients in between. In a cluster their keys must share one slot.
+    pub fn atomic(&mut self) -> &mut Self {
+        self.atomic = true;
+        self
+    }
+
+    /// The commands queued.
+    pub fn commands(&self) -> &[Cmd] {
+        &self.cmds
+    }
+
+    /// How many commands are queued.
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    /// Forgets the commands queued (to reuse the pipeline).
+    pub fn clear(&mut self) -> &mut Self {
+        self.cmds.clear();
+        self.ignored.clear();
+        self.atomic = false;
+        self
+    }
+
+    /// Sends the commands and converts the replies (the ignored ones left out) into `T`, as one
+    /// array: a tuple, a `Vec`, or [`Value`].
+    ///
+    /// # Errors
+    /// The connection's error for the pipeline as a whole; the first error reply when `T` does
+    /// not take it in its place; a [`TypeError`](crate::TypeError).
+    pub async fn query<T: FromValue>(&self) -> Result<T> {
+        let values = self.query_raw().await?;
+        self.convert(values)
+    }
+
+    /// Sends the commands and returns every reply, error replies included as
+    /// [`Value::Error`], ignored ones included.
+    ///
+    /// # Errors
+    /// The connection's error for the pipeline as a whole.
+    pub async fn query_raw(&self) -> Result<Vec<Value>> {
+        if self.cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.atomic {
+            // Nothing is watched on the connection a pipeline uses: EXEC always runs it.
+            return Ok(self
+                .client
+                .send_transaction(&self.cmds)
+                .await?
+                .unwrap_or_default());
+        }
+        self.client.send_pipeline(&self.cmds).await
+    }
+
+    /// Sends the commands and fails with the first error reply, if any.
+    ///
+    /// # Errors
+    /// As [`Pipeline::query_raw`], and [`Error::Server`](crate::Error::Server) for the first
+    /// command that failed (the others ran).
+    pub async fn exec(&self) -> Result<()> {
+        for value in self.query_raw().await? {
+            if let Value::Error(e) = value {
+                return Err(crate::Error::Server(ServerError::new(e)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The replies kept (not ignored), as `T`.
+    pub(crate) fn convert<T: FromValue>(&self, values: Vec<Value>) -> Result<T> {
+        let kept = values
+            .into_iter()
+            .zip(self.ignored.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, ignored)| !**ignored)
+            .map(|(v, _)| v)
+            .collect();
+        T::from_value(Value::Array(kept))
+    }
+}
