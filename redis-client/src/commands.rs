@@ -1,6 +1,6 @@
 //! Typed commands, written once: each becomes a method of [`Commands`] (implemented by
 //! [`Client`](crate::Client) and [`Transaction`](crate::Transaction)) and of
-//! [`Pipeline`](crate::Pipeline).
+//! [`Pipeline`].
 //!
 //! A command whose reply shape is fixed returns its type (`incr` an `i64`, `del` a `u64`,
 //! `expire` a `bool`). A command that returns stored data is generic over the type you ask for
