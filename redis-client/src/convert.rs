@@ -97,6 +97,11 @@ impl<T: ToArgs> ToArgs for Option<T> {
     }
 }
 
+/// No arguments (no keys for EVAL, say).
+impl ToArgs for () {
+    fn push_to(&self, _cmd: &mut Cmd) {}
+}
+
 impl ToArgs for u8 {
     fn push_to(&self, cmd: &mut Cmd) {
         cmd.push_int(i64::from(*self));
@@ -560,6 +565,7 @@ mod tests {
         assert_eq!(args(None::<&str>), Vec::<Vec<u8>>::new());
         assert_eq!(args(Some("x")), vec![b"x".to_vec()]);
         assert_eq!(args(String::from("s")), vec![b"s".to_vec()]);
+        assert_eq!(args(()), Vec::<Vec<u8>>::new());
     }
 
     #[test]
