@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test [-- ARGS]`: installs redis-server, redis-sentinel and redis-tools when they
 //!   are missing, then runs the whole test suite (unit, integration, doc tests, benches in test mode).
-//! - `cargo xtask demo`: the main job: starts a throwaway local Redis and shows the client at work.
+//! - `cargo xtask demo`: the main job: starts throwaway Redis deployments (a server, a cluster,
+//!   a sentinel set) and drives `rcli` through a tour of the client at work.
 //! - `cargo xtask deps`: only the installation step.
 
 mod demo;
