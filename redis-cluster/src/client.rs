@@ -185,14 +185,16 @@ struct Inner {
     config: ClusterConfig,
     events: tokio::sync::broadcast::Sender<ClusterEvent>,
     map: RwLock<Arc<SlotMap>>,
-    conns: Mutex<HashMap<NodeAddr, Node>>,
+    conns: NodeSet,
     /// Connections to replicas for reads (they send READONLY).
-    replica_conns: Mutex<HashMap<NodeAddr, Node>>,
+    replica_conns: NodeSet,
     refresh_pending: AtomicBool,
     last_refresh: Mutex<Instant>,
     refreshes: AtomicU64,
     moved: AtomicU64,
     ask: AtomicU64,
+    /// Set by `close`: no connection is opened any more.
+    closed: AtomicBool,
 }
 
 /// A Redis Cluster client: cheap to clone, shared by any number of tasks.
@@ -228,13 +230,14 @@ impl ClusterClient {
                 config,
                 events,
                 map: RwLock::new(Arc::new(Topology::default().slot_map())),
-                conns: Mutex::new(HashMap::new()),
-                replica_conns: Mutex::new(HashMap::new()),
+                conns: NodeSet::default(),
+                replica_conns: NodeSet::default(),
                 refresh_pending: AtomicBool::new(false),
                 last_refresh: Mutex::new(Instant::now()),
                 refreshes: AtomicU64::new(0),
                 moved: AtomicU64::new(0),
                 ask: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
             }),
         };
         client.refresh_from(seeds).await?;
@@ -311,7 +314,7 @@ impl ClusterClient {
     pub fn stats(&self) -> ClusterStats {
         let mut connections = Stats::default();
         for conns in [&self.inner.conns, &self.inner.replica_conns] {
-            let conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            let conns = conns.lock();
             for node in conns.values() {
                 connections = connections.merged(&node.stats());
             }
@@ -331,8 +334,9 @@ impl ClusterClient {
 
     /// Closes every node's connections. Calls made afterwards fail with a closed connection.
     pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
         for conns in [&self.inner.conns, &self.inner.replica_conns] {
-            let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conns = conns.lock();
             for (_, node) in conns.drain() {
                 node.close();
             }
@@ -621,11 +625,7 @@ impl ClusterClient {
         let map = self.slot_map();
         let replicas = &map.shard(slot)?.replicas;
         let healthy: Vec<NodeAddr> = {
-            let conns = self
-                .inner
-                .replica_conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let conns = self.inner.replica_conns.lock();
             replicas
                 .iter()
                 .filter(|r| {
@@ -665,12 +665,17 @@ impl ClusterClient {
 
     /// The READONLY connection to a replica, opened on first use.
     async fn replica_connection(&self, addr: &NodeAddr) -> Result<Node, Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                reason: "the cluster client was closed".into(),
+            });
+        }
         let config = self
             .inner
             .config
             .node_at(addr)
             .map_connection(|c| c.readonly(true));
-        cached_connection(&self.inner.replica_conns, addr, config).await
+        self.inner.replica_conns.get_or_connect(addr, config).await
     }
 
     /// Sends a command whose keys (if any) are all in `slot`, following redirects.
@@ -716,6 +721,23 @@ impl ClusterClient {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            // A node closed under the command (a refresh found it gone): nothing was sent, so
+            // it goes to whoever serves the slot now.
+            if matches!(error, Error::Closed { .. })
+                && !self.inner.closed.load(Ordering::Acquire)
+                && redirects < self.inner.config.max_redirects
+            {
+                redirects += 1;
+                asking = false;
+                target = match slot {
+                    Some(s) => match self.slot_map().master(s).cloned() {
+                        Some(addr) => addr,
+                        None => return Err(ClusterError::Unassigned { slot: s }),
+                    },
+                    None => self.any_master()?,
+                };
+                continue;
+            }
             let redirect = match &error {
                 Error::Server(server) => Redirect::parse(server, &target),
                 _ => None,
@@ -841,8 +863,13 @@ impl ClusterClient {
 
     /// The connections to a node, opened on first use.
     pub(crate) async fn connection(&self, addr: &NodeAddr) -> Result<Node, Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                reason: "the cluster client was closed".into(),
+            });
+        }
         let config = self.inner.config.node_at(addr);
-        cached_connection(&self.inner.conns, addr, config).await
+        self.inner.conns.get_or_connect(addr, config).await
     }
 
     /// Schedules a refresh: at most one in flight, and at most one per `min_refresh_interval`;
@@ -886,7 +913,7 @@ impl ClusterClient {
         }
         // Nodes whose connection is down right now go last, so that a dead node does not hold
         // a refresh up for its whole timeout.
-        let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = self.inner.conns.lock();
         let down = |addr: &NodeAddr| conns.get(addr).is_some_and(|c| !c.is_connected());
         let (up, down): (Vec<_>, Vec<_>) = out.into_iter().partition(|a| !down(a));
         up.into_iter().chain(down).collect()
@@ -972,7 +999,7 @@ impl ClusterClient {
         }
         let seeds = &self.inner.config.seeds;
         for conns in [&self.inner.conns, &self.inner.replica_conns] {
-            let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conns = conns.lock();
             conns.retain(|addr, conn| {
                 let stays = keep.contains(addr) || seeds.contains(addr);
                 if !stays {
@@ -1097,32 +1124,43 @@ fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
     }
 }
 
-/// The open connection to `addr` in `conns`, or a new one made with `config` and kept there. Two
-/// tasks racing to connect keep one connection per node.
-async fn cached_connection(
-    conns: &Mutex<HashMap<NodeAddr, Node>>,
-    addr: &NodeAddr,
-    config: NodeConfig,
-) -> Result<Node, Error> {
-    {
-        let conns = conns.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(conn) = conns.get(addr) {
-            if !conn.is_closed() {
-                return Ok(conn.clone());
-            }
-        }
+/// The nodes a client keeps, by address, opened on first use: one `Node` per address, however
+/// many tasks ask for it at once (the first one dials, the others wait for it), so that a burst
+/// of redirects to a new master opens one set of connections, not one per caller.
+#[derive(Debug, Default)]
+struct NodeSet {
+    nodes: Mutex<HashMap<NodeAddr, Node>>,
+    dialing: Mutex<HashMap<NodeAddr, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl NodeSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeAddr, Node>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
-    let conn = Node::connect(config).await?;
-    let mut conns = conns.lock().unwrap_or_else(|e| e.into_inner());
-    match conns.get(addr) {
-        Some(existing) if !existing.is_closed() => {
-            conn.close();
-            Ok(existing.clone())
+
+    fn cached(&self, addr: &NodeAddr) -> Option<Node> {
+        self.lock().get(addr).filter(|n| !n.is_closed()).cloned()
+    }
+
+    async fn get_or_connect(&self, addr: &NodeAddr, config: NodeConfig) -> Result<Node, Error> {
+        if let Some(node) = self.cached(addr) {
+            return Ok(node);
         }
-        _ => {
-            conns.insert(addr.clone(), conn.clone());
-            Ok(conn)
+        let gate = Arc::clone(
+            self.dialing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(addr.clone())
+                .or_default(),
+        );
+        let _dialing = gate.lock().await;
+        // Whoever held the gate before may have connected meanwhile.
+        if let Some(node) = self.cached(addr) {
+            return Ok(node);
         }
+        let node = Node::connect(config).await?;
+        self.lock().insert(addr.clone(), node.clone());
+        Ok(node)
     }
 }
 

@@ -247,3 +247,76 @@ async fn channels_and_shard_channels_deliver_and_a_shard_channel_follows_its_slo
         Value::Integer(0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_redirects_to_a_new_master_opens_one_connection_to_it() {
+    let cluster = Cluster::start().unwrap();
+    let connects: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = std::sync::Arc::clone(&connects);
+    let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
+    let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0])).on_event(move |e| {
+        if let redis_conn::Event::Connected { addr } = e {
+            seen.lock().unwrap().push(addr.clone());
+        }
+    });
+    let client = ClusterClient::connect(ClusterConfig::new(seeds, template).refresh_interval(None))
+        .await
+        .unwrap();
+    let first_master = NodeAddr::from(cluster.nodes()[0].addr());
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("burst{i}"))
+        .filter(|k| client.slot_map().master(slot(k.as_bytes())) == Some(&first_master))
+        .take(64)
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for key in keys {
+        let (client, stop) = (client.clone(), std::sync::Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.send(Cmd::new("SET").arg(&key).arg("v")).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let replica = cluster
+        .nodes()
+        .iter()
+        .skip(cluster.master_count())
+        .find(|n| match n.cmd(&["ROLE"]) {
+            Ok(Value::Array(role)) => {
+                role.get(2) == Some(&Value::Integer(i64::from(first_master.port)))
+            }
+            _ => false,
+        })
+        .unwrap();
+    let new_master = NodeAddr::from(replica.addr());
+    replica.cmd(&["CLUSTER", "FAILOVER"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.slot_map().master(slot(b"burst0")) != Some(&new_master)
+        && !client
+            .slot_map()
+            .shards()
+            .iter()
+            .any(|s| s.master == new_master)
+    {
+        assert!(Instant::now() < deadline, "the failover was not followed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let to_new = connects
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| **a == new_master.to_string())
+        .count();
+    assert_eq!(
+        to_new, 1,
+        "64 callers redirected at once opened {to_new} connections"
+    );
+}

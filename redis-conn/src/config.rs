@@ -206,6 +206,11 @@ impl ConnectionConfig {
         self
     }
 
+    /// The response timeout in force.
+    pub fn get_response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
     /// The queue capacity in force.
     pub fn get_queue_capacity(&self) -> usize {
         self.queue_capacity

@@ -198,8 +198,10 @@ pub enum Error {
         /// The pool's acquire timeout.
         timeout: Duration,
     },
-    /// The connection was closed by the application, or gave up reconnecting.
-    #[error("connection closed: {reason}")]
+    /// The connection was closed by the application (or a layer above, leaving a node that a
+    /// failover or resharding retired), or gave up reconnecting. The request was not written:
+    /// requests already written when a connection closes get their replies first.
+    #[error("connection closed: {reason}; the command was not sent")]
     Closed {
         /// Why.
         reason: String,
@@ -218,7 +220,9 @@ impl Error {
     pub fn sent(&self) -> Option<Sent> {
         match self {
             Error::ConnectionLost { sent, .. } | Error::Timeout { sent, .. } => Some(*sent),
-            Error::QueueFull { .. } | Error::PoolTimeout { .. } => Some(Sent::No),
+            Error::QueueFull { .. } | Error::PoolTimeout { .. } | Error::Closed { .. } => {
+                Some(Sent::No)
+            }
             _ => None,
         }
     }

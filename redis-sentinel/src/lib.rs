@@ -31,7 +31,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis_conn::pool::RedisLease;
 use redis_conn::table::{Blocking, Effect};
@@ -200,6 +200,21 @@ pub enum SentinelEvent {
     },
 }
 
+/// What the watchers saw of a failover in progress.
+#[derive(Debug, Default)]
+struct Promotion {
+    /// The replica selected for promotion.
+    candidate: Option<ServerAddr>,
+    /// The failover was aborted.
+    aborted: bool,
+}
+
+/// How long a failover may take from the replica's selection to its promotion before the
+/// client stops waiting for it (and goes on with the master it has).
+const PROMOTION_WAIT: Duration = Duration::from_secs(3);
+/// How often the selected replica is asked for its role while it is being promoted.
+const PROMOTION_POLL: Duration = Duration::from_millis(5);
+
 #[derive(Debug)]
 struct Inner {
     config: SentinelConfig,
@@ -209,6 +224,16 @@ struct Inner {
     /// Subscribers that follow the master: moved after every failover.
     subscribers: Mutex<Vec<SubscriberHandle>>,
     wake: Notify,
+    /// A failover has begun: the replica the leader sentinel is promoting, and whether it
+    /// aborted. Set by the watchers, handled by the follower.
+    promotion: Mutex<Promotion>,
+    promote: Notify,
+    /// Open (true) unless a promotion is under way: commands wait for it (within their
+    /// deadline) rather than reach a master about to be demoted.
+    gate: tokio::sync::watch::Sender<bool>,
+    /// The master left for a promoted replica before the sentinels agreed, and when: their
+    /// answers naming it are stale for a while, not a reason to switch back.
+    left: Mutex<Option<(ServerAddr, Instant)>>,
     events: broadcast::Sender<SentinelEvent>,
     failovers: AtomicU64,
 }
@@ -247,6 +272,10 @@ impl SentinelClient {
                 current: RwLock::new((addr, conn)),
                 replicas: RwLock::new(Vec::new()),
                 subscribers: Mutex::new(Vec::new()),
+                promotion: Mutex::new(Promotion::default()),
+                promote: Notify::new(),
+                gate: tokio::sync::watch::channel(true).0,
+                left: Mutex::new(None),
                 wake: Notify::new(),
                 events,
                 failovers: AtomicU64::new(0),
@@ -288,6 +317,17 @@ impl SentinelClient {
         self.inner.events.subscribe()
     }
 
+    /// Waits while a promotion is under way (at most a response timeout), so that commands go
+    /// to the new master rather than to one about to be demoted.
+    async fn pass_gate(&self) {
+        let mut open = self.inner.gate.subscribe();
+        if *open.borrow() {
+            return;
+        }
+        let wait = self.inner.config.node.connection().get_response_timeout();
+        let _ = tokio::time::timeout(wait, open.wait_for(|o| *o)).await;
+    }
+
     /// The master's node: its shared connection(s) and pool.
     fn master_node(&self) -> Node {
         self.inner
@@ -327,6 +367,19 @@ impl SentinelClient {
                 return Ok(value);
             }
         }
+        self.pass_gate().await;
+        // A command caught on the old master's connection as it closed was not sent: it goes
+        // to the new master.
+        for _ in 0..2 {
+            let node = self.master_node();
+            match node.send(cmd.clone()).await {
+                Err(Error::Closed { .. }) if self.master_node().addr() != node.addr() => continue,
+                result => {
+                    self.note(&result);
+                    return Ok(result?);
+                }
+            }
+        }
         let result = self.master_node().send(cmd).await;
         self.note(&result);
         Ok(result?)
@@ -337,7 +390,11 @@ impl SentinelClient {
     /// # Errors
     /// [`SentinelError::Node`].
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, SentinelError> {
-        let result = self.master_node().send_pipeline(cmds).await;
+        self.pass_gate().await;
+        let mut result = self.master_node().send_pipeline(cmds).await;
+        if matches!(result, Err(Error::Closed { .. })) {
+            result = self.master_node().send_pipeline(cmds).await;
+        }
         self.note(&result);
         Ok(result?)
     }
@@ -351,7 +408,11 @@ impl SentinelClient {
         &self,
         cmds: &[Cmd],
     ) -> Result<Option<Vec<Value>>, SentinelError> {
-        let result = self.master_node().send_transaction(cmds).await;
+        self.pass_gate().await;
+        let mut result = self.master_node().send_transaction(cmds).await;
+        if matches!(result, Err(Error::Closed { .. })) {
+            result = self.master_node().send_transaction(cmds).await;
+        }
         self.note(&result);
         Ok(result?)
     }
@@ -363,6 +424,7 @@ impl SentinelClient {
     /// # Errors
     /// [`SentinelError::Node`] (`PoolTimeout` when the pool is exhausted).
     pub async fn lease(&self) -> Result<RedisLease, SentinelError> {
+        self.pass_gate().await;
         let result = self.master_node().lease().await;
         self.note(&result);
         Ok(result?)
@@ -486,7 +548,13 @@ impl SentinelClient {
         tokio::spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
-                let woken = tokio::time::timeout(poll, inner.wake.notified()).await;
+                let woken = tokio::select! {
+                    () = inner.promote.notified() => {
+                        follow_promotion(&inner).await;
+                        continue;
+                    }
+                    woken = tokio::time::timeout(poll, inner.wake.notified()) => woken,
+                };
                 follow(&inner).await;
                 if inner.config.read_from_replicas {
                     refresh_replicas(&inner).await;
@@ -500,6 +568,96 @@ impl SentinelClient {
             }
         });
     }
+}
+
+/// Makes `addr` the master in use: the old master's connections are closed (it may stay
+/// writable for seconds, and writes sent there would be lost), subscribers move, the failover
+/// is counted and announced.
+fn switch_to(inner: &Inner, addr: ServerAddr, node: Node) {
+    let old = {
+        let mut slot = inner.current.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *slot, (addr.clone(), node))
+    };
+    old.1.close();
+    {
+        let mut subs = inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|s| !s.is_closed());
+        for sub in subs.iter() {
+            sub.relocate();
+        }
+    }
+    inner.failovers.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(old = %old.0, new = %addr, "followed a failover");
+    let _ = inner.events.send(SentinelEvent::Failover {
+        old: old.0.to_string(),
+        new: addr.to_string(),
+    });
+    *inner.left.lock().unwrap_or_else(|e| e.into_inner()) = Some((old.0, Instant::now()));
+}
+
+/// Whether `node` says it is a master.
+async fn is_master(node: &Node) -> bool {
+    matches!(
+        node.send(Cmd::new("ROLE")).await,
+        Ok(Value::Array(parts))
+            if parts.first().and_then(Value::as_bytes).map(|b| &b[..]) == Some(b"master")
+    )
+}
+
+/// A failover began (a sentinel selected a replica to promote): commands are held, the replica
+/// is watched, and the client switches to it the moment it reports itself master, a second or
+/// more before the sentinels publish `+switch-master` (writes the old master takes meanwhile
+/// are lost when it is demoted). Gives up after `PROMOTION_WAIT`, or when the failover aborts.
+async fn follow_promotion(inner: &Inner) {
+    let candidate = {
+        let mut p = inner.promotion.lock().unwrap_or_else(|e| e.into_inner());
+        p.aborted = false;
+        p.candidate.take()
+    };
+    let current = inner
+        .current
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .clone();
+    let Some(candidate) = candidate.filter(|c| *c != current) else {
+        return;
+    };
+    inner.gate.send_replace(false);
+    let started = Instant::now();
+    let mut node: Option<Node> = None;
+    while started.elapsed() < PROMOTION_WAIT {
+        if inner
+            .promotion
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .aborted
+        {
+            tracing::info!(candidate = %candidate, "the failover was aborted");
+            break;
+        }
+        if node.is_none() {
+            node = Node::connect(inner.config.node_at(&candidate)).await.ok();
+        }
+        if let Some(n) = &node {
+            if is_master(n).await {
+                tracing::info!(
+                    new = %candidate,
+                    after = ?started.elapsed(),
+                    "the selected replica is master: switching before +switch-master"
+                );
+                if let Some(n) = node.take() {
+                    switch_to(inner, candidate, n);
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(PROMOTION_POLL).await;
+    }
+    if let Some(n) = node {
+        n.close();
+    }
+    inner.gate.send_replace(true);
 }
 
 /// Rediscovers; switches when the sentinels name another master.
@@ -519,30 +677,32 @@ async fn follow(inner: &Inner) {
         .cloned();
     if let Some(sentinel) = first {
         if ask_sentinel(&inner.config, &sentinel).await.ok().as_ref() == Some(&current) {
+            *inner.left.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return;
         }
     }
     match discover(&inner.config, &inner.sentinels).await {
         Ok((addr, conn)) if addr != current => {
-            let old = {
-                let mut slot = inner.current.write().unwrap_or_else(|e| e.into_inner());
-                std::mem::replace(&mut *slot, (addr.clone(), conn))
-            };
-            // The old master may stay writable for seconds: nothing more goes there.
-            old.1.close();
-            {
-                let mut subs = inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-                subs.retain(|s| !s.is_closed());
-                for sub in subs.iter() {
-                    sub.relocate();
-                }
+            // Right after following a promotion, sentinels may still name the master we left
+            // (it keeps saying it is a master until they demote it): not a reason to go back
+            // while the one in use still is a master.
+            let stale = inner
+                .left
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|(left, at)| *left == addr && at.elapsed() < Duration::from_secs(30));
+            let current_node = inner
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .clone();
+            if stale && is_master(&current_node).await {
+                conn.close();
+                return;
             }
-            inner.failovers.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(old = %old.0, new = %addr, "followed a failover");
-            let _ = inner.events.send(SentinelEvent::Failover {
-                old: old.0.to_string(),
-                new: addr.to_string(),
-            });
+            switch_to(inner, addr, conn);
         }
         Ok((_, conn)) => conn.close(),
         Err(e) => tracing::warn!(error = %e, "sentinel discovery failed"),
@@ -755,6 +915,52 @@ async fn ask_sentinel(
     }
 }
 
+/// The sentinel events the client follows: the switch itself, the start of a failover (the
+/// replica selected for promotion), its promotion, and aborted failovers.
+async fn subscribe_failover_events(sub: &Subscriber) -> Result<(), Error> {
+    sub.subscribe(["+switch-master", "+selected-slave", "+promoted-slave"])
+        .await?;
+    sub.psubscribe(["-failover-abort-*"]).await
+}
+
+/// Acts on one sentinel event about `name`.
+fn on_sentinel_event(inner: &Inner, name: &str, channel: &[u8], payload: &[u8]) {
+    let words: Vec<&[u8]> = payload.split(|&b| b == b' ').collect();
+    let text = |w: &[u8]| String::from_utf8_lossy(w).into_owned();
+    match channel {
+        // `<master-name> <old-ip> <old-port> <new-ip> <new-port>`
+        b"+switch-master" if words.first() == Some(&name.as_bytes()) => inner.wake.notify_one(),
+        // `slave <name> <ip> <port> @ <master-name> <master-ip> <master-port>`
+        b"+selected-slave" | b"+promoted-slave" => {
+            let Some(at) = words.iter().position(|w| *w == b"@") else {
+                return;
+            };
+            if words.get(at + 1) != Some(&name.as_bytes()) {
+                return;
+            }
+            let port = words.get(3).and_then(|p| text(p).parse::<u16>().ok());
+            if let (Some(ip), Some(port)) = (words.get(2), port) {
+                inner
+                    .promotion
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .candidate = Some(ServerAddr::tcp(text(ip), port));
+                inner.promote.notify_one();
+            }
+        }
+        // `-failover-abort-...`: `master <master-name> <ip> <port>`
+        c if c.starts_with(b"-failover-abort") && words.get(1) == Some(&name.as_bytes()) => {
+            inner
+                .promotion
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .aborted = true;
+            inner.wake.notify_one();
+        }
+        _ => {}
+    }
+}
+
 /// Subscribes to `+switch-master` on one sentinel (with the sentinels' credentials and TLS) and
 /// wakes the follower on every switch of our master. The subscriber reconnects and subscribes
 /// again by itself; the first connection is retried every 500 ms. Ends when the client is gone.
@@ -776,7 +982,7 @@ async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
             return;
         }
         match Subscriber::connect(config.clone()).await {
-            Ok(sub) => match sub.subscribe(["+switch-master"]).await {
+            Ok(sub) => match subscribe_failover_events(&sub).await {
                 Ok(()) => break sub,
                 Err(e) => {
                     tracing::debug!(sentinel = %sentinel, error = %e, "cannot watch a sentinel");
@@ -791,14 +997,8 @@ async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
         tokio::select! {
             message = sub.next_message() => {
                 let Some(message) = message else { return };
-                // `<master-name> <old-ip> <old-port> <new-ip> <new-port>`
-                let ours = message.payload.split(|&b| b == b' ').next() == Some(name.as_bytes());
-                if ours {
-                    match inner.upgrade() {
-                        Some(strong) => strong.wake.notify_one(),
-                        None => break,
-                    }
-                }
+                let Some(strong) = inner.upgrade() else { break };
+                on_sentinel_event(&strong, &name, &message.channel, &message.payload);
             }
             () = tokio::time::sleep(poll) => {
                 if inner.strong_count() == 0 {

@@ -291,3 +291,75 @@ async fn a_stale_master_restarted_after_the_switch_never_gets_a_write() {
         ServerAddr::from(set.master_addr().unwrap())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_is_followed_from_the_promotion_and_loses_no_acknowledged_write() {
+    let set = SentinelSet::start().unwrap();
+    let client = SentinelClient::connect(config(
+        addrs(&set),
+        ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 1)),
+    ))
+    .await
+    .unwrap();
+    let mut events = client.events();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("w{w}:{i}");
+                if client
+                    .send(Cmd::new("SET").arg(&key).arg("v"))
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().push(key);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old = set.master_addr().unwrap();
+    set.sentinels()[0]
+        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
+        .unwrap();
+    let followed_at = {
+        followed(&mut events).await;
+        Instant::now()
+    };
+    let named_at = {
+        set.wait_for_new_master(old, Duration::from_secs(30))
+            .unwrap();
+        Instant::now()
+    };
+    eprintln!(
+        "followed {:?} before the sentinels named the new master",
+        named_at.saturating_duration_since(followed_at)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    // Every write acknowledged, before, during and after the failover, is on the new master.
+    let index = set.master_index().unwrap();
+    let mut admin = set.servers()[index].admin().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 1000, "{}", acked.len());
+    let mut lost = 0;
+    for chunk in acked.chunks(500) {
+        let mut cmd = vec!["EXISTS".to_string()];
+        cmd.extend(chunk.iter().cloned());
+        lost += chunk.len() as i64 - admin.cmd_int(&cmd).unwrap();
+    }
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged writes lost",
+        acked.len()
+    );
+}
