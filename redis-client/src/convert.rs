@@ -310,29 +310,34 @@ fn text(value: &Value) -> Option<&str> {
     value.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
 }
 
+/// An integer of type `T` from an integer reply, a numeric string, a whole double or a boolean.
+fn integer<T>(value: Value, what: &'static str) -> Result<T>
+where
+    T: TryFrom<i64> + TryFrom<i128> + From<bool> + std::str::FromStr,
+{
+    let out_of_range = || -> Error { TypeError::new(what, "an integer out of its range").into() };
+    match plain(value) {
+        Value::Integer(n) => T::try_from(n).map_err(|_| out_of_range()),
+        Value::Boolean(b) => Ok(T::from(b)),
+        Value::Double(d) if d.fract() == 0.0 && d.is_finite() => {
+            T::try_from(d as i128).map_err(|_| out_of_range())
+        }
+        Value::Error(e) => Err(server(e)),
+        v @ (Value::BulkString(_) | Value::SimpleString(_) | Value::BigNumber(_)) => {
+            match text(&v).map(str::parse::<T>) {
+                Some(Ok(n)) => Ok(n),
+                _ => mismatch(what, &v),
+            }
+        }
+        other => mismatch(what, &other),
+    }
+}
+
 macro_rules! int_from_value {
     ($($t:ty => $what:literal),*) => {$(
         impl FromValue for $t {
             fn from_value(value: Value) -> Result<Self> {
-                let out_of_range = || -> Error {
-                    TypeError::new($what, "an integer out of its range").into()
-                };
-                match plain(value) {
-                    Value::Integer(n) => <$t>::try_from(n).map_err(|_| out_of_range()),
-                    Value::Boolean(b) => Ok(<$t>::from(b)),
-                    Value::Double(d) if d.fract() == 0.0 && d.is_finite() => {
-                        let n = d as i128;
-                        <$t>::try_from(n).map_err(|_| out_of_range())
-                    }
-                    Value::Error(e) => Err(server(e)),
-                    v @ (Value::BulkString(_) | Value::SimpleString(_) | Value::BigNumber(_)) => {
-                        match text(&v).map(str::parse::<$t>) {
-                            Some(Ok(n)) => Ok(n),
-                            _ => mismatch($what, &v),
-                        }
-                    }
-                    other => mismatch($what, &other),
-                }
+                integer(value, $what)
             }
         }
     )*};
@@ -345,18 +350,7 @@ int_from_value!(
 
 impl FromValue for u8 {
     fn from_value(value: Value) -> Result<Self> {
-        match plain(value) {
-            Value::Integer(n) => u8::try_from(n)
-                .map_err(|_| TypeError::new("a u8", "an integer out of its range").into()),
-            Value::Error(e) => Err(server(e)),
-            v @ (Value::BulkString(_) | Value::SimpleString(_)) => {
-                match text(&v).map(str::parse::<u8>) {
-                    Some(Ok(n)) => Ok(n),
-                    _ => mismatch("a u8", &v),
-                }
-            }
-            other => mismatch("a u8", &other),
-        }
+        integer(value, "a u8")
     }
 
     fn from_value_list(value: Value) -> Result<Vec<u8>> {

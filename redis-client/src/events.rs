@@ -139,32 +139,12 @@ impl EventHub {
         let callbacks = if handlers.is_empty() {
             None
         } else {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(CALLBACK_QUEUE);
-            let handlers = handlers.to_vec();
-            let spawned = std::thread::Builder::new()
-                .name("redis-client-events".into())
-                .spawn(move || {
-                    for event in rx {
-                        for (filter, handler) in &handlers {
-                            if filter.is_none_or(|name| name == event.name()) {
-                                let call = std::panic::AssertUnwindSafe(|| handler(&event));
-                                if std::panic::catch_unwind(call).is_err() {
-                                    tracing::error!(
-                                        event = event.name(),
-                                        "event callback panicked"
-                                    );
-                                }
-                            }
-                        }
-                    }
-                });
-            match spawned {
-                Ok(_) => Some(tx),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the event callback thread");
-                    None
-                }
-            }
+            redis_conn::callback_thread(
+                "redis-client-events",
+                handlers.to_vec(),
+                Event::name,
+                CALLBACK_QUEUE,
+            )
         };
         EventHub {
             stream,

@@ -350,15 +350,20 @@ impl ClusterClient {
     /// [`ClusterError::Unassigned`], [`ClusterError::NoTopology`], or the node's error
     /// ([`Error::PoolTimeout`] when its pool is exhausted).
     pub async fn lease(&self, slot: Option<u16>) -> Result<RedisLease, ClusterError> {
-        let addr = match slot {
-            Some(s) => self
-                .slot_map()
-                .master(s)
-                .cloned()
-                .ok_or(ClusterError::Unassigned { slot: s })?,
-            None => self.any_master()?,
-        };
+        let addr = self.master_for(slot)?;
         Ok(self.connection(&addr).await?.lease().await?)
+    }
+
+    /// The master of `slot` (any master for a keyless command). A slot with no owner means the
+    /// map may be stale: it triggers a refresh.
+    fn master_for(&self, slot: Option<u16>) -> Result<NodeAddr, ClusterError> {
+        match slot {
+            Some(s) => self.slot_map().master(s).cloned().ok_or_else(|| {
+                self.trigger_refresh();
+                ClusterError::Unassigned { slot: s }
+            }),
+            None => self.any_master(),
+        }
     }
 
     /// The slot of the keys of `cmds` together: `None` when they have none.
@@ -392,14 +397,7 @@ impl ClusterClient {
     /// `EXECABORT` when a command was refused.
     pub async fn send_transaction(&self, cmds: &[Cmd]) -> Result<Option<Vec<Value>>, ClusterError> {
         let slot = ClusterClient::slot_of(cmds)?;
-        let mut target = match slot {
-            Some(s) => self
-                .slot_map()
-                .master(s)
-                .cloned()
-                .ok_or(ClusterError::Unassigned { slot: s })?,
-            None => self.any_master()?,
-        };
+        let mut target = self.master_for(slot)?;
         let mut all = Vec::with_capacity(cmds.len() + 2);
         all.push(Cmd::new("MULTI"));
         all.extend(cmds.iter().cloned());
@@ -690,17 +688,7 @@ impl ClusterClient {
                 }
             }
         }
-        let mut target = match slot {
-            Some(s) => match self.slot_map().master(s).cloned() {
-                Some(addr) => addr,
-                None => {
-                    // A slot with no owner: the map may be stale.
-                    self.trigger_refresh();
-                    return Err(ClusterError::Unassigned { slot: s });
-                }
-            },
-            None => self.any_master()?,
-        };
+        let mut target = self.master_for(slot)?;
         let mut asking = false;
         let mut redirects = 0;
         loop {
@@ -729,13 +717,7 @@ impl ClusterClient {
             {
                 redirects += 1;
                 asking = false;
-                target = match slot {
-                    Some(s) => match self.slot_map().master(s).cloned() {
-                        Some(addr) => addr,
-                        None => return Err(ClusterError::Unassigned { slot: s }),
-                    },
-                    None => self.any_master()?,
-                };
+                target = self.master_for(slot)?;
                 continue;
             }
             let redirect = match &error {

@@ -94,6 +94,10 @@ impl Event {
     }
 }
 
+/// An event callback with its filter: called for every event when `None`, else for the events of
+/// that name.
+pub type Handler<E> = (Option<&'static str>, Arc<dyn Fn(&E) + Send + Sync>);
+
 /// A callback for events. Callbacks run on a thread of their own, one event after another, so a
 /// slow (even blocking) callback delays other callbacks, never I/O.
 pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -121,36 +125,50 @@ impl Callbacks {
         }
         self.dispatcher
             .get_or_init(|| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(CALLBACK_QUEUE);
-                let handlers = self.handlers.clone();
-                // A thread, not a task: a callback that blocks must not block a runtime worker.
-                // It ends when the last sender (in the configurations and sinks) is dropped.
-                let spawned = std::thread::Builder::new()
-                    .name("redis-conn-events".into())
-                    .spawn(move || {
-                        for event in rx {
-                            for (filter, handler) in &handlers {
-                                if filter.is_none_or(|name| name == event.name()) {
-                                    let call = std::panic::AssertUnwindSafe(|| handler(&event));
-                                    if std::panic::catch_unwind(call).is_err() {
-                                        tracing::error!(
-                                            event = event.name(),
-                                            "event callback panicked"
-                                        );
-                                    }
-                                }
-                            }
-                        }
-                    });
-                match spawned {
-                    Ok(_) => Some(tx),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the event callback thread");
-                        None
-                    }
-                }
+                callback_thread(
+                    "redis-conn-events",
+                    self.handlers.clone(),
+                    Event::name,
+                    CALLBACK_QUEUE,
+                )
             })
             .clone()
+    }
+}
+
+/// Starts a thread that runs `handlers` for every event sent to the returned queue, one event
+/// after another (a handler is called when its filter is `None` or names the event). A thread,
+/// not a task: a handler that blocks must not block a runtime worker, and I/O never waits for
+/// one. A panicking handler is logged and the others still run. The thread ends when every
+/// sender is dropped. `None` when the thread cannot start (logged). The layers above run
+/// their own events the same way.
+pub fn callback_thread<E: Send + 'static>(
+    thread: &str,
+    handlers: Vec<Handler<E>>,
+    name_of: fn(&E) -> &'static str,
+    queue: usize,
+) -> Option<std::sync::mpsc::SyncSender<E>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<E>(queue);
+    let spawned = std::thread::Builder::new()
+        .name(thread.to_string())
+        .spawn(move || {
+            for event in rx {
+                for (filter, handler) in &handlers {
+                    if filter.is_none_or(|name| name == name_of(&event)) {
+                        let call = std::panic::AssertUnwindSafe(|| handler(&event));
+                        if std::panic::catch_unwind(call).is_err() {
+                            tracing::error!(event = name_of(&event), "event callback panicked");
+                        }
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the event callback thread");
+            None
+        }
     }
 }
 

@@ -53,7 +53,7 @@ pub use cmd::{Args, Cmd};
 pub use config::{ConnectionConfig, Delivery, Protocol};
 pub use connection::{transaction_outcome, Connection, Stats};
 pub use error::{Error, Sent, ServerError};
-pub use events::{Event, EventCallback};
+pub use events::{callback_thread, Event, EventCallback, Handler};
 pub use node::{Node, NodeConfig};
 pub use pubsub::{Message, Subscriber, SubscriberEvent, SubscriberHandle, SubscriptionKind};
 pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};

@@ -367,22 +367,33 @@ impl SentinelClient {
                 return Ok(value);
             }
         }
+        let cmd = &cmd;
+        self.on_master(|node| async move { node.send(cmd.clone()).await })
+            .await
+    }
+
+    /// Runs `call` on the master's node, after any promotion under way. A call that met the
+    /// old master's connection closing under it was not sent: it runs again on the new master.
+    /// Errors that say the master may have changed wake the follower.
+    async fn on_master<T, F, Fut>(&self, call: F) -> Result<T, SentinelError>
+    where
+        F: Fn(Node) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         self.pass_gate().await;
-        // A command caught on the old master's connection as it closed was not sent: it goes
-        // to the new master.
-        for _ in 0..2 {
+        let mut attempts = 0;
+        loop {
             let node = self.master_node();
-            match node.send(cmd.clone()).await {
-                Err(Error::Closed { .. }) if self.master_node().addr() != node.addr() => continue,
-                result => {
-                    self.note(&result);
-                    return Ok(result?);
-                }
+            let addr = node.addr().to_string();
+            let result = call(node).await;
+            attempts += 1;
+            let moved_on = self.master_node().addr() != addr;
+            if matches!(result, Err(Error::Closed { .. })) && moved_on && attempts < 3 {
+                continue;
             }
+            self.note(&result);
+            return Ok(result?);
         }
-        let result = self.master_node().send(cmd).await;
-        self.note(&result);
-        Ok(result?)
     }
 
     /// Sends a pipeline to the master (one write, replies in order, error replies in place).
@@ -390,13 +401,8 @@ impl SentinelClient {
     /// # Errors
     /// [`SentinelError::Node`].
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, SentinelError> {
-        self.pass_gate().await;
-        let mut result = self.master_node().send_pipeline(cmds).await;
-        if matches!(result, Err(Error::Closed { .. })) {
-            result = self.master_node().send_pipeline(cmds).await;
-        }
-        self.note(&result);
-        Ok(result?)
+        self.on_master(|node| async move { node.send_pipeline(cmds).await })
+            .await
     }
 
     /// Runs `MULTI`, `cmds`, `EXEC` on the master as one unit (see
@@ -408,13 +414,8 @@ impl SentinelClient {
         &self,
         cmds: &[Cmd],
     ) -> Result<Option<Vec<Value>>, SentinelError> {
-        self.pass_gate().await;
-        let mut result = self.master_node().send_transaction(cmds).await;
-        if matches!(result, Err(Error::Closed { .. })) {
-            result = self.master_node().send_transaction(cmds).await;
-        }
-        self.note(&result);
-        Ok(result?)
+        self.on_master(|node| async move { node.send_transaction(cmds).await })
+            .await
     }
 
     /// An exclusive connection to the master from its pool, for WATCH ... MULTI ... EXEC. After
@@ -424,10 +425,8 @@ impl SentinelClient {
     /// # Errors
     /// [`SentinelError::Node`] (`PoolTimeout` when the pool is exhausted).
     pub async fn lease(&self) -> Result<RedisLease, SentinelError> {
-        self.pass_gate().await;
-        let result = self.master_node().lease().await;
-        self.note(&result);
-        Ok(result?)
+        self.on_master(|node| async move { node.lease().await })
+            .await
     }
 
     /// A pub/sub connection to the master that moves to the new master after every failover

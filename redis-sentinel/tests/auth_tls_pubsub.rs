@@ -2,13 +2,14 @@
 //! sentinels, with a subscriber through a failover, and against a stale master restarted after
 //! the switch.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_conn::{Cmd, ConnectionConfig, ServerAddr, SubscriberEvent, TlsConfig, Value};
 use redis_sentinel::{SentinelClient, SentinelConfig, SentinelError, SentinelEvent};
 use test_support::{SentinelSet, ServerTls, TestCerts, MASTER_NAME};
+
+mod common;
+use common::Writers;
 
 fn addrs(set: &SentinelSet) -> Vec<ServerAddr> {
     set.sentinel_addrs()
@@ -229,26 +230,7 @@ async fn a_stale_master_restarted_after_the_switch_never_gets_a_write() {
     .await
     .unwrap();
     let mut events = client.events();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let writer = {
-        let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let key = format!("w:{i}");
-                if client
-                    .send(Cmd::new("SET").arg(&key).arg("v"))
-                    .await
-                    .is_ok()
-                {
-                    acked.lock().unwrap().push((key, Instant::now()));
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+    let writers = Writers::start(&client, 1, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old = set.master_addr().unwrap();
     let old_index = set.master_index().unwrap();
@@ -262,8 +244,7 @@ async fn a_stale_master_restarted_after_the_switch_never_gets_a_write() {
     followed(&mut events).await;
     let followed_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    let acked = writers.stop().await;
     eprintln!(
         "client followed {:?} after the stale master restarted",
         followed_at.saturating_duration_since(restarted_at)
@@ -272,8 +253,6 @@ async fn a_stale_master_restarted_after_the_switch_never_gets_a_write() {
     assert_ne!(new_index, old_index);
     let mut admin = set.servers()[new_index].admin().unwrap();
     let after: Vec<String> = acked
-        .lock()
-        .unwrap()
         .iter()
         .filter(|(_, at)| *at > followed_at)
         .map(|(k, _)| k.clone())
@@ -302,26 +281,7 @@ async fn a_failover_is_followed_from_the_promotion_and_loses_no_acknowledged_wri
     .await
     .unwrap();
     let mut events = client.events();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let key = format!("w{w}:{i}");
-                if client
-                    .send(Cmd::new("SET").arg(&key).arg("v"))
-                    .await
-                    .is_ok()
-                {
-                    acked.lock().unwrap().push(key);
-                }
-            }
-        }));
-    }
+    let writers = Writers::start(&client, 4, Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old = set.master_addr().unwrap();
     set.sentinels()[0]
@@ -341,14 +301,10 @@ async fn a_failover_is_followed_from_the_promotion_and_loses_no_acknowledged_wri
         named_at.saturating_duration_since(followed_at)
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
+    let acked: Vec<String> = writers.stop().await.into_iter().map(|(k, _)| k).collect();
     // Every write acknowledged, before, during and after the failover, is on the new master.
     let index = set.master_index().unwrap();
     let mut admin = set.servers()[index].admin().unwrap();
-    let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 1000, "{}", acked.len());
     let mut lost = 0;
     for chunk in acked.chunks(500) {

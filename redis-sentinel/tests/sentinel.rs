@@ -9,6 +9,9 @@ use redis_conn::{Cmd, ConnectionConfig, ServerAddr, Value};
 use redis_sentinel::{SentinelClient, SentinelConfig, SentinelEvent};
 use test_support::{SentinelSet, MASTER_NAME};
 
+mod common;
+use common::Writers;
+
 fn config(sentinels: Vec<ServerAddr>) -> SentinelConfig {
     let template = ConnectionConfig::new(sentinels[0].clone());
     SentinelConfig::new(sentinels, MASTER_NAME, template)
@@ -81,26 +84,7 @@ async fn a_sentinel_failover_is_followed_and_no_write_after_the_switch_is_lost()
     let old = set.master_addr().unwrap();
     let client = SentinelClient::connect(config(addrs(&set))).await.unwrap();
     let mut events = client.events();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let writer = {
-        let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let key = format!("w:{i}");
-                if client
-                    .send(Cmd::new("SET").arg(&key).arg("v"))
-                    .await
-                    .is_ok()
-                {
-                    acked.lock().unwrap().push((key, Instant::now()));
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+    let writers = Writers::start(&client, 1, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
     set.sentinels()[0]
         .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
@@ -127,14 +111,11 @@ async fn a_sentinel_failover_is_followed_and_no_write_after_the_switch_is_lost()
         "followed after {follow_delay:?}"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    let acked = writers.stop().await;
     // Every write acknowledged after the switch is on the new master.
     let new_index = set.master_index().unwrap();
     let mut admin = set.servers()[new_index].admin().unwrap();
     let after: Vec<String> = acked
-        .lock()
-        .unwrap()
         .iter()
         .filter(|(_, at)| *at > switched_at + Duration::from_secs(1))
         .map(|(k, _)| k.clone())
