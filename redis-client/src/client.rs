@@ -162,10 +162,12 @@ impl Client {
     /// [`Error::Server`](crate::Error::Server) for an error reply; the typed connection, cluster
     /// or sentinel error otherwise.
     pub async fn send(&self, cmd: Cmd) -> Result<Value> {
+        // The cluster's and the sentinel's futures are large (redirects, splits, failovers):
+        // boxed, they do not make every standalone call carry their size.
         Ok(match &self.inner.backend {
             Backend::Standalone(node) => node.send(cmd).await?,
-            Backend::Cluster(cluster) => cluster.send(cmd).await?,
-            Backend::Sentinel(sentinel) => sentinel.send(cmd).await?,
+            Backend::Cluster(cluster) => Box::pin(cluster.send(cmd)).await?,
+            Backend::Sentinel(sentinel) => Box::pin(sentinel.send(cmd)).await?,
         })
     }
 
@@ -177,8 +179,8 @@ impl Client {
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>> {
         Ok(match &self.inner.backend {
             Backend::Standalone(node) => node.send_pipeline(cmds).await?,
-            Backend::Cluster(cluster) => cluster.send_pipeline(cmds).await?,
-            Backend::Sentinel(sentinel) => sentinel.send_pipeline(cmds).await?,
+            Backend::Cluster(cluster) => Box::pin(cluster.send_pipeline(cmds)).await?,
+            Backend::Sentinel(sentinel) => Box::pin(sentinel.send_pipeline(cmds)).await?,
         })
     }
 
@@ -189,8 +191,8 @@ impl Client {
     pub async fn send_transaction(&self, cmds: &[Cmd]) -> Result<Option<Vec<Value>>> {
         Ok(match &self.inner.backend {
             Backend::Standalone(node) => node.send_transaction(cmds).await?,
-            Backend::Cluster(cluster) => cluster.send_transaction(cmds).await?,
-            Backend::Sentinel(sentinel) => sentinel.send_transaction(cmds).await?,
+            Backend::Cluster(cluster) => Box::pin(cluster.send_transaction(cmds)).await?,
+            Backend::Sentinel(sentinel) => Box::pin(sentinel.send_transaction(cmds)).await?,
         })
     }
 

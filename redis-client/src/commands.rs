@@ -73,8 +73,8 @@ macro_rules! commands {
                     &self, $($a: $ty),*
                 ) -> impl Future<Output = Result<R>> + Send {
                     let command: Cmd = $build;
-                    let reply = self.query_cmd(command);
-                    async move { R::from_value(reply.await?) }
+                    // The call's future is made inside: captured, it would be stored twice.
+                    async move { R::from_value(self.query_cmd(command).await?) }
                 }
             ]
             [$($p)*
@@ -96,8 +96,7 @@ macro_rules! commands {
                 $(#[$m])*
                 fn $name(&self, $($a: $ty),*) -> impl Future<Output = Result<$ret>> + Send {
                     let command: Cmd = $build;
-                    let reply = self.query_cmd(command);
-                    async move { <$ret as FromValue>::from_value(reply.await?) }
+                    async move { <$ret as FromValue>::from_value(self.query_cmd(command).await?) }
                 }
             ]
             [$($p)*

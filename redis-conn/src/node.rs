@@ -171,10 +171,10 @@ impl Node {
     /// A shared connection: the next one in turn that is up (or the next one, when none is).
     pub fn connection(&self) -> &Connection {
         let shared = &self.inner.shared;
-        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         if shared.len() == 1 {
             return &shared[0];
         }
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         (0..shared.len())
             .map(|i| &shared[(start + i) % shared.len()])
             .find(|c| c.is_connected())
@@ -190,10 +190,14 @@ impl Node {
         if cmd.blocking() == Blocking::No {
             return self.connection().send(cmd).await;
         }
-        let mut guarded = Guarded::new(self.lease().await?);
-        let result = guarded.lease.send(cmd).await;
-        guarded.finish(&result);
-        result
+        // Boxed: the pool's future is large, and ordinary calls should not carry its size.
+        Box::pin(async move {
+            let mut guarded = Guarded::new(self.lease().await?);
+            let result = guarded.lease.send(cmd).await;
+            guarded.finish(&result);
+            result
+        })
+        .await
     }
 
     /// Sends a pipeline (one write, replies in order, error replies in place); on an exclusive
@@ -205,10 +209,13 @@ impl Node {
         if cmds.iter().all(|c| c.blocking() == Blocking::No) {
             return self.connection().send_pipeline(cmds).await;
         }
-        let mut guarded = Guarded::new(self.lease().await?);
-        let result = guarded.lease.send_pipeline(cmds).await;
-        guarded.finish(&result);
-        result
+        Box::pin(async move {
+            let mut guarded = Guarded::new(self.lease().await?);
+            let result = guarded.lease.send_pipeline(cmds).await;
+            guarded.finish(&result);
+            result
+        })
+        .await
     }
 
     /// Runs `MULTI`, `cmds`, `EXEC` as one unit on a shared connection (see
