@@ -34,8 +34,9 @@ impl Cmd {
     /// A command with its name.
     pub fn new(name: impl AsRef<[u8]>) -> Cmd {
         let mut cmd = Cmd {
-            // Room for a typical key and a small value, so that most commands allocate once.
-            body: BytesMut::with_capacity(128),
+            // Room for a name, a key and a value of a couple hundred bytes, so that most
+            // commands allocate once (a SET of a 100-byte value needs 131 bytes).
+            body: BytesMut::with_capacity(256),
             argc: 0,
             effect: None,
         };

@@ -76,13 +76,25 @@ pub fn write_array_header(dst: &mut BytesMut, len: usize) {
 /// Appends one bulk string `$<len>\r\n<data>\r\n`.
 #[inline]
 pub fn write_bulk(dst: &mut BytesMut, data: &[u8]) {
-    let n = IntBuf::unsigned(data.len() as u64);
-    dst.reserve(n.as_bytes().len() + data.len() + 5);
-    dst.put_u8(b'$');
-    dst.extend_from_slice(n.as_bytes());
-    dst.extend_from_slice(b"\r\n");
-    dst.extend_from_slice(data);
-    dst.extend_from_slice(b"\r\n");
+    let len = data.len();
+    if len < 100 {
+        // Names, keys and small values: the header in one go, no formatting loop.
+        dst.reserve(len + 7);
+        if len < 10 {
+            dst.put_slice(&[b'$', b'0' + len as u8, b'\r', b'\n']);
+        } else {
+            let d = len * 2;
+            dst.put_slice(&[b'$', DIGITS[d], DIGITS[d + 1], b'\r', b'\n']);
+        }
+    } else {
+        let n = IntBuf::unsigned(len as u64);
+        dst.reserve(n.as_bytes().len() + len + 5);
+        dst.put_u8(b'$');
+        dst.put_slice(n.as_bytes());
+        dst.put_slice(b"\r\n");
+    }
+    dst.put_slice(data);
+    dst.put_slice(b"\r\n");
 }
 
 /// Appends an integer as a bulk string (`$2\r\n42\r\n`), the form Redis expects for numeric
