@@ -234,6 +234,9 @@ struct Inner {
     /// The master left for a promoted replica before the sentinels agreed, and when: their
     /// answers naming it are stale for a while, not a reason to switch back.
     left: Mutex<Option<(ServerAddr, Instant)>>,
+    /// Set by `close`: the watchers and the follower stop (and when the client is dropped, the
+    /// sender goes, which stops them too).
+    shutdown: tokio::sync::watch::Sender<bool>,
     events: broadcast::Sender<SentinelEvent>,
     failovers: AtomicU64,
 }
@@ -276,6 +279,7 @@ impl SentinelClient {
                 promote: Notify::new(),
                 gate: tokio::sync::watch::channel(true).0,
                 left: Mutex::new(None),
+                shutdown: tokio::sync::watch::channel(false).0,
                 wake: Notify::new(),
                 events,
                 failovers: AtomicU64::new(0),
@@ -481,8 +485,10 @@ impl SentinelClient {
         &self.inner.config
     }
 
-    /// Closes the connections to the master and the replicas, and the subscribers.
+    /// Closes the connections to the master and the replicas, the subscribers, and the watches
+    /// on the sentinels.
     pub fn close(&self) {
+        self.inner.shutdown.send_replace(true);
         self.master_node().close();
         for (_, node) in self
             .inner
@@ -544,6 +550,7 @@ impl SentinelClient {
         }
         let weak = Arc::downgrade(&self.inner);
         let poll = self.inner.config.poll_interval;
+        let mut down = self.inner.shutdown.subscribe();
         tokio::spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
@@ -553,6 +560,7 @@ impl SentinelClient {
                         continue;
                     }
                     woken = tokio::time::timeout(poll, inner.wake.notified()) => woken,
+                    () = closed(&mut down) => return,
                 };
                 follow(&inner).await;
                 if inner.config.read_from_replicas {
@@ -960,24 +968,37 @@ fn on_sentinel_event(inner: &Inner, name: &str, channel: &[u8], payload: &[u8]) 
     }
 }
 
+/// Resolves once the client is closed (or gone).
+async fn closed(down: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *down.borrow_and_update() {
+            return;
+        }
+        if down.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Subscribes to `+switch-master` on one sentinel (with the sentinels' credentials and TLS) and
 /// wakes the follower on every switch of our master. The subscriber reconnects and subscribes
 /// again by itself; the first connection is retried every 500 ms. Ends when the client is gone.
 async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
-    let (config, name, poll) = {
+    let (config, name, poll, mut down) = {
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        let down = strong.shutdown.subscribe();
         let config = strong
             .config
             .sentinel_connection
             .with_addr(sentinel.clone())
             .protocol(Protocol::Resp2);
         let name = strong.config.master_name.clone();
-        (config, name, strong.config.poll_interval)
+        (config, name, strong.config.poll_interval, down)
     };
     let mut sub = loop {
-        if inner.strong_count() == 0 {
+        if inner.strong_count() == 0 || *down.borrow() {
             return;
         }
         match Subscriber::connect(config.clone()).await {
@@ -990,7 +1011,10 @@ async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
             },
             Err(e) => tracing::debug!(sentinel = %sentinel, error = %e, "cannot watch a sentinel"),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = closed(&mut down) => return,
+        }
     };
     loop {
         tokio::select! {
@@ -1004,6 +1028,7 @@ async fn watch_switches(inner: std::sync::Weak<Inner>, sentinel: ServerAddr) {
                     break;
                 }
             }
+            () = closed(&mut down) => break,
         }
     }
     sub.close();

@@ -253,6 +253,66 @@ impl Cluster {
         }))
     }
 
+    /// Moves `slot` from the master at index `from` to the master at index `to`, keys and all,
+    /// as `redis-cli --cluster reshard` does: `SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE ...
+    /// KEYS` in batches of `batch`, then `SETSLOT NODE` on every master. Clients see `ASK` while
+    /// it runs and `MOVED` after. Returns how many keys moved.
+    pub fn migrate_slot(&self, slot: u16, from: usize, to: usize, batch: usize) -> Result<usize> {
+        let id = |i: usize| self.nodes[i].admin()?.cmd_string(&["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from)?, id(to)?);
+        let slot_arg = slot.to_string();
+        self.nodes[to].cmd(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id])?;
+        self.nodes[from].cmd(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id])?;
+        let to_port = self.nodes[to].port().to_string();
+        let mut admin = self.nodes[from].admin()?;
+        let count = batch.max(1).to_string();
+        let mut moved = 0;
+        loop {
+            let keys = match admin.cmd(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, &count])? {
+                Value::Array(keys) => keys,
+                other => {
+                    return Err(HarnessError::Unexpected {
+                        addr: self.nodes[from].addr().to_string(),
+                        command: "CLUSTER GETKEYSINSLOT".into(),
+                        reply: format!("{other:?}"),
+                    })
+                }
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate: Vec<Vec<u8>> =
+                ["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"]
+                    .iter()
+                    .map(|s| s.as_bytes().to_vec())
+                    .collect();
+            migrate.extend(keys.iter().filter_map(|k| k.as_bytes().map(|b| b.to_vec())));
+            moved += keys.len();
+            admin.cmd(&migrate)?;
+        }
+        for node in self.nodes.iter().take(self.masters) {
+            node.cmd(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id])?;
+        }
+        Ok(moved)
+    }
+
+    /// The index of a replica of the master at index `master` (by `ROLE`).
+    pub fn replica_of(&self, master: usize) -> Result<usize> {
+        let port = i64::from(self.nodes[master].port());
+        self.nodes
+            .iter()
+            .position(|n| {
+                matches!(n.cmd(&["ROLE"]), Ok(Value::Array(role))
+                    if role.first().and_then(Value::as_bytes).map(|b| &b[..]) == Some(b"slave")
+                        && role.get(2) == Some(&Value::Integer(port)))
+            })
+            .ok_or_else(|| HarnessError::Unexpected {
+                addr: self.nodes[master].addr().to_string(),
+                command: "ROLE".into(),
+                reply: "no replica found".into(),
+            })
+    }
+
     /// `FLUSHALL` on every master that is running.
     pub fn flushall(&self) -> Result<()> {
         for node in &self.nodes {

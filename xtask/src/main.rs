@@ -1,11 +1,15 @@
 //! Project tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
 //!
 //! - `cargo xtask test [-- ARGS]`: installs redis-server, redis-sentinel and redis-tools when they
-//!   are missing, then runs the whole test suite (unit, integration, doc tests, benches in test mode).
+//!   are missing, then runs the whole test suite (unit, integration, doc tests, benches in test
+//!   mode) and the quick chaos suite (skipped when ARGS filter the tests).
 //! - `cargo xtask demo`: the main job: starts throwaway Redis deployments (a server, a cluster,
 //!   a sentinel set) and drives `rcli` through a tour of the client at work.
+//! - `cargo xtask chaos [--quick] [NAME]`: the fault scenarios, with a report in `target/chaos/`
+//!   (`--quick` for CI; a name filter runs the scenarios whose name contains it).
 //! - `cargo xtask deps`: only the installation step.
 
+mod chaos;
 mod demo;
 mod deps;
 
@@ -20,9 +24,12 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => deps::ensure().and_then(|()| test(rest)),
         "demo" => deps::ensure().and_then(|()| demo::run()),
+        "chaos" => deps::ensure().and_then(|()| chaos::run(rest)),
         "deps" => deps::ensure(),
         "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <test [-- CARGO-TEST-ARGS] | demo | deps>");
+            println!(
+                "usage: cargo xtask <test [-- CARGO-TEST-ARGS] | demo | chaos [--quick] [NAME] | deps>"
+            );
             Ok(())
         }
         other => Err(format!(
@@ -66,6 +73,12 @@ fn test(rest: &[String]) -> Result<(), String> {
     };
     // Benches compile and each runs once in test mode, so they never rot.
     cargo(&["test", "-p", "benches", "--benches"], &extra)?;
-    // Unit, integration and doc tests of every crate (last, so its summary closes the run).
-    cargo(&["test", "--workspace"], &extra)
+    // Unit, integration and doc tests of every crate.
+    cargo(&["test", "--workspace"], &extra)?;
+    // The fault scenarios in their quick mode (not when a test filter narrows the run).
+    if extra.iter().all(|a| a == "--") {
+        println!("+ cargo xtask chaos --quick");
+        chaos::run(&["--quick".to_string()])?;
+    }
+    Ok(())
 }
