@@ -928,6 +928,8 @@ impl Driver {
         let mut needs_flush = false;
         let mut last_activity = Instant::now();
         let mut closing = false;
+        // Requests gathered into the last batch: more than one means callers are concurrent.
+        let mut last_batch = 0usize;
         let health = shared.config.health_check_interval;
         // One timer for every deadline: armed at the earliest moment something may be due
         // (a caller's deadline, a hung connection, an idle health check), so that calls cost no
@@ -1010,6 +1012,7 @@ impl Driver {
             // Gather everything waiting into one write.
             if !closing && wbuf.len() < MAX_WRITE_BATCH {
                 let now = Instant::now();
+                let mut gathered = 0usize;
                 while wbuf.len() < MAX_WRITE_BATCH {
                     let req = match self.pending.pop_front() {
                         Some(req) => req,
@@ -1043,6 +1046,10 @@ impl Driver {
                         due,
                         got,
                     });
+                    gathered += 1;
+                }
+                if gathered > 0 {
+                    last_batch = gathered;
                 }
             }
             // Closing waits for the replies somebody still waits for, not for abandoned ones (a
@@ -1114,6 +1121,14 @@ impl Driver {
                     Some(req) => {
                         bump(&mut next_check, req.deadline);
                         self.pending.push_back(req);
+                        // Woken by one caller while others are about to send (tokio runs a
+                        // task woken from a worker right after its waker): with concurrent
+                        // callers, let them run first, so that their commands share this
+                        // write. A lone sequential caller pays no such pass.
+                        let concurrent = last_batch > 1 || !inflight.is_empty();
+                        if concurrent && self.rx.is_empty() {
+                            tokio::task::yield_now().await;
+                        }
                     }
                     None => closing = true,
                 },
