@@ -149,11 +149,17 @@ struct Plan {
     prefix: String,
     deadline: Option<Instant>,
     interval: Option<Duration>,
+    key_names: Vec<Bytes>,
 }
 
 impl Plan {
-    fn key(&self, n: u64) -> String {
-        format!("key:{n:012}")
+    /// Key `n` of the key space: made up front for key spaces up to a million keys (the bench
+    /// must cost the client as little as possible), formatted on the fly beyond.
+    fn key(&self, n: u64) -> Bytes {
+        match self.key_names.get(n as usize) {
+            Some(k) => k.clone(),
+            None => Bytes::from(format!("key:{n:012}")),
+        }
     }
 
     fn verified_key(&self, task: usize, seq: u64) -> String {
@@ -282,7 +288,8 @@ async fn task(
             None => Instant::now(),
         };
         let outcome: Result<Vec<Value>, Error> = if cmds.len() == 1 {
-            client.send(cmds[0].clone()).await.map(|v| vec![v])
+            let cmd = cmds.pop().unwrap_or_else(|| Cmd::new("PING"));
+            client.send(cmd).await.map(|v| vec![v])
         } else {
             client.send_pipeline(&cmds).await
         };
@@ -413,6 +420,9 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<(), Failure
         interval: args
             .rate
             .map(|r| Duration::from_secs_f64(args.clients as f64 / r)),
+        key_names: (0..args.keys.clamp(1, 1_000_000))
+            .map(|n| Bytes::from(format!("key:{n:012}")))
+            .collect(),
     });
     let before = client.stats();
     let progress = Arc::new(Progress::default());
