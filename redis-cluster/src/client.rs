@@ -102,6 +102,28 @@ impl ClusterConfig {
     }
 }
 
+impl ClusterError {
+    /// Whether the command may have run (see `redis_conn::Error::sent`); errors found before
+    /// sending (CrossSlot) say `Sent::No`.
+    pub fn sent(&self) -> Option<redis_conn::Sent> {
+        match self {
+            ClusterError::Node(e) => e.sent(),
+            ClusterError::CrossSlot { .. } => Some(redis_conn::Sent::No),
+            _ => None,
+        }
+    }
+
+    /// The same failure for a request of which other parts may have run (see
+    /// `redis_conn::Error::partly_sent`).
+    #[must_use]
+    pub fn partly_sent(self) -> ClusterError {
+        match self {
+            ClusterError::Node(e) => ClusterError::Node(e.partly_sent()),
+            other => other,
+        }
+    }
+}
+
 /// Counters of a cluster client, from [`ClusterClient::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -195,6 +217,14 @@ struct Inner {
     ask: AtomicU64,
     /// Set by `close`: no connection is opened any more.
     closed: AtomicBool,
+    /// Wakes the periodic refresh on `close` (or when the client is dropped), so that it ends.
+    shutdown: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.notify_one();
+    }
 }
 
 /// A Redis Cluster client: cheap to clone, shared by any number of tasks.
@@ -238,15 +268,20 @@ impl ClusterClient {
                 moved: AtomicU64::new(0),
                 ask: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                shutdown: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         client.refresh_from(seeds).await?;
         if let Some(interval) = interval {
             let weak = Arc::downgrade(&client.inner);
+            let shutdown = Arc::clone(&client.inner.shutdown);
             tokio::spawn(async move {
                 loop {
                     let jitter = interval.mul_f64(0.9 + rand::random::<f64>() * 0.2);
-                    tokio::time::sleep(jitter).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(jitter) => {}
+                        () = shutdown.notified() => return,
+                    }
                     let Some(inner) = weak.upgrade() else { return };
                     ClusterClient { inner }.trigger_refresh();
                 }
@@ -335,6 +370,7 @@ impl ClusterClient {
     /// Closes every node's connections. Calls made afterwards fail with a closed connection.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.shutdown.notify_one();
         for conns in [&self.inner.conns, &self.inner.replica_conns] {
             let mut conns = conns.lock();
             for (_, node) in conns.drain() {
@@ -495,7 +531,15 @@ impl ClusterClient {
                 Some(addr) => segment.push((i, addr)),
                 None => {
                     self.flush_segment(cmds, &mut segment, &mut replies).await?;
-                    replies.push(self.send_in_pipeline(cmds[i].clone()).await?);
+                    let value = self.send_in_pipeline(cmds[i].clone()).await;
+                    // What came before it ran: a failure now is a pipeline that partly ran.
+                    replies.push(value.map_err(|e| {
+                        if replies.is_empty() {
+                            e
+                        } else {
+                            e.partly_sent()
+                        }
+                    })?);
                 }
             }
         }
@@ -544,9 +588,25 @@ impl ClusterClient {
         }
         let mut slots: Vec<Option<Value>> = Vec::new();
         let mut redirected = Vec::new();
+        // Every node's part is awaited, and a failure of one part is reported for the whole:
+        // if anything else of the pipeline ran (an earlier part, another node's), it says the
+        // pipeline may have run, whatever the failed part's own delivery.
+        let mut ran = !replies.is_empty();
+        let mut failure: Option<ClusterError> = None;
         while let Some(joined) = tasks.join_next().await {
-            let (addr, indexes, values) =
-                joined.map_err(|e| ClusterError::NoTopology(e.to_string()))??;
+            let (addr, indexes, values) = match joined {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) => {
+                    ran |= e.sent() != Some(redis_conn::Sent::No);
+                    failure.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => {
+                    failure.get_or_insert(ClusterError::NoTopology(e.to_string()));
+                    continue;
+                }
+            };
+            ran = true;
             for (i, value) in indexes.into_iter().zip(values) {
                 let at = i - base;
                 if slots.len() <= at {
@@ -565,6 +625,9 @@ impl ClusterClient {
                 slots[at] = Some(value);
             }
         }
+        if let Some(e) = failure {
+            return Err(if ran { e.partly_sent() } else { e });
+        }
         // Redirected commands (not executed where they went), one by one and in order, through
         // the usual routing, which follows the redirect.
         redirected.sort_unstable();
@@ -573,7 +636,8 @@ impl ClusterClient {
             let value = match self.route(cmds[i].clone(), slot).await {
                 Ok(v) => v,
                 Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
-                Err(e) => return Err(e),
+                // The rest of the segment ran.
+                Err(e) => return Err(e.partly_sent()),
             };
             let at = i - base;
             if slots.len() <= at {
@@ -600,8 +664,22 @@ impl ClusterClient {
         let mut sum = 0i64;
         let mut all = Vec::new();
         let mut first = None;
+        let mut ran = false;
+        let mut failure: Option<ClusterError> = None;
         while let Some(joined) = tasks.join_next().await {
-            let value = joined.map_err(|e| ClusterError::NoTopology(e.to_string()))??;
+            let value = match joined {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    ran |= e.sent() != Some(redis_conn::Sent::No);
+                    failure.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => {
+                    failure.get_or_insert(ClusterError::NoTopology(e.to_string()));
+                    continue;
+                }
+            };
+            ran = true;
             match (fanout, value) {
                 (Fanout::Sum, Value::Integer(n)) => sum += n,
                 (Fanout::Concat, Value::Array(items)) => all.extend(items),
@@ -609,6 +687,10 @@ impl ClusterClient {
                     first.get_or_insert(v);
                 }
             }
+        }
+        if let Some(e) = failure {
+            // Some masters ran it: the command as a whole may have run.
+            return Err(if ran { e.partly_sent() } else { e });
         }
         Ok(match fanout {
             Fanout::Sum => Value::Integer(sum),

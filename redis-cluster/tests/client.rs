@@ -677,3 +677,49 @@ async fn a_storm_of_moved_replies_causes_one_refresh_not_hundreds() {
         "{refreshes} refreshes for one storm of MOVED"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_partly_ran_never_says_it_was_not_sent() {
+    let mut cluster = Cluster::builder()
+        .args(["--cluster-require-full-coverage", "no"])
+        .start()
+        .unwrap();
+    let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
+    let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]))
+        .response_timeout(Duration::from_millis(300));
+    let client = ClusterClient::connect(ClusterConfig::new(seeds, template).refresh_interval(None))
+        .await
+        .unwrap();
+    // Two keys on different masters; the second's master dies.
+    let map = client.slot_map();
+    let pick = |master: &NodeAddr| {
+        (0..)
+            .map(|i| format!("partly{i}"))
+            .find(|k| map.master(slot(k.as_bytes())) == Some(master))
+            .unwrap()
+    };
+    let alive = NodeAddr::from(cluster.nodes()[0].addr());
+    let doomed = NodeAddr::from(cluster.nodes()[1].addr());
+    let (counter, other) = (pick(&alive), pick(&doomed));
+    client.send(Cmd::new("GET").arg(&other)).await.unwrap();
+    cluster.nodes_mut()[1].kill9();
+    let err = client
+        .send_pipeline(&[Cmd::new("INCR").arg(&counter), Cmd::new("GET").arg(&other)])
+        .await
+        .unwrap_err();
+    // The dead node's part was never written, but the INCR ran on the other: the pipeline as a
+    // whole may have run.
+    assert_eq!(err.sent(), Some(redis_conn::Sent::Maybe), "{err:?}");
+    assert_eq!(
+        client.send(Cmd::new("GET").arg(&counter)).await.unwrap(),
+        bulk("1")
+    );
+    // A split MSET that reached only some slots says the same.
+    let mut mset = Cmd::new("MSET");
+    for (k, v) in [(&counter, "x"), (&other, "y")] {
+        mset.push_arg(k);
+        mset.push_arg(v);
+    }
+    let err = client.send(mset).await.unwrap_err();
+    assert_eq!(err.sent(), Some(redis_conn::Sent::Maybe), "{err:?}");
+}

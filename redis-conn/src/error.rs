@@ -227,6 +227,30 @@ impl Error {
         }
     }
 
+    /// The same failure for a request of which other parts may have run (a pipeline whose other
+    /// commands went to other servers): whatever this error says of its own part, the request
+    /// as a whole may have been executed, so a `Sent::No` becomes `Sent::Maybe`.
+    #[must_use]
+    pub fn partly_sent(self) -> Error {
+        match self {
+            Error::Timeout { timeout, .. } => Error::Timeout {
+                timeout,
+                sent: Sent::Maybe,
+            },
+            Error::ConnectionLost { addr, reason, .. } => Error::ConnectionLost {
+                addr,
+                reason,
+                sent: Sent::Maybe,
+            },
+            other if other.sent() == Some(Sent::No) => Error::ConnectionLost {
+                addr: String::new(),
+                reason: format!("{other}, but other parts went elsewhere and may have run"),
+                sent: Sent::Maybe,
+            },
+            other => other,
+        }
+    }
+
     /// `true` for [`Error::Timeout`], [`Error::ConnectTimeout`] and [`Error::PoolTimeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(

@@ -137,6 +137,7 @@ async fn a_killed_master_costs_errors_only_until_the_switch() {
     let mut set = SentinelSet::start().unwrap();
     let old = set.master_addr().unwrap();
     let client = SentinelClient::connect(config(addrs(&set))).await.unwrap();
+    let mut events = client.events();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let errors: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -184,7 +185,15 @@ async fn a_killed_master_costs_errors_only_until_the_switch() {
         .send(Cmd::new("SET").arg("after").arg("v"))
         .await
         .unwrap();
-    assert_eq!(client.failovers(), 1);
+    // Usually one switch. Under heavy load the sentinels can run a second failover right after
+    // the first (a second leader when the first is slow, failover-timeout being 2 s here): the
+    // client follows both; say which.
+    let mut switches = Vec::new();
+    while let Ok(SentinelEvent::Failover { old, new }) = events.try_recv() {
+        switches.push(format!("{old} -> {new}"));
+    }
+    assert!(client.failovers() >= 1, "{switches:?}");
+    eprintln!("switches: {switches:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

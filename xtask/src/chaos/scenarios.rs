@@ -51,6 +51,11 @@ struct Run {
     fds_before: usize,
 }
 
+/// Tasks alive on the runtime.
+fn tasks(rt: &tokio::runtime::Runtime) -> usize {
+    rt.metrics().num_alive_tasks()
+}
+
 impl Run {
     fn new(config: Config) -> Result<Run, String> {
         let rt = runtime()?;
@@ -96,12 +101,14 @@ impl Run {
         drop(self.client);
         // Connections close in the background: give them a moment, then count.
         let mut fds_after = open_fds();
-        for _ in 0..20 {
-            if fds_after <= self.fds_before + 2 {
+        let mut tasks_after = tasks(&self.rt);
+        for _ in 0..40 {
+            if fds_after <= self.fds_before + 2 && tasks_after == 0 {
                 break;
             }
             sleep(Duration::from_millis(50));
             fds_after = open_fds();
+            tasks_after = tasks(&self.rt);
         }
         drop(self.rt);
         let recovery = outcomes.recovery_ms(&healed);
@@ -134,6 +141,10 @@ impl Run {
             r.counters_high == 0,
         );
         r.check("file descriptors back to baseline", r.fd_delta <= 2);
+        r.check(
+            &format!("tasks back to baseline ({tasks_after} left)"),
+            tasks_after == 0,
+        );
         r.check("the load was held", r.ops > 0 && outcomes.ok > 0);
         r
     }

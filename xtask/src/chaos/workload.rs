@@ -2,7 +2,8 @@
 //! recorded, and the checks made at the end (RELIABILITY.md C2).
 //!
 //! Each task cycles through `SET` of a unique key, `ECHO` of a unique token, `INCR` of its own
-//! counter and `GET` of a key it wrote. Afterwards: `ECHO` replies that were not their token are
+//! counter, `GET` of a key it wrote, and a pipeline of the three kinds of writes and checks in one
+//! write (so that faults also land mid-pipeline). Afterwards: `ECHO` replies that were not their token are
 //! misrouted; acknowledged `SET`s missing are lost; each counter must lie within `acked ..=
 //! acked + unknown` (below: a lost increment; above: one ran twice); a call that took longer
 //! than its deadline plus slack exceeded it.
@@ -188,7 +189,59 @@ async fn task(
         due += interval;
         i += 1;
         let started = Instant::now();
-        let step = i % 4;
+        let step = i % 5;
+        if step == 4 {
+            // A pipeline: a unique SET, an INCR and an ECHO in one write, replies in order.
+            let key = format!("{prefix}:p{i}");
+            let value = format!("pv{i}");
+            let token = format!("{prefix}:pecho{i}");
+            let cmds = [
+                Cmd::new("SET").arg(&key).arg(&value),
+                Cmd::new("INCR").arg(&counter),
+                Cmd::new("ECHO").arg(&token),
+            ];
+            let result = client.send_pipeline(&cmds).await;
+            let took = started.elapsed();
+            out.ops += 1;
+            if took > deadline + SLACK {
+                out.deadline_exceeded += 1;
+            }
+            match result {
+                Ok(values) if values.len() == 3 => {
+                    out.ok += 1;
+                    out.ok_at.push(Instant::now());
+                    out.latency_us.push(took.as_micros() as u64);
+                    match &values[0] {
+                        Value::Error(e) => {
+                            *out.errors_by_kind
+                                .entry(format!(
+                                    "server:{}",
+                                    redis_client::ServerError::new(e.clone()).code()
+                                ))
+                                .or_default() += 1
+                        }
+                        _ => out.acked.push((key, value)),
+                    }
+                    if matches!(values[1], Value::Integer(_)) {
+                        incr_acked += 1;
+                    }
+                    if values[2].as_bytes().map(|b| &b[..]) != Some(token.as_bytes()) {
+                        out.misrouted += 1;
+                    }
+                }
+                Ok(_) => out.misrouted += 1,
+                Err(e) => {
+                    *out.errors_by_kind
+                        .entry(format!("pipeline:{}", kind(&e)))
+                        .or_default() += 1;
+                    if e.sent() == Some(Sent::Maybe) {
+                        out.unknown += 2;
+                        incr_unknown += 1;
+                    }
+                }
+            }
+            continue;
+        }
         let (cmd, token) = match step {
             0 => {
                 let key = format!("{prefix}:k{i}");
