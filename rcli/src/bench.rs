@@ -173,31 +173,12 @@ impl Plan {
     }
 }
 
+/// The key of `errors_by_kind`: the error's kind, with the code of an error reply.
 fn kind(e: &Error) -> String {
-    use redis_client::layers::conn::Error as C;
-    match e {
-        Error::Server(s) => format!("server:{}", s.code()),
-        Error::Connection(C::Timeout { .. }) => "timeout".into(),
-        Error::Connection(C::ConnectionLost { .. }) => "connection_lost".into(),
-        Error::Connection(C::QueueFull { .. }) => "queue_full".into(),
-        Error::Connection(C::PoolTimeout { .. }) => "pool_timeout".into(),
-        Error::Connection(C::Closed { .. }) => "closed".into(),
-        Error::Connection(C::Connect { .. } | C::ConnectTimeout { .. }) => "connect".into(),
-        Error::Connection(other) => format!("connection:{}", variant(&format!("{other:?}"))),
-        Error::Cluster(c) => format!("cluster:{}", variant(&format!("{c:?}"))),
-        Error::Sentinel(_) => "sentinel".into(),
-        Error::Type(_) => "type".into(),
-        other => variant(&format!("{other:?}")),
+    match e.code() {
+        Some(code) => format!("server:{code}"),
+        None => e.kind().to_string(),
     }
-}
-
-/// The variant name of a Debug rendering (`Timeout { .. }` -> `timeout`).
-fn variant(debug: &str) -> String {
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("other")
-        .to_ascii_lowercase()
 }
 
 async fn task(

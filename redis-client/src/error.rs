@@ -66,6 +66,21 @@ impl Error {
         }
     }
 
+    /// A short, stable name of what failed, for counters and logs: `"server"` for an error
+    /// reply (its [`code`](Error::code) says which), `"type"`, `"config"`, and otherwise the
+    /// layer's own ([`redis_conn::Error::kind`]: `"timeout"`, `"connection_lost"`...;
+    /// `"cross_slot"`, `"no_topology"`...; `"no_master"`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Server(_) => "server",
+            Error::Connection(e) => e.kind(),
+            Error::Cluster(e) => e.kind(),
+            Error::Sentinel(e) => e.kind(),
+            Error::Type(_) => "type",
+            Error::Config(_) => "config",
+        }
+    }
+
     /// The server's error reply, if this is one.
     pub fn server_error(&self) -> Option<&ServerError> {
         match self {

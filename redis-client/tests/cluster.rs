@@ -51,6 +51,7 @@ async fn the_same_code_spans_every_slot() {
         "{err:?}"
     );
     assert_eq!(err.sent(), Some(redis_client::Sent::No));
+    assert_eq!(err.kind(), "cross_slot");
     assert!(c.msetnx(&[("{t}a", "1"), ("{t}b", "2")]).await.unwrap());
 
     // A pipeline over every slot keeps the caller's order, error replies in place.

@@ -91,9 +91,11 @@ async fn strings_and_keys(c: &Client) {
     assert_eq!(err.code(), Some("ERR"));
     let err = c.lpush("app", "x").await.unwrap_err();
     assert_eq!(err.code(), Some("WRONGTYPE"));
+    assert_eq!(err.kind(), "server");
     // A reply of the wrong shape is a conversion error naming both types.
     let err = c.get::<i64>("app").await.unwrap_err();
     assert!(matches!(err, Error::Type(_)), "{err:?}");
+    assert_eq!(err.kind(), "type");
     assert!(err.to_string().contains("i64"), "{err}");
 
     // Keys and expiry.
@@ -790,4 +792,5 @@ async fn commands_on_a_closed_client_and_raw_commands_are_typed() {
     let err = c.get::<Option<String>>("a").await.unwrap_err();
     assert!(err.is_connection_error(), "{err:?}");
     assert!(matches!(err, Error::Connection(_)));
+    assert_eq!(err.kind(), "closed");
 }

@@ -113,6 +113,18 @@ impl ClusterError {
         }
     }
 
+    /// A short, stable name of the variant; a node's error gives its own
+    /// (`redis_conn::Error::kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClusterError::Node(e) => e.kind(),
+            ClusterError::NoTopology(_) => "no_topology",
+            ClusterError::Unassigned { .. } => "unassigned",
+            ClusterError::CrossSlot { .. } => "cross_slot",
+            ClusterError::TooManyRedirects { .. } => "too_many_redirects",
+        }
+    }
+
     /// The same failure for a request of which other parts may have run (see
     /// `redis_conn::Error::partly_sent`).
     #[must_use]

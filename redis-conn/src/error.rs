@@ -251,6 +251,27 @@ impl Error {
         }
     }
 
+    /// A short, stable name of the variant (`"timeout"`, `"connection_lost"`, `"server"`...),
+    /// for counters and logs that group errors by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Connect { .. } => "connect",
+            Error::ConnectTimeout { .. } => "connect_timeout",
+            Error::Tls { .. } => "tls",
+            Error::Auth { .. } => "auth",
+            Error::Handshake { .. } => "handshake",
+            Error::Server(_) => "server",
+            Error::ConnectionLost { .. } => "connection_lost",
+            Error::Timeout { .. } => "timeout",
+            Error::QueueFull { .. } => "queue_full",
+            Error::Protocol { .. } => "protocol",
+            Error::PoolTimeout { .. } => "pool_timeout",
+            Error::Closed { .. } => "closed",
+            Error::Config(_) => "config",
+            Error::Unsupported(_) => "unsupported",
+        }
+    }
+
     /// `true` for [`Error::Timeout`], [`Error::ConnectTimeout`] and [`Error::PoolTimeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(

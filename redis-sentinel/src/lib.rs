@@ -187,6 +187,17 @@ pub enum SentinelError {
     Node(#[from] Error),
 }
 
+impl SentinelError {
+    /// A short, stable name of the variant; the master's error gives its own
+    /// (`redis_conn::Error::kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SentinelError::NoMaster { .. } => "no_master",
+            SentinelError::Node(e) => e.kind(),
+        }
+    }
+}
+
 /// Something the client did about the topology.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

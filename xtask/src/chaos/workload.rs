@@ -82,29 +82,18 @@ pub(crate) fn percentile(values: &[f64], q: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-/// The kind of an error, for the report.
+/// The kind of an error, for the report: its kind (with an error reply's code) and whether
+/// the command may have run.
 pub(crate) fn kind(e: &Error) -> String {
-    use redis_client::layers::conn::Error as C;
     let sent = match e.sent() {
         Some(Sent::No) => "/unsent",
         Some(Sent::Maybe) => "/maybe",
         None => "",
     };
-    let base = match e {
-        Error::Server(s) => format!("server:{}", s.code()),
-        Error::Connection(C::Timeout { .. }) => "timeout".into(),
-        Error::Connection(C::ConnectionLost { .. }) => "connection_lost".into(),
-        Error::Connection(C::QueueFull { .. }) => "queue_full".into(),
-        Error::Connection(C::PoolTimeout { .. }) => "pool_timeout".into(),
-        Error::Connection(C::Closed { .. }) => "closed".into(),
-        Error::Connection(C::Connect { .. } | C::ConnectTimeout { .. }) => "connect".into(),
-        Error::Connection(_) => "connection".into(),
-        Error::Cluster(_) => "cluster".into(),
-        Error::Sentinel(_) => "sentinel".into(),
-        Error::Type(_) => "type".into(),
-        _ => "other".into(),
-    };
-    format!("{base}{sent}")
+    match e.code() {
+        Some(code) => format!("server:{code}{sent}"),
+        None => format!("{}{sent}", e.kind()),
+    }
 }
 
 /// A load running in the background.
