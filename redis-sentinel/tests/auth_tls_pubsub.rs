@@ -22,6 +22,15 @@ fn config(sentinels: Vec<ServerAddr>, data: ConnectionConfig) -> SentinelConfig 
     SentinelConfig::new(sentinels, MASTER_NAME, data)
 }
 
+/// A client of the set's master, with no password or TLS (the data address is a placeholder:
+/// the sentinels name the master).
+async fn connect(set: &SentinelSet) -> SentinelClient {
+    let data = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 1));
+    SentinelClient::connect(config(addrs(set), data))
+        .await
+        .unwrap()
+}
+
 /// Waits for the client's next failover event.
 async fn followed(events: &mut tokio::sync::broadcast::Receiver<SentinelEvent>) -> String {
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -145,12 +154,7 @@ async fn sentinels_over_tls_are_verified_and_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_moves_to_the_new_master_and_pipelines_follow_too() {
     let set = SentinelSet::start().unwrap();
-    let client = SentinelClient::connect(config(
-        addrs(&set),
-        ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 1)),
-    ))
-    .await
-    .unwrap();
+    let client = connect(&set).await;
     let mut events = client.events();
     let mut sub = client.subscriber().await.unwrap();
     sub.subscribe(["jobs"]).await.unwrap();
@@ -223,12 +227,7 @@ async fn a_subscriber_moves_to_the_new_master_and_pipelines_follow_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_master_restarted_after_the_switch_never_gets_a_write() {
     let mut set = SentinelSet::start().unwrap();
-    let client = SentinelClient::connect(config(
-        addrs(&set),
-        ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 1)),
-    ))
-    .await
-    .unwrap();
+    let client = connect(&set).await;
     let mut events = client.events();
     let writers = Writers::start(&client, 1, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -274,12 +273,7 @@ async fn a_stale_master_restarted_after_the_switch_never_gets_a_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_is_followed_from_the_promotion_and_loses_no_acknowledged_write() {
     let set = SentinelSet::start().unwrap();
-    let client = SentinelClient::connect(config(
-        addrs(&set),
-        ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 1)),
-    ))
-    .await
-    .unwrap();
+    let client = connect(&set).await;
     let mut events = client.events();
     let writers = Writers::start(&client, 4, Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(300)).await;
