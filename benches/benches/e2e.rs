@@ -17,7 +17,9 @@
 //! Each run is a task of a 2-worker runtime, as application code is. `E2E_RUNTIME=current-thread`
 //! measures on a single-threaded runtime, `E2E_ON_MAIN=1` runs on the thread that blocks on the
 //! runtime (the 50 tasks of B2 are then spawned from outside it), `E2E_ONLY=B2` runs one
-//! workload, `E2E_OURS_ONLY=1` only this client (for profiling). Under `cargo test --benches` it
+//! workload, `E2E_OURS_ONLY=1` only this client and `E2E_OPS=N` sets the requests per run, `E2E_ROUNDS=N` the rounds, `E2E_SPIN_US=N` this client's `spin_wait` (for
+//! profiling: instruction counts per request are the difference of two runs' counts under
+//! `valgrind --tool=callgrind`, divided by the difference of their `E2E_OPS`). Under `cargo test --benches` it
 //! runs a tiny smoke version, so that it keeps working.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -130,13 +132,16 @@ fn mget_keys() -> Vec<String> {
 }
 
 async fn ours(addr: std::net::SocketAddr, w: Workload, ops: usize) -> f64 {
-    let client = Client::connect(
-        Config::standalone(&addr.to_string())
-            .expect("address")
-            .response_timeout(Duration::from_secs(30)),
-    )
-    .await
-    .expect("connect");
+    let mut config = Config::standalone(&addr.to_string())
+        .expect("address")
+        .response_timeout(Duration::from_secs(30));
+    if let Some(us) = std::env::var("E2E_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config = config.spin_wait(Duration::from_micros(us));
+    }
+    let client = Client::connect(config).await.expect("connect");
     let keys = mget_keys();
     let started = Instant::now();
     match w {
@@ -175,8 +180,17 @@ async fn ours(addr: std::net::SocketAddr, w: Workload, ops: usize) -> f64 {
             }
         }
     }
-    (ops * w.weight()) as f64 / started.elapsed().as_secs_f64()
+    let rate = (ops * w.weight()) as f64 / started.elapsed().as_secs_f64();
+    let stats = client.stats();
+    BATCHING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(stats.commands as f64 / stats.writes.max(1) as f64);
+    rate
 }
+
+/// This client's requests per socket write in each run (how well callers were batched).
+static BATCHING: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
 
 #[cfg(feature = "peers")]
 async fn redis_rs(addr: std::net::SocketAddr, w: Workload, ops: usize) -> f64 {
@@ -367,7 +381,13 @@ impl Figures {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let sizes = if full { FULL } else { SMOKE };
+    let mut sizes = if full { FULL } else { SMOKE };
+    if let Some(rounds) = std::env::var("E2E_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sizes.rounds = rounds;
+    }
     let server = RedisServer::start().expect("redis-server");
     let addr = server.addr();
     server
@@ -391,7 +411,7 @@ fn main() {
     .expect("runtime");
     let has_redis_benchmark = redis_benchmark(server.port(), Workload::B1, 10).is_some();
     println!(
-        "{:<27} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<27} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "workload",
         "ours",
         "redis-rs",
@@ -404,7 +424,8 @@ fn main() {
         "rs",
         "fred",
         "allocs",
-        "rs"
+        "rs",
+        "call/wr"
     );
     let only = std::env::var("E2E_ONLY").ok();
     let ours_only = std::env::var_os("E2E_OURS_ONLY").is_some();
@@ -412,7 +433,10 @@ fn main() {
         if only.as_deref().is_some_and(|o| !w.name().starts_with(o)) {
             continue;
         }
-        let ops = w.ops(sizes);
+        let ops = std::env::var("E2E_OPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| w.ops(sizes));
         let mut a = Figures::default();
         #[allow(unused_mut)]
         let (mut b, mut f) = (Figures::default(), Figures::default());
@@ -437,8 +461,11 @@ fn main() {
         let (b, cpu_b, alloc_b) = b.medians();
         let (f, cpu_f, _) = f.medians();
         let c = median(c);
+        let batching = median(std::mem::take(
+            &mut *BATCHING.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
         println!(
-            "{:<27} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7.2} {:>7.1} {:>7.1}",
+            "{:<27} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7.2} {:>7.1} {:>7.1} {:>7.1}",
             w.name(),
             a,
             b,
@@ -451,13 +478,15 @@ fn main() {
             cpu_b,
             cpu_f,
             alloc_a,
-            alloc_b
+            alloc_b,
+            batching
         );
     }
     println!(
         "(ops/s (B4: keys/s), median of {} rounds, contenders alternated; this process and \
          redis-server share the machine's cores; us/req: client CPU time per request, user + \
-         system; allocs: allocations per request, this client and redis-rs)",
+         system; allocs: allocations per request, this client and redis-rs; req/wr: this client's \
+         calls per socket write, a pipeline counting once)",
         sizes.rounds
     );
 }

@@ -329,6 +329,8 @@ fn delta(after: &ClientStats, before: &ClientStats) -> ClientStats {
     d.ask -= before.ask.min(d.ask);
     d.topology_refreshes -= before.topology_refreshes.min(d.topology_refreshes);
     d.failovers -= before.failovers.min(d.failovers);
+    d.writes -= before.writes.min(d.writes);
+    d.reads -= before.reads.min(d.reads);
     d
 }
 

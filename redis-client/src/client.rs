@@ -71,6 +71,11 @@ pub struct ClientStats {
     pub topology_refreshes: u64,
     /// Failovers followed (sentinel).
     pub failovers: u64,
+    /// Write calls made on the sockets: `commands / writes` is how well concurrent callers'
+    /// commands were batched together.
+    pub writes: u64,
+    /// Read calls that returned data.
+    pub reads: u64,
 }
 
 impl Client {
@@ -266,6 +271,8 @@ impl Client {
             ask,
             topology_refreshes: refreshes,
             failovers,
+            writes: conn.writes,
+            reads: conn.reads,
         }
     }
 
