@@ -84,7 +84,8 @@
 //! ```
 //! Every key: `url`, `mode`, `nodes`, `sentinels`, `master_name`, `username`, `password`,
 //! `password_env`, `database`, `client_name`, `protocol`, `connect_timeout_ms`, `timeout_ms`,
-//! `health_check_interval_ms` (0: off), `connections`, `queue_capacity`, `fail_fast`,
+//! `health_check_interval_ms` (0: off), `spin_wait_us` (0: off), `connections`,
+//! `queue_capacity`, `fail_fast`,
 //! `delivery` (`at_most_once` | `at_least_once`), `read_from_replicas`, `replica_selector`,
 //! `topology_refresh_ms` (0: off), `min_topology_refresh_ms`, `max_redirects`,
 //! `sentinel_username`, `sentinel_password`, `sentinel_password_env`, `sentinel_tls`,

@@ -35,6 +35,7 @@ const PROFILE_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "timeout_ms",
     "health_check_interval_ms",
+    "spin_wait_us",
     "connections",
     "queue_capacity",
     "fail_fast",
@@ -547,6 +548,9 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
     if let Some(d) = k.millis_or_off("health_check_interval_ms")? {
         config = config.health_check_interval(d);
     }
+    if let Some(us) = k.uint("spin_wait_us")? {
+        config = config.spin_wait(Duration::from_micros(us));
+    }
     if let Some(n) = k.usize("connections")? {
         config = config.connections(n);
     }
@@ -707,6 +711,7 @@ mod tests {
         connect_timeout_ms = 300
         timeout_ms = 800
         health_check_interval_ms = 0
+        spin_wait_us = 0
         connections = 2
         queue_capacity = 5000
         fail_fast = true
@@ -770,6 +775,8 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_millis(300));
         assert_eq!(c.response_timeout, Duration::from_millis(800));
         assert_eq!(c.health_check_interval, None);
+        assert_eq!(c.spin_wait, Duration::ZERO);
+        assert_eq!(local.spin_wait, Duration::from_micros(50));
         assert_eq!(c.connections, 2);
         assert_eq!(c.queue_capacity, 5000);
         assert!(c.fail_fast);

@@ -28,17 +28,22 @@ pub struct Cmd {
     body: BytesMut,
     argc: usize,
     effect: Option<Effect>,
+    /// The table's entry for the name, looked up once when the command is made (every send
+    /// needs it, a cluster twice).
+    info: CommandInfo,
 }
 
 impl Cmd {
     /// A command with its name.
     pub fn new(name: impl AsRef<[u8]>) -> Cmd {
+        let name = name.as_ref();
         let mut cmd = Cmd {
             // Room for a name, a key and a value of a couple hundred bytes, so that most
             // commands allocate once (a SET of a 100-byte value needs 131 bytes).
             body: BytesMut::with_capacity(256),
             argc: 0,
             effect: None,
+            info: table::lookup(name),
         };
         cmd.push_arg(name);
         cmd
@@ -122,7 +127,7 @@ impl Cmd {
 
     /// What the command table says of this command.
     pub fn info(&self) -> CommandInfo {
-        table::lookup(self.name())
+        self.info
     }
 
     /// The effect used for retry decisions: the caller's override, else the table's.
@@ -132,15 +137,13 @@ impl Cmd {
 
     /// How long this command may block.
     pub fn blocking(&self) -> Blocking {
-        self.info().blocking(|i| self.arg_at(i), self.len())
+        self.info.blocking(|i| self.arg_at(i), self.len())
     }
 
-    /// Effect and blocking time from one table look-up (what the connection needs per call).
+    /// The table's entry, the effect and the blocking time (what the connection needs per call).
     pub(crate) fn traits(&self) -> (CommandInfo, Effect, Blocking) {
-        let info = self.info();
-        let effect = self.effect.unwrap_or(info.effect);
-        let blocking = info.blocking(|i| self.arg_at(i), self.len());
-        (info, effect, blocking)
+        let effect = self.effect.unwrap_or(self.info.effect);
+        (self.info, effect, self.blocking())
     }
 
     /// Appends the command's RESP encoding to `dst`.
@@ -236,13 +239,15 @@ impl<'a> Iterator for Args<'a> {
         if self.left == 0 {
             return None;
         }
-        // The buffer holds only what `write_bulk` wrote: `$<len>\r\n<bytes>\r\n`.
-        let cr = self.rest.iter().position(|&b| b == b'\r')?;
-        let len: usize = std::str::from_utf8(self.rest.get(1..cr)?)
-            .ok()?
-            .parse()
-            .ok()?;
-        let start = cr + 2;
+        // The buffer holds only what `write_bulk` wrote: `$<len>\r\n<bytes>\r\n`, the length
+        // in decimal digits.
+        let mut len = 0usize;
+        let mut at = 1;
+        while let Some(&d) = self.rest.get(at).filter(|d| d.is_ascii_digit()) {
+            len = len * 10 + usize::from(d - b'0');
+            at += 1;
+        }
+        let start = at + 2;
         let arg = self.rest.get(start..start + len)?;
         self.rest = self.rest.get(start + len + 2..)?;
         self.left -= 1;

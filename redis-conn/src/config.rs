@@ -66,6 +66,7 @@ pub struct ConnectionConfig {
     pub(crate) readonly: bool,
     pub(crate) reconnect: bool,
     pub(crate) exclusive: bool,
+    pub(crate) spin_wait: Duration,
     pub(crate) callbacks: Callbacks,
 }
 
@@ -73,7 +74,7 @@ impl ConnectionConfig {
     /// Defaults for `addr`: no TLS, no credentials, database 0, RESP3 with fallback, connect
     /// timeout 500 ms, response timeout 1 s, backoff 10 ms x2 up to 1 s with full jitter and no
     /// attempt limit, 3 attempts per command, at-most-once delivery, a queue of 10,000 requests,
-    /// an idle health check every second.
+    /// an idle health check every second, replies polled for up to 50 us before sleeping.
     pub fn new(addr: impl Into<ServerAddr>) -> Self {
         ConnectionConfig {
             addr: addr.into(),
@@ -95,6 +96,7 @@ impl ConnectionConfig {
             readonly: false,
             reconnect: true,
             exclusive: false,
+            spin_wait: Duration::from_micros(50),
             callbacks: Callbacks::default(),
         }
     }
@@ -261,6 +263,18 @@ impl ConnectionConfig {
     #[must_use]
     pub fn exclusive(mut self, exclusive: bool) -> Self {
         self.exclusive = exclusive;
+        self
+    }
+
+    /// How long the connection may poll for replies it waits for before its task sleeps (default
+    /// 50 us; zero turns it off). Waking a sleeping thread costs tens of microseconds (more on
+    /// virtual machines), longer than a server on the same host takes to answer a pipeline: with
+    /// a near server, polling raises throughput by a quarter or more. It is adaptive: it polls only
+    /// while the recent waits for replies averaged less than this, so a server further away, or
+    /// an idle connection, costs no CPU; and the runtime's other tasks run between polls.
+    #[must_use]
+    pub fn spin_wait(mut self, budget: Duration) -> Self {
+        self.spin_wait = budget;
         self
     }
 

@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use resp_codec::{Decoder, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 
 use crate::events::{Event, EventSink};
+use crate::handoff::{self, QueueRx, QueueTx, SlotTx};
 use crate::handshake::{handshake, Spoken};
 use crate::table::{Blocking, Effect};
 use crate::transport::{self, Stream};
@@ -38,7 +39,7 @@ struct Answer {
     payload: Option<Payload>,
 }
 
-type ReplyTx = oneshot::Sender<Answer>;
+type ReplyTx = SlotTx<Answer>;
 
 /// What a request writes.
 #[derive(Debug)]
@@ -208,7 +209,7 @@ struct Shared {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Connection {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: QueueTx<Request>,
     shared: Arc<Shared>,
 }
 
@@ -286,7 +287,7 @@ impl Connection {
             watching: AtomicBool::new(false),
         });
         shared.events.emit(Event::Connected { addr });
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = handoff::queue();
         let (ready_tx, ready_rx) = oneshot::channel();
         let driver = Driver {
             shared: Arc::clone(&shared),
@@ -529,15 +530,15 @@ impl Connection {
             };
             let (result, back) = self.submit(this, replies, patience, deadline).await;
             payload = back;
-            let more = payload.is_some()
-                && attempt < max_attempts
-                && deadline.is_none_or(|d| Instant::now() < d);
+            // Asked only on the paths that may retry: a plain success reads no clock.
+            let more = || {
+                payload.is_some()
+                    && attempt < max_attempts
+                    && deadline.is_none_or(|d| Instant::now() < d)
+            };
             match &result {
-                Err(Error::ConnectionLost {
-                    sent: Sent::Maybe, ..
-                }) if more && resend_ok => {}
                 Ok(Reply::One(Value::Error(e)))
-                    if more && ServerError::new(e.clone()).is_transient() =>
+                    if ServerError::new(e.clone()).is_transient() && more() =>
                 {
                     let delay = backoff.next_delay(&mut rand::rng()).unwrap_or_default();
                     let delay = match deadline {
@@ -546,11 +547,14 @@ impl Connection {
                     };
                     tokio::time::sleep(delay).await;
                 }
+                Ok(_) => return result,
+                Err(Error::ConnectionLost {
+                    sent: Sent::Maybe, ..
+                }) if resend_ok && more() => {}
                 Err(_) => {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                     return result;
                 }
-                Ok(_) => return result,
             }
             shared.retries.fetch_add(1, Ordering::Relaxed);
             attempt += 1;
@@ -587,7 +591,7 @@ impl Connection {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             return (Err(Error::QueueFull { capacity }), None);
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = handoff::slot();
         let request = Request {
             payload,
             replies,
@@ -667,7 +671,7 @@ fn bump(slot: &mut Option<Instant>, t: Option<Instant>) {
 /// The task that owns the socket.
 struct Driver {
     shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<Request>,
+    rx: QueueRx<Request>,
     /// Accepted, not yet written: backlog during a reconnect, and requests put back.
     pending: VecDeque<Request>,
     decoder: Decoder,
@@ -837,17 +841,24 @@ impl Driver {
             let wake = wake.unwrap_or(until);
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
-                req = self.rx.recv() => match req {
-                    None => return false,
-                    Some(req) if self.shared.config.fail_fast => {
-                        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                        req.fail(Error::ConnectionLost {
-                            addr: self.shared.addr.clone(),
-                            reason: "disconnected, and fail-fast is set".into(),
-                            sent: Sent::No,
-                        });
+                ready = self.rx.ready() => {
+                    if !ready {
+                        return false;
                     }
-                    Some(req) => self.pending.push_back(req),
+                    if self.shared.config.fail_fast {
+                        let mut refused = VecDeque::new();
+                        self.rx.drain_into(&mut refused);
+                        for req in refused {
+                            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                            req.fail(Error::ConnectionLost {
+                                addr: self.shared.addr.clone(),
+                                reason: "disconnected, and fail-fast is set".into(),
+                                sent: Sent::No,
+                            });
+                        }
+                    } else {
+                        self.rx.drain_into(&mut self.pending);
+                    }
                 },
             }
         }
@@ -874,9 +885,7 @@ impl Driver {
                 reason: reason.to_string(),
             },
         };
-        while let Ok(req) = self.rx.try_recv() {
-            self.pending.push_back(req);
-        }
+        self.rx.drain_into(&mut self.pending);
         for req in self.pending.drain(..) {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             req.fail(error.clone());
@@ -930,6 +939,9 @@ impl Driver {
         let mut closing = false;
         // Requests gathered into the last batch: more than one means callers are concurrent.
         let mut last_batch = 0usize;
+        // Since when the driver has had nothing to write and replies to wait for.
+        let mut waiting: Option<std::time::Instant> = None;
+        let mut gauge = SpinGauge::new(shared.config.spin_wait);
         let health = shared.config.health_check_interval;
         // One timer for every deadline: armed at the earliest moment something may be due
         // (a caller's deadline, a hung connection, an idle health check), so that calls cost no
@@ -999,31 +1011,20 @@ impl Driver {
             }
             if answered > 1 {
                 // The callers just answered usually send their next command at once: let them
-                // run first (a few scheduler passes at most, while their commands are still
-                // coming in), so that those commands leave together in the next write instead
-                // of one write each.
-                for _ in 0..1 {
-                    tokio::task::yield_now().await;
-                    if self.rx.len() >= answered {
-                        break;
-                    }
-                }
+                // run first (one scheduler pass), so that those commands leave together in the
+                // next write instead of one write each.
+                tokio::task::yield_now().await;
             }
             // Gather everything waiting into one write.
             if !closing && wbuf.len() < MAX_WRITE_BATCH {
                 let now = Instant::now();
                 let mut gathered = 0usize;
+                if !self.rx.drain_into(&mut self.pending) {
+                    closing = true;
+                }
                 while wbuf.len() < MAX_WRITE_BATCH {
-                    let req = match self.pending.pop_front() {
-                        Some(req) => req,
-                        None => match self.rx.try_recv() {
-                            Ok(req) => req,
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => {
-                                closing = true;
-                                break;
-                            }
-                        },
+                    let Some(req) = self.pending.pop_front() else {
+                        break;
                     };
                     let Some(req) = self.take(req, now) else {
                         continue;
@@ -1066,6 +1067,50 @@ impl Driver {
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 2 {
                 rbuf.reserve(READ_CHUNK);
             }
+            // Waiting for replies: note since when, and poll for them a little before sleeping
+            // when they have lately come that soon (see `SpinGauge`).
+            if wbuf.is_empty() && !inflight.is_empty() && !closing {
+                let waiting_since = *waiting.get_or_insert_with(std::time::Instant::now);
+                if gauge.worth_spinning() {
+                    let until = waiting_since + gauge.budget;
+                    let mut read = None;
+                    while read.is_none() && std::time::Instant::now() < until && self.rx.len() == 0
+                    {
+                        read = tokio::select! {
+                            biased;
+                            r = rd.read_buf(&mut rbuf) => Some(r),
+                            () = tokio::task::yield_now() => None,
+                        };
+                    }
+                    match read {
+                        Some(Ok(0)) => {
+                            return broken(
+                                "closed by the server".into(),
+                                &mut inflight,
+                                written,
+                                &mut self.pending,
+                            );
+                        }
+                        Some(Ok(_)) => {
+                            shared.reads.fetch_add(1, Ordering::Relaxed);
+                            last_activity = Instant::now();
+                            if let Some(since) = waiting.take() {
+                                gauge.waited(since.elapsed());
+                            }
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            return broken(
+                                format!("read failed: {e}"),
+                                &mut inflight,
+                                written,
+                                &mut self.pending,
+                            );
+                        }
+                        None => {}
+                    }
+                }
+            }
             tokio::select! {
                 biased;
                 read = rd.read_buf(&mut rbuf) => match read {
@@ -1080,6 +1125,9 @@ impl Driver {
                     Ok(_) => {
                         shared.reads.fetch_add(1, Ordering::Relaxed);
                         last_activity = Instant::now();
+                        if let Some(since) = waiting.take() {
+                            gauge.waited(since.elapsed());
+                        }
                     }
                     Err(e) => {
                         return broken(
@@ -1105,6 +1153,8 @@ impl Driver {
                             wbuf.advance(n);
                             written += n as u64;
                             needs_flush = true;
+                            // A new wait for replies starts from the last write.
+                            waiting = None;
                         }
                         Ok(None) => needs_flush = false,
                         Err(e) => {
@@ -1117,20 +1167,20 @@ impl Driver {
                         }
                     }
                 },
-                req = self.rx.recv(), if wbuf.is_empty() && !closing => match req {
-                    Some(req) => {
-                        bump(&mut next_check, req.deadline);
-                        self.pending.push_back(req);
+                ready = self.rx.ready(), if wbuf.is_empty() && !closing => {
+                    if ready {
                         // Woken by one caller while others are about to send (tokio runs a
                         // task woken from a worker right after its waker): with concurrent
                         // callers, let them run first, so that their commands share this
-                        // write. A lone sequential caller pays no such pass.
+                        // write. A lone sequential caller pays no such pass. (The requests
+                        // are taken, and their deadlines armed, when the loop gathers them.)
                         let concurrent = last_batch > 1 || !inflight.is_empty();
-                        if concurrent && self.rx.is_empty() {
+                        if concurrent && self.rx.len() <= 1 {
                             tokio::task::yield_now().await;
                         }
+                    } else {
+                        closing = true;
                     }
-                    None => closing = true,
                 },
                 () = &mut timer, if armed.is_some() => {
                     let now = Instant::now();
@@ -1309,5 +1359,81 @@ pub fn transaction_outcome(mut replies: Vec<Value>) -> Result<Option<Vec<Value>>
             "EXEC answered {} instead of an array",
             other.kind()
         ))),
+    }
+}
+
+/// Decides whether to poll for replies before sleeping.
+///
+/// A thread that sleeps in the kernel and is woken by the reply pays the wake-up: tens of
+/// microseconds on a virtual machine, longer than a local server takes to answer. Polling instead
+/// (yielding to the runtime's other tasks in between) picks the reply up as it lands. That is only
+/// worth it when replies come quickly, so the driver keeps the recent waits' average and polls
+/// only while it is below the budget: a server further away (round trips of 100 us and more)
+/// costs no CPU at all, and no poll lasts beyond the budget.
+#[derive(Debug)]
+struct SpinGauge {
+    budget: Duration,
+    /// Moving average of recent waits for replies (1/8 weight for the newest).
+    average: Duration,
+}
+
+impl SpinGauge {
+    fn new(budget: Duration) -> SpinGauge {
+        SpinGauge {
+            budget,
+            average: Duration::ZERO,
+        }
+    }
+
+    fn worth_spinning(&self) -> bool {
+        !self.budget.is_zero() && self.average < self.budget
+    }
+
+    /// Records how long one wait for replies lasted.
+    fn waited(&mut self, wait: Duration) {
+        // Capped, so that one long stall does not keep polling off for hundreds of waits.
+        let wait = wait.min(self.budget * 4);
+        self.average = (self.average * 7 + wait) / 8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spin_gauge_polls_only_while_replies_come_within_its_budget() {
+        let budget = Duration::from_micros(50);
+        let mut gauge = SpinGauge::new(budget);
+        assert!(gauge.worth_spinning(), "a new connection tries");
+        for _ in 0..20 {
+            gauge.waited(Duration::from_micros(10));
+        }
+        assert!(gauge.worth_spinning(), "a near server keeps it on");
+        // A distant server (300 us round trips) turns it off within a few waits...
+        let mut waits = 0;
+        while gauge.worth_spinning() {
+            gauge.waited(Duration::from_micros(300));
+            waits += 1;
+        }
+        assert!(waits <= 4, "{waits} waits to notice");
+        // ...and keeps it off.
+        for _ in 0..100 {
+            gauge.waited(Duration::from_micros(300));
+            assert!(!gauge.worth_spinning());
+        }
+        // One stall counts for at most four budgets: replies coming fast again turn it back on
+        // after a few waits, not hundreds.
+        gauge.waited(Duration::from_secs(2));
+        let mut waits = 0;
+        while !gauge.worth_spinning() {
+            gauge.waited(Duration::from_micros(5));
+            waits += 1;
+        }
+        assert!(waits <= 16, "{waits} waits to recover");
+        assert!(
+            !SpinGauge::new(Duration::ZERO).worth_spinning(),
+            "zero is off"
+        );
     }
 }

@@ -38,6 +38,7 @@ mod config;
 mod connection;
 mod error;
 mod events;
+mod handoff;
 mod handshake;
 mod node;
 pub mod pool;
