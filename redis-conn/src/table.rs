@@ -284,7 +284,16 @@ pub fn lookup(name: &[u8]) -> CommandInfo {
 
 impl CommandInfo {
     /// How long this command may block, given its arguments (argument 0 is the name).
+    #[inline]
     pub fn blocking<'a>(&self, args: impl Fn(usize) -> Option<&'a [u8]>, len: usize) -> Blocking {
+        // Every call asks; almost every command is not a blocking one.
+        if self.blocking == BlockingArg::None {
+            return Blocking::No;
+        }
+        self.blocking_for(args, len)
+    }
+
+    fn blocking_for<'a>(&self, args: impl Fn(usize) -> Option<&'a [u8]>, len: usize) -> Blocking {
         let seconds = |arg: Option<&[u8]>| {
             let secs: f64 = std::str::from_utf8(arg?).ok()?.trim().parse().ok()?;
             (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))

@@ -86,6 +86,18 @@ pub fn write_bulk(dst: &mut BytesMut, data: &[u8]) {
             let d = len * 2;
             dst.put_slice(&[b'$', DIGITS[d], DIGITS[d + 1], b'\r', b'\n']);
         }
+    } else if len < 1000 {
+        // Values of a few hundred bytes, the most common size after small ones.
+        dst.reserve(len + 8);
+        let d = (len % 100) * 2;
+        dst.put_slice(&[
+            b'$',
+            b'0' + (len / 100) as u8,
+            DIGITS[d],
+            DIGITS[d + 1],
+            b'\r',
+            b'\n',
+        ]);
     } else {
         let n = IntBuf::unsigned(len as u64);
         dst.reserve(n.as_bytes().len() + len + 5);
@@ -234,6 +246,19 @@ mod tests {
             IntBuf::unsigned(u64::MAX).as_bytes(),
             u64::MAX.to_string().as_bytes()
         );
+    }
+
+    #[test]
+    fn bulk_headers_are_right_at_every_length_boundary() {
+        for len in [0usize, 1, 9, 10, 99, 100, 101, 999, 1000, 1001, 65_536] {
+            let data = vec![b'x'; len];
+            let mut buf = BytesMut::new();
+            write_bulk(&mut buf, &data);
+            let mut want = format!("${len}\r\n").into_bytes();
+            want.extend_from_slice(&data);
+            want.extend_from_slice(b"\r\n");
+            assert_eq!(&buf[..], &want[..], "length {len}");
+        }
     }
 
     #[test]
