@@ -1006,6 +1006,13 @@ impl Driver {
                     }
                 }
             }
+            // A wait for replies ends with a whole reply, not with any bytes: a reply trickling
+            // in (a slow link, a 1-byte-slicing proxy) is a long wait, which turns polling off.
+            if answered > 0 {
+                if let Some(since) = waiting.take() {
+                    gauge.waited(since.elapsed());
+                }
+            }
             if shared.closed.load(Ordering::Acquire) {
                 closing = true;
             }
@@ -1069,164 +1076,144 @@ impl Driver {
             }
             // Waiting for replies: note since when, and poll for them a little before sleeping
             // when they have lately come that soon (see `SpinGauge`).
+            let mut spun = None;
             if wbuf.is_empty() && !inflight.is_empty() && !closing {
                 let waiting_since = *waiting.get_or_insert_with(std::time::Instant::now);
                 if gauge.worth_spinning() {
                     let until = waiting_since + gauge.budget;
-                    let mut read = None;
-                    while read.is_none() && std::time::Instant::now() < until && self.rx.len() == 0
+                    while spun.is_none() && std::time::Instant::now() < until && self.rx.len() == 0
                     {
-                        read = tokio::select! {
+                        spun = tokio::select! {
                             biased;
                             r = rd.read_buf(&mut rbuf) => Some(r),
                             () = tokio::task::yield_now() => None,
                         };
                     }
-                    match read {
-                        Some(Ok(0)) => {
-                            return broken(
-                                "closed by the server".into(),
-                                &mut inflight,
-                                written,
-                                &mut self.pending,
-                            );
-                        }
-                        Some(Ok(_)) => {
-                            shared.reads.fetch_add(1, Ordering::Relaxed);
-                            last_activity = Instant::now();
-                            if let Some(since) = waiting.take() {
-                                gauge.waited(since.elapsed());
-                            }
-                            continue;
-                        }
-                        Some(Err(e)) => {
-                            return broken(
-                                format!("read failed: {e}"),
-                                &mut inflight,
-                                written,
-                                &mut self.pending,
-                            );
-                        }
-                        None => {}
-                    }
                 }
             }
-            tokio::select! {
-                biased;
-                read = rd.read_buf(&mut rbuf) => match read {
-                    Ok(0) => {
-                        return broken(
-                            "closed by the server".into(),
-                            &mut inflight,
-                            written,
-                            &mut self.pending,
-                        );
-                    }
-                    Ok(_) => {
-                        shared.reads.fetch_add(1, Ordering::Relaxed);
-                        last_activity = Instant::now();
-                        if let Some(since) = waiting.take() {
-                            gauge.waited(since.elapsed());
-                        }
-                    }
-                    Err(e) => {
-                        return broken(
-                            format!("read failed: {e}"),
-                            &mut inflight,
-                            written,
-                            &mut self.pending,
-                        );
-                    }
-                },
-                io = write_or_flush(&mut wr, &wbuf), if !wbuf.is_empty() || needs_flush => {
-                    match io {
-                        Ok(Some(0)) => {
-                            return broken(
-                                "write returned 0".into(),
-                                &mut inflight,
-                                written,
-                                &mut self.pending,
-                            );
-                        }
-                        Ok(Some(n)) => {
-                            shared.writes.fetch_add(1, Ordering::Relaxed);
-                            wbuf.advance(n);
-                            written += n as u64;
-                            needs_flush = true;
-                            // A new wait for replies starts from the last write.
-                            waiting = None;
-                        }
-                        Ok(None) => needs_flush = false,
-                        Err(e) => {
-                            return broken(
-                                format!("write failed: {e}"),
-                                &mut inflight,
-                                written,
-                                &mut self.pending,
-                            );
-                        }
-                    }
-                },
-                ready = self.rx.ready(), if wbuf.is_empty() && !closing => {
-                    if ready {
-                        // Woken by one caller while others are about to send (tokio runs a
-                        // task woken from a worker right after its waker): with concurrent
-                        // callers, let them run first, so that their commands share this
-                        // write. A lone sequential caller pays no such pass. (The requests
-                        // are taken, and their deadlines armed, when the loop gathers them.)
-                        let concurrent = last_batch > 1 || !inflight.is_empty();
-                        if concurrent && self.rx.len() <= 1 {
-                            tokio::task::yield_now().await;
-                        }
-                    } else {
-                        closing = true;
-                    }
-                },
-                () = &mut timer, if armed.is_some() => {
-                    let now = Instant::now();
-                    armed = None;
-                    next_check = None;
-                    // Callers whose deadline passed get their answer now; their replies will be
-                    // read and dropped when they come.
-                    for entry in inflight.iter_mut() {
-                        if entry.req.tx.is_none() {
-                            continue;
-                        }
-                        match entry.req.deadline {
-                            Some(d) if d <= now => {
-                                let error = self.timeout_error(&entry.req, Sent::Maybe);
-                                if let Some(tx) = entry.req.tx.take() {
-                                    let _ = tx.send(Answer {
-                                        result: Err(error),
-                                        payload: None,
-                                    });
-                                }
+            // Every branch but the read goes round the loop again; a read (polled for above, or
+            // waited for here) is handled below.
+            let read = if let Some(read) = spun {
+                read
+            } else {
+                tokio::select! {
+                    biased;
+                    read = rd.read_buf(&mut rbuf) => read,
+                    io = write_or_flush(&mut wr, &wbuf), if !wbuf.is_empty() || needs_flush => {
+                        match io {
+                            Ok(Some(0)) => {
+                                return broken(
+                                    "write returned 0".into(),
+                                    &mut inflight,
+                                    written,
+                                    &mut self.pending,
+                                );
                             }
-                            other => bump(&mut next_check, other),
+                            Ok(Some(n)) => {
+                                shared.writes.fetch_add(1, Ordering::Relaxed);
+                                wbuf.advance(n);
+                                written += n as u64;
+                                needs_flush = true;
+                                // A new wait for replies starts from the last write.
+                                waiting = None;
+                            }
+                            Ok(None) => needs_flush = false,
+                            Err(e) => {
+                                return broken(
+                                    format!("write failed: {e}"),
+                                    &mut inflight,
+                                    written,
+                                    &mut self.pending,
+                                );
+                            }
                         }
-                    }
-                    if let Some(front) = inflight.front() {
-                        if front.due.is_some_and(|d| d <= now) {
-                            let reason = format!(
-                                "no reply within {:?}: the connection is considered hung",
-                                front.req.patience.unwrap_or_default()
-                            );
-                            return broken(reason, &mut inflight, written, &mut self.pending);
+                        continue;
+                    },
+                    ready = self.rx.ready(), if wbuf.is_empty() && !closing => {
+                        if ready {
+                            // Woken by one caller while others are about to send (tokio runs a
+                            // task woken from a worker right after its waker): with concurrent
+                            // callers, let them run first, so that their commands share this
+                            // write. A lone sequential caller pays no such pass. (The requests
+                            // are taken, and their deadlines armed, when the loop gathers them.)
+                            let concurrent = last_batch > 1 || !inflight.is_empty();
+                            if concurrent && self.rx.len() <= 1 {
+                                tokio::task::yield_now().await;
+                            }
+                        } else {
+                            closing = true;
                         }
-                        bump(&mut next_check, front.due);
-                    }
-                    let earliest = self.expire_pending(now);
-                    bump(&mut next_check, earliest);
-                    if let Some(interval) = health {
-                        let idle = inflight.is_empty() && self.pending.is_empty() && wbuf.is_empty();
-                        if idle && now >= last_activity + interval && !closing {
-                            self.pending.push_back(health_ping(shared.config.response_timeout));
-                            shared.queued.fetch_add(1, Ordering::AcqRel);
-                            last_activity = now;
+                        continue;
+                    },
+                    () = &mut timer, if armed.is_some() => {
+                        let now = Instant::now();
+                        armed = None;
+                        next_check = None;
+                        // Callers whose deadline passed get their answer now; their replies will be
+                        // read and dropped when they come.
+                        for entry in inflight.iter_mut() {
+                            if entry.req.tx.is_none() {
+                                continue;
+                            }
+                            match entry.req.deadline {
+                                Some(d) if d <= now => {
+                                    let error = self.timeout_error(&entry.req, Sent::Maybe);
+                                    if let Some(tx) = entry.req.tx.take() {
+                                        let _ = tx.send(Answer {
+                                            result: Err(error),
+                                            payload: None,
+                                        });
+                                    }
+                                }
+                                other => bump(&mut next_check, other),
+                            }
                         }
-                        bump(&mut next_check, Some(last_activity + interval));
-                    }
-                },
+                        if let Some(front) = inflight.front() {
+                            if front.due.is_some_and(|d| d <= now) {
+                                let reason = format!(
+                                    "no reply within {:?}: the connection is considered hung",
+                                    front.req.patience.unwrap_or_default()
+                                );
+                                return broken(reason, &mut inflight, written, &mut self.pending);
+                            }
+                            bump(&mut next_check, front.due);
+                        }
+                        let earliest = self.expire_pending(now);
+                        bump(&mut next_check, earliest);
+                        if let Some(interval) = health {
+                            let idle = inflight.is_empty() && self.pending.is_empty() && wbuf.is_empty();
+                            if idle && now >= last_activity + interval && !closing {
+                                self.pending.push_back(health_ping(shared.config.response_timeout));
+                                shared.queued.fetch_add(1, Ordering::AcqRel);
+                                last_activity = now;
+                            }
+                            bump(&mut next_check, Some(last_activity + interval));
+                        }
+                        continue;
+                    },
+                }
+            };
+            match read {
+                Ok(0) => {
+                    return broken(
+                        "closed by the server".into(),
+                        &mut inflight,
+                        written,
+                        &mut self.pending,
+                    );
+                }
+                Ok(_) => {
+                    shared.reads.fetch_add(1, Ordering::Relaxed);
+                    last_activity = Instant::now();
+                }
+                Err(e) => {
+                    return broken(
+                        format!("read failed: {e}"),
+                        &mut inflight,
+                        written,
+                        &mut self.pending,
+                    );
+                }
             }
         }
     }
