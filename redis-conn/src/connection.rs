@@ -939,7 +939,9 @@ impl Driver {
         let mut closing = false;
         // Requests gathered into the last batch: more than one means callers are concurrent.
         let mut last_batch = 0usize;
-        // Since when the driver has had nothing to write and replies to wait for.
+        // Since when the driver has had nothing to write and replies to wait for. The wall
+        // clock, not tokio's: polling must stay bounded in real time even on a paused test clock,
+        // which does not move while a task keeps yielding.
         let mut waiting: Option<std::time::Instant> = None;
         let mut gauge = SpinGauge::new(shared.config.spin_wait);
         let health = shared.config.health_check_interval;
