@@ -333,6 +333,13 @@ impl Decoder {
             match src.first() {
                 None => return Ok(None),
                 Some(b'*' | b'%' | b'~' | b'>' | b'|') => {}
+                // The reply of every write, often by the hundred in a row: checked whole.
+                Some(b'+') if src.starts_with(b"+OK\r\n") => {
+                    self.progress.need = 0;
+                    self.progress.scan_from = 0;
+                    src.advance(5);
+                    return Ok(Some(Value::SimpleString(Bytes::from_static(b"OK"))));
+                }
                 Some(_) => return self.decode_scalar(src),
             }
         }
@@ -827,6 +834,25 @@ mod tests {
         assert_eq!(parse_i64(b"-"), None);
         assert_eq!(parse_i64(b""), None);
         assert_eq!(parse_i64(b"+1"), None);
+    }
+
+    #[test]
+    fn ok_replies_take_the_short_way_and_only_they() {
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&b"+O"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(b"K\r\n+OKAY\r\n+OK\r");
+        let simple = |s: &'static [u8]| Some(Value::SimpleString(Bytes::from_static(s)));
+        assert_eq!(d.decode(&mut buf), Ok(simple(b"OK")));
+        assert_eq!(d.decode(&mut buf), Ok(simple(b"OKAY")));
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(b"\n*1\r\n+OK\r\n");
+        assert_eq!(d.decode(&mut buf), Ok(simple(b"OK")));
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Value::Array(vec![simple(b"OK").unwrap()])))
+        );
+        assert!(buf.is_empty());
     }
 
     #[test]

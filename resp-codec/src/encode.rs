@@ -70,7 +70,12 @@ fn write_header(dst: &mut BytesMut, ty: u8, len: usize) {
 /// Appends an array header `*<len>\r\n`; `len` elements must follow.
 #[inline]
 pub fn write_array_header(dst: &mut BytesMut, len: usize) {
-    write_header(dst, b'*', len);
+    if len < 10 {
+        // Most commands have fewer than ten arguments: no formatting loop.
+        dst.put_slice(&[b'*', b'0' + len as u8, b'\r', b'\n']);
+    } else {
+        write_header(dst, b'*', len);
+    }
 }
 
 /// Appends one bulk string `$<len>\r\n<data>\r\n`.
@@ -258,6 +263,15 @@ mod tests {
             want.extend_from_slice(&data);
             want.extend_from_slice(b"\r\n");
             assert_eq!(&buf[..], &want[..], "length {len}");
+        }
+    }
+
+    #[test]
+    fn array_headers_are_right_at_every_length_boundary() {
+        for len in [0usize, 1, 9, 10, 11, 99, 100, 12_345] {
+            let mut buf = BytesMut::new();
+            write_array_header(&mut buf, len);
+            assert_eq!(&buf[..], format!("*{len}\r\n").as_bytes(), "length {len}");
         }
     }
 
