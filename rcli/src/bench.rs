@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use redis_client::{Client, ClientStats, Cmd, Error, Sent, Value};
+use redis_client::{Batch, Client, ClientStats, Cmd, Error, Sent, Value};
 
 use crate::Failure;
 
@@ -201,7 +201,9 @@ async fn task(
     let mut turn = id;
     let mut due = Instant::now();
     let mut batch: Vec<(Op, Option<u64>)> = Vec::with_capacity(plan.pipeline);
-    let mut cmds: Vec<Cmd> = Vec::with_capacity(plan.pipeline);
+    // Pipelines are encoded into one buffer, kept from one round to the next.
+    let mut pipe = Batch::new();
+    let mut single: Option<Cmd> = None;
     loop {
         if plan.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -212,7 +214,7 @@ async fn task(
         }
         let size = left.map_or(plan.pipeline, |l| plan.pipeline.min(l as usize));
         batch.clear();
-        cmds.clear();
+        pipe.clear();
         for _ in 0..size {
             let op = plan.mix[turn % plan.mix.len()];
             turn += 1;
@@ -253,7 +255,11 @@ async fn task(
                 Op::Del => (Cmd::new("DEL").arg(plan.key(rng.below(plan.keys))), None),
             };
             batch.push((op, verified));
-            cmds.push(cmd);
+            if size == 1 {
+                single = Some(cmd);
+            } else {
+                pipe.push(&cmd);
+            }
         }
         // Open loop: wait for the slot, and count latency from it.
         let started = match plan.interval {
@@ -268,11 +274,9 @@ async fn task(
             }
             None => Instant::now(),
         };
-        let outcome: Result<Vec<Value>, Error> = if cmds.len() == 1 {
-            let cmd = cmds.pop().unwrap_or_else(|| Cmd::new("PING"));
-            client.send(cmd).await.map(|v| vec![v])
-        } else {
-            client.send_pipeline(&cmds).await
+        let outcome: Result<Vec<Value>, Error> = match single.take() {
+            Some(cmd) => client.send(cmd).await.map(|v| vec![v]),
+            None => client.send_batch(&pipe).await,
         };
         let micros = u64::try_from(started.elapsed().as_micros())
             .unwrap_or(u64::MAX)

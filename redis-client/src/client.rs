@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use redis_cluster::ClusterClient;
-use redis_conn::{Cmd, Node, Value};
+use redis_conn::{Batch, Cmd, Node, Value};
 use redis_sentinel::SentinelClient;
 use tokio::sync::broadcast;
 
@@ -186,6 +186,19 @@ impl Client {
             Backend::Standalone(node) => node.send_pipeline(cmds).await?,
             Backend::Cluster(cluster) => Box::pin(cluster.send_pipeline(cmds)).await?,
             Backend::Sentinel(sentinel) => Box::pin(sentinel.send_pipeline(cmds)).await?,
+        })
+    }
+
+    /// Sends a [`Batch`] as a pipeline, as [`Client::send_pipeline`] does; what
+    /// [`Client::pipeline`] sends.
+    ///
+    /// # Errors
+    /// As [`Client::send_pipeline`].
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>> {
+        Ok(match &self.inner.backend {
+            Backend::Standalone(node) => node.send_batch(batch).await?,
+            Backend::Cluster(cluster) => Box::pin(cluster.send_batch(batch)).await?,
+            Backend::Sentinel(sentinel) => Box::pin(sentinel.send_batch(batch)).await?,
         })
     }
 

@@ -196,8 +196,8 @@ pub use transaction::Transaction;
 pub use bytes::Bytes;
 pub use redis_cluster::{ClusterError, ClusterEvent, NodeAddr};
 pub use redis_conn::{
-    Cmd, Delivery, Message, Protocol, ReplicaSelector, Secret, Sent, ServerAddr, ServerError,
-    SkippedChecks, SubscriberEvent, SubscriptionKind, TlsConfig, Value,
+    Batch, BatchCmd, Cmd, Delivery, Message, Protocol, ReplicaSelector, Secret, Sent, ServerAddr,
+    ServerError, SkippedChecks, SubscriberEvent, SubscriptionKind, TlsConfig, Value,
 };
 pub use redis_sentinel::{SentinelError, SentinelEvent};
 

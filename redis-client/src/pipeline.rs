@@ -1,6 +1,8 @@
 //! Pipelines: commands queued, sent together, replies converted together.
 
-use redis_conn::{Cmd, ServerError, Value};
+use std::fmt;
+
+use redis_conn::{Batch, Cmd, ServerError, Value};
 
 use crate::{Client, FromValue, Result, ToArgs};
 
@@ -15,6 +17,9 @@ use crate::{Client, FromValue, Result, ToArgs};
 /// An error reply stays in its place: typed as `Result<T, ServerError>` it is a value; typed
 /// as `T` it fails the conversion with that error. [`Pipeline::atomic`] wraps the commands in
 /// `MULTI` ... `EXEC`.
+///
+/// The commands are encoded as they are queued, back to back into one buffer (a
+/// [`Batch`]): queueing costs no allocation of its own, and sending is one copy of that buffer.
 ///
 /// ```no_run
 /// # async fn demo(client: redis_client::Client) -> redis_client::Result<()> {
@@ -38,34 +43,60 @@ use crate::{Client, FromValue, Result, ToArgs};
 /// # let _ = (old, n, ok, wrong);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pipeline {
     client: Client,
-    cmds: Vec<Cmd>,
+    batch: Batch,
     ignored: Vec<bool>,
     atomic: bool,
+    /// Where [`Pipeline::arg`] collects a value's arguments before they join the last command
+    /// (kept, so that adding arguments allocates nothing once it has grown).
+    scratch: Option<Cmd>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The batch's `Debug` redacts credentials.
+        f.debug_struct("Pipeline")
+            .field("client", &self.client)
+            .field("commands", &self.batch)
+            .field("ignored", &self.ignored)
+            .field("atomic", &self.atomic)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
     pub(crate) fn new(client: Client) -> Pipeline {
         Pipeline {
             client,
-            cmds: Vec::new(),
+            batch: Batch::new(),
             ignored: Vec::new(),
             atomic: false,
+            scratch: None,
         }
     }
 
-    /// Queues a command.
+    /// Queues a command (its encoding is copied into the pipeline's buffer).
     pub fn add(&mut self, cmd: Cmd) -> &mut Self {
-        self.cmds.push(cmd);
-        self.ignored.push(false);
+        self.batch.push(&cmd);
+        self.queued();
         self
     }
 
     /// Queues a command by name; [`Pipeline::arg`] adds its arguments.
     pub fn cmd(&mut self, name: &str) -> &mut Self {
-        self.add(Cmd::new(name))
+        self.batch.start(name);
+        self.queued();
+        self
+    }
+
+    /// Notes one more command, not ignored (so far).
+    fn queued(&mut self) {
+        if self.ignored.capacity() == 0 {
+            self.ignored.reserve(16);
+        }
+        self.ignored.push(false);
     }
 
     /// Adds arguments to the last command queued.
@@ -73,11 +104,15 @@ impl Pipeline {
     /// # Panics
     /// When no command was queued yet (a programming error, not a runtime condition).
     pub fn arg(&mut self, value: impl ToArgs) -> &mut Self {
-        let last = self
-            .cmds
-            .last_mut()
-            .expect("Pipeline::arg needs a command queued before it");
-        value.push_to(last);
+        assert!(
+            !self.batch.is_empty(),
+            "Pipeline::arg needs a command queued before it"
+        );
+        let scratch = self.scratch.get_or_insert_with(|| Cmd::new(""));
+        value.push_to(scratch);
+        self.batch.extend_last(scratch);
+        // Emptied at once: it never holds an argument (a password) once that has been queued.
+        scratch.truncate(1);
         self
     }
 
@@ -97,23 +132,23 @@ impl Pipeline {
     }
 
     /// The commands queued.
-    pub fn commands(&self) -> &[Cmd] {
-        &self.cmds
+    pub fn commands(&self) -> &Batch {
+        &self.batch
     }
 
     /// How many commands are queued.
     pub fn len(&self) -> usize {
-        self.cmds.len()
+        self.batch.len()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
+        self.batch.is_empty()
     }
 
-    /// Forgets the commands queued (to reuse the pipeline).
+    /// Forgets the commands queued (to reuse the pipeline: its buffer is kept).
     pub fn clear(&mut self) -> &mut Self {
-        self.cmds.clear();
+        self.batch.clear();
         self.ignored.clear();
         self.atomic = false;
         self
@@ -136,18 +171,18 @@ impl Pipeline {
     /// # Errors
     /// The connection's error for the pipeline as a whole.
     pub async fn query_raw(&self) -> Result<Vec<Value>> {
-        if self.cmds.is_empty() {
+        if self.batch.is_empty() {
             return Ok(Vec::new());
         }
         if self.atomic {
             // Nothing is watched on the connection a pipeline uses: EXEC always runs it.
             return Ok(self
                 .client
-                .send_transaction(&self.cmds)
+                .send_transaction(&self.batch.to_cmds())
                 .await?
                 .unwrap_or_default());
         }
-        self.client.send_pipeline(&self.cmds).await
+        self.client.send_batch(&self.batch).await
     }
 
     /// Sends the commands and fails with the first error reply, if any.

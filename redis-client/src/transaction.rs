@@ -95,8 +95,9 @@ impl Transaction {
     /// As [`Pipeline::query`]; `EXECABORT` when the server refused a command (nothing ran);
     /// [`Error::Cluster`] for a command outside the watched slot.
     pub async fn exec<T: FromValue>(self, writes: &Pipeline) -> Result<Option<T>> {
-        self.check_slot(writes.commands())?;
-        match self.lease.send_transaction(writes.commands()).await? {
+        let cmds = writes.commands().to_cmds();
+        self.check_slot(&cmds)?;
+        match self.lease.send_transaction(&cmds).await? {
             Some(values) => writes.convert(values).map(Some),
             None => Ok(None),
         }

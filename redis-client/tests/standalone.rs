@@ -453,6 +453,19 @@ async fn pipelines_keep_order_errors_in_place_and_can_be_atomic() {
     let mut p = c.pipeline();
     p.cmd("SET").arg("g").arg(7).cmd("GET").arg("g");
     assert_eq!(p.query::<((), i64)>().await.unwrap(), ((), 7));
+    // Arguments added to a typed command, several at once, and a pipeline reused after clear.
+    p.clear();
+    p.set("g", 8)
+        .arg("NX")
+        .cmd("RPUSH")
+        .arg("l")
+        .arg(&["a", "b", "c"][..]);
+    assert_eq!(p.len(), 2);
+    assert_eq!(p.commands().get(0).unwrap().arg_at(3), Some(&b"NX"[..]));
+    assert_eq!(p.commands().get(1).unwrap().len(), 5);
+    let (not_set, pushed): (Option<String>, i64) = p.query().await.unwrap();
+    assert_eq!((not_set, pushed), (None, 3), "NX kept the old value");
+    assert_eq!(c.get::<i64>("g").await.unwrap(), 7);
     let mut big = c.pipeline();
     for i in 0..1000 {
         big.echo(format!("e{i}"));

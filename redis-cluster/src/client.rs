@@ -9,8 +9,8 @@ use std::time::Duration;
 use redis_conn::pool::RedisLease;
 use redis_conn::table::KeySpec;
 use redis_conn::{
-    Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector, ServerAddr, ServerError, Stats,
-    Value,
+    Batch, Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector, ServerAddr, ServerError,
+    Stats, Value,
 };
 use tokio::time::Instant;
 
@@ -559,6 +559,15 @@ impl ClusterClient {
         Ok(replies)
     }
 
+    /// Sends a [`Batch`] as a pipeline, as [`ClusterClient::send_pipeline`] does (its commands
+    /// are read back to be routed; each node's share is sent as one batch).
+    ///
+    /// # Errors
+    /// As [`ClusterClient::send_pipeline`].
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, ClusterError> {
+        self.send_pipeline(&batch.to_cmds()).await
+    }
+
     /// A command of a pipeline sent on its own: error replies become values in place.
     async fn send_in_pipeline(&self, cmd: Cmd) -> Result<Value, ClusterError> {
         match self.send(cmd).await {
@@ -587,10 +596,11 @@ impl ClusterClient {
         let mut tasks = tokio::task::JoinSet::new();
         for (addr, indexes) in per_node {
             let client = self.clone();
-            let sub: Vec<Cmd> = indexes.iter().map(|&i| cmds[i].clone()).collect();
+            let mut sub = Batch::with_capacity(indexes.len(), 0);
+            sub.extend(indexes.iter().map(|&i| &cmds[i]));
             tasks.spawn(async move {
                 let conn = client.connection(&addr).await?;
-                let values = conn.send_pipeline(&sub).await.inspect_err(|e| {
+                let values = conn.send_batch(&sub).await.inspect_err(|e| {
                     if needs_refresh(e) {
                         client.trigger_refresh();
                     }

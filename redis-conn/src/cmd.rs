@@ -76,6 +76,30 @@ impl Cmd {
         self.argc += 1;
     }
 
+    /// Keeps the first `len` arguments (the name is the first, and always stays) and drops the
+    /// others, keeping the memory: a way to reuse a command as a template.
+    ///
+    /// ```
+    /// use redis_conn::Cmd;
+    ///
+    /// let mut cmd = Cmd::new("SET").arg("k").arg("v");
+    /// cmd.truncate(2);
+    /// assert_eq!(cmd, Cmd::new("SET").arg("k"));
+    /// ```
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.max(1);
+        if len >= self.argc {
+            return;
+        }
+        let mut args = self.args();
+        for _ in 0..len {
+            args.next();
+        }
+        let keep = self.body.len() - args.rest().len();
+        self.body.truncate(keep);
+        self.argc = len;
+    }
+
     /// Declares the command safe to resend even when it may have been executed (the caller knows
     /// that running it twice is harmless).
     #[must_use]
@@ -114,15 +138,32 @@ impl Cmd {
 
     /// All arguments, the name first.
     pub fn args(&self) -> Args<'_> {
-        Args {
-            rest: &self.body,
-            left: self.argc,
-        }
+        Args::new(&self.body, self.argc)
     }
 
     /// The encoded arguments (without the array header) and their count, for the connection.
     pub(crate) fn encoded(&self) -> (usize, &[u8]) {
         (self.argc, &self.body)
+    }
+
+    /// A command from its encoded arguments (a batch's copy of one).
+    pub(crate) fn from_parts(
+        body: &[u8],
+        argc: usize,
+        info: CommandInfo,
+        effect: Option<Effect>,
+    ) -> Cmd {
+        Cmd {
+            body: BytesMut::from(body),
+            argc,
+            effect,
+            info,
+        }
+    }
+
+    /// The caller's retry override, if any.
+    pub(crate) fn effect_override(&self) -> Option<Effect> {
+        self.effect
     }
 
     /// What the command table says of this command.
@@ -230,6 +271,18 @@ impl fmt::Debug for Cmd {
 pub struct Args<'a> {
     rest: &'a [u8],
     left: usize,
+}
+
+impl<'a> Args<'a> {
+    /// The `left` arguments encoded in `rest`.
+    pub(crate) fn new(rest: &'a [u8], left: usize) -> Args<'a> {
+        Args { rest, left }
+    }
+
+    /// The encoding of the arguments not read yet.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
 }
 
 impl<'a> Iterator for Args<'a> {

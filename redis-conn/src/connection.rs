@@ -17,7 +17,7 @@ use crate::handoff::{self, QueueRx, QueueTx, SlotTx};
 use crate::handshake::{handshake, Spoken};
 use crate::table::{Blocking, Effect};
 use crate::transport::{self, Stream};
-use crate::{Backoff, Cmd, ConnectionConfig, Delivery, Error, Sent, ServerError, TlsConfig};
+use crate::{Backoff, Batch, Cmd, ConnectionConfig, Delivery, Error, Sent, ServerError, TlsConfig};
 
 /// Reads are made into at least this much free buffer space.
 const READ_CHUNK: usize = 16 * 1024;
@@ -359,10 +359,10 @@ impl Connection {
     pub async fn send(&self, cmd: Cmd) -> Result<Value, Error> {
         let (info, effect, blocking) = cmd.traits();
         if self.refuses(&info) {
-            return Err(unsupported(&cmd));
+            return Err(unsupported(cmd.name(), &info));
         }
         if info.needs_dedicated_connection {
-            self.track_watch(&cmd);
+            self.track_watch(cmd.name());
         }
         match self.call(Payload::Cmd(cmd), 1, effect, blocking).await? {
             Reply::One(Value::Error(e)) => {
@@ -384,28 +384,62 @@ impl Connection {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let is = |c: &Cmd, name: &[u8]| c.name().eq_ignore_ascii_case(name);
-        let transaction =
-            cmds.len() >= 2 && is(&cmds[0], b"MULTI") && is(&cmds[cmds.len() - 1], b"EXEC");
-        let mut out = BytesMut::new();
+        let batch = Batch::from(cmds);
+        let (effect, blocking) = self.admit(&batch)?;
+        self.call_batch(batch.len(), batch.into_bytes(), effect, blocking)
+            .await
+    }
+
+    /// Sends a [`Batch`] as one pipeline, as [`Connection::send_pipeline`] does (its encoding is
+    /// written as it is, copied once).
+    ///
+    /// # Errors
+    /// As [`Connection::send_pipeline`].
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, Error> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (effect, blocking) = self.admit(batch)?;
+        let bytes = Bytes::copy_from_slice(batch.as_bytes());
+        self.call_batch(batch.len(), bytes, effect, blocking).await
+    }
+
+    /// Checks that every command of a pipeline can run here, and tells how the pipeline as a
+    /// whole may be retried and how long it may block.
+    fn admit(&self, batch: &Batch) -> Result<(Effect, Blocking), Error> {
+        let n = batch.len();
+        let is = |i: usize, name: &[u8]| {
+            batch
+                .get(i)
+                .is_some_and(|c| c.name().eq_ignore_ascii_case(name))
+        };
+        let transaction = n >= 2 && is(0, b"MULTI") && is(n - 1, b"EXEC");
         let mut effect = Effect::ReadOnly;
         let mut blocking = Blocking::No;
-        out.reserve(cmds.iter().map(|c| c.encoded().1.len() + 16).sum());
-        for (i, cmd) in cmds.iter().enumerate() {
-            let (info, cmd_effect, cmd_blocking) = cmd.traits();
-            let edge = transaction && (i == 0 || i == cmds.len() - 1);
+        for (i, cmd) in batch.iter().enumerate() {
+            let info = cmd.info();
+            let edge = transaction && (i == 0 || i == n - 1);
             if self.refuses(&info) && !edge {
-                return Err(unsupported(cmd));
+                return Err(unsupported(cmd.name(), &info));
             }
             if info.needs_dedicated_connection {
-                self.track_watch(cmd);
+                self.track_watch(cmd.name());
             }
-            effect = worst_effect(effect, cmd_effect);
-            blocking = longest_block(blocking, cmd_blocking);
-            cmd.write_to(&mut out);
+            effect = worst_effect(effect, cmd.effect());
+            blocking = longest_block(blocking, cmd.blocking());
         }
+        Ok((effect, blocking))
+    }
+
+    async fn call_batch(
+        &self,
+        n: usize,
+        bytes: Bytes,
+        effect: Effect,
+        blocking: Blocking,
+    ) -> Result<Vec<Value>, Error> {
         match self
-            .call(Payload::Encoded(out.freeze()), cmds.len(), effect, blocking)
+            .call(Payload::Encoded(bytes), n, effect, blocking)
             .await?
         {
             Reply::Many(values) => Ok(values),
@@ -441,8 +475,7 @@ impl Connection {
     }
 
     /// Notes WATCH state changes (only connection-state commands get here).
-    fn track_watch(&self, cmd: &Cmd) {
-        let name = cmd.name();
+    fn track_watch(&self, name: &[u8]) {
         if name.eq_ignore_ascii_case(b"WATCH") {
             self.shared.watching.store(true, Ordering::Release);
         } else if name.eq_ignore_ascii_case(b"UNWATCH")
@@ -619,9 +652,9 @@ impl Connection {
     }
 }
 
-fn unsupported(cmd: &Cmd) -> Error {
-    let name = String::from_utf8_lossy(cmd.name()).to_ascii_uppercase();
-    if cmd.info().streams_replies {
+fn unsupported(name: &[u8], info: &crate::table::CommandInfo) -> Error {
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    if info.streams_replies {
         Error::Unsupported(format!(
             "{name} turns the connection into a message stream; use the pub/sub API"
         ))

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod backoff;
+mod batch;
 mod cmd;
 mod config;
 mod connection;
@@ -50,6 +51,7 @@ pub mod tls;
 mod transport;
 
 pub use backoff::{Backoff, BackoffConfig};
+pub use batch::{Batch, BatchCmd};
 pub use cmd::{Args, Cmd};
 pub use config::{ConnectionConfig, Delivery, Protocol};
 pub use connection::{transaction_outcome, Connection, Stats};

@@ -9,7 +9,7 @@ use redis_pool::{PoolConfig, PoolError, PoolEvent};
 use crate::events::{Event, EventSink};
 use crate::pool::{RedisLease, RedisManager, RedisPool};
 use crate::table::Blocking;
-use crate::{Cmd, Connection, ConnectionConfig, Error, Stats, Value};
+use crate::{Batch, Cmd, Connection, ConnectionConfig, Error, Stats, Value};
 
 /// Settings of a [`Node`]: the connection settings, the pool of exclusive connections, and how
 /// many shared connections to keep.
@@ -212,6 +212,23 @@ impl Node {
         Box::pin(async move {
             let mut guarded = Guarded::new(self.lease().await?);
             let result = guarded.lease.send_pipeline(cmds).await;
+            guarded.finish(&result);
+            result
+        })
+        .await
+    }
+
+    /// Sends a [`Batch`] as a pipeline, as [`Node::send_pipeline`] does.
+    ///
+    /// # Errors
+    /// As [`Node::send`].
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, Error> {
+        if batch.iter().all(|c| c.blocking() == Blocking::No) {
+            return self.connection().send_batch(batch).await;
+        }
+        Box::pin(async move {
+            let mut guarded = Guarded::new(self.lease().await?);
+            let result = guarded.lease.send_batch(batch).await;
             guarded.finish(&result);
             result
         })

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis_conn::{Cmd, Connection, ConnectionConfig, Error, Protocol, Sent, ServerAddr, Value};
+use redis_conn::{
+    Batch, Cmd, Connection, ConnectionConfig, Error, Protocol, Sent, ServerAddr, Value,
+};
 use test_support::RedisServer;
 
 fn config(server: &RedisServer) -> ConnectionConfig {
@@ -71,9 +73,46 @@ async fn commands_and_pipelines_round_trip_with_errors_in_place() {
         tx[3],
         Value::Array(vec![Value::Integer(1), Value::Integer(2)])
     );
+    // A batch built in place: arguments added after the name, one command growing past nine
+    // arguments (its header gains a digit), an error in its place, reusable after a send.
+    let mut batch = Batch::new();
+    batch.start("RPUSH");
+    batch.push_arg("list");
+    for i in 0..12 {
+        batch.push_int(i);
+    }
+    batch.push(&Cmd::new("LPUSH").arg("k").arg("x"));
+    batch.start("LRANGE");
+    batch.push_arg("list");
+    batch.push_int(0);
+    batch.push_int(-1);
+    let replies = conn.send_batch(&batch).await.unwrap();
+    assert_eq!(replies.len(), 3);
+    assert_eq!(replies[0], Value::Integer(12));
+    assert!(matches!(&replies[1], Value::Error(e) if e.starts_with(b"WRONGTYPE")));
+    let items: Vec<Value> = (0..12).map(|i| bulk(&i.to_string())).collect();
+    assert_eq!(replies[2], Value::Array(items));
+    assert_eq!(
+        conn.send_batch(&batch).await.unwrap()[0],
+        Value::Integer(24)
+    );
+    assert!(conn.send_batch(&Batch::new()).await.unwrap().is_empty());
+    // What a shared connection refuses alone, it refuses in a batch, before sending anything.
+    let mut refused = Batch::new();
+    refused.push(&Cmd::new("INCR").arg("n"));
+    refused.push(&Cmd::new("WATCH").arg("k"));
+    assert!(matches!(
+        conn.send_batch(&refused).await,
+        Err(Error::Unsupported(_))
+    ));
     assert!(conn.health_check().await.unwrap() < Duration::from_secs(1));
     let stats = conn.stats();
-    assert!(stats.connected && stats.requests >= 8 && stats.errors == 1);
+    assert!(stats.connected && stats.requests >= 10 && stats.errors == 1);
+    assert_eq!(
+        conn.send(Cmd::new("GET").arg("n")).await.unwrap(),
+        bulk("2"),
+        "nothing of the refused batch ran"
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use redis_conn::pool::RedisLease;
 use redis_conn::table::{Blocking, Effect};
 use redis_conn::{
-    Cmd, Connection, ConnectionConfig, Error, Node, NodeConfig, Protocol, RandomSelector,
+    Batch, Cmd, Connection, ConnectionConfig, Error, Node, NodeConfig, Protocol, RandomSelector,
     ReplicaSelector, ServerAddr, Stats, Subscriber, SubscriberHandle, TlsConfig, Value,
 };
 use tokio::sync::{broadcast, Notify};
@@ -417,6 +417,15 @@ impl SentinelClient {
     /// [`SentinelError::Node`].
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, SentinelError> {
         self.on_master(|node| async move { node.send_pipeline(cmds).await })
+            .await
+    }
+
+    /// Sends a [`Batch`] to the master as a pipeline, as [`SentinelClient::send_pipeline`] does.
+    ///
+    /// # Errors
+    /// [`SentinelError::Node`].
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, SentinelError> {
+        self.on_master(|node| async move { node.send_batch(batch).await })
             .await
     }
 
