@@ -1,8 +1,11 @@
 //! `Client`: one type for standalone, cluster and sentinel.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::future::Either;
+use futures::TryFutureExt;
 use redis_cluster::ClusterClient;
 use redis_conn::{Batch, Cmd, Node, Value};
 use redis_sentinel::SentinelClient;
@@ -10,7 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::commands::sealed::Sealed;
 use crate::events::{Event, EventHub};
-use crate::{Commands, Config, FromValue, Mode, Pipeline, PubSub, Result, ToArgs, Transaction};
+use crate::{
+    Commands, Config, Error, FromValue, Mode, Pipeline, PubSub, Result, ToArgs, Transaction,
+};
 
 /// What the client talks to.
 #[derive(Debug)]
@@ -166,14 +171,22 @@ impl Client {
     /// # Errors
     /// [`Error::Server`](crate::Error::Server) for an error reply; the typed connection, cluster
     /// or sentinel error otherwise.
-    pub async fn send(&self, cmd: Cmd) -> Result<Value> {
-        // The cluster's and the sentinel's futures are large (redirects, splits, failovers):
+    pub fn send(&self, cmd: Cmd) -> impl Future<Output = Result<Value>> + Send + '_ {
+        // A standalone call's future is the connection's own (nothing runs before it is
+        // polled). The cluster's and the sentinel's are large (redirects, splits, failovers):
         // boxed, they do not make every standalone call carry their size.
-        Ok(match &self.inner.backend {
-            Backend::Standalone(node) => node.send(cmd).await?,
-            Backend::Cluster(cluster) => Box::pin(cluster.send(cmd)).await?,
-            Backend::Sentinel(sentinel) => Box::pin(sentinel.send(cmd)).await?,
-        })
+        type Boxed<'a> = Pin<Box<dyn Future<Output = Result<Value>> + Send + 'a>>;
+        match &self.inner.backend {
+            Backend::Standalone(node) => Either::Left(node.send(cmd).map_err(Error::from)),
+            Backend::Cluster(cluster) => {
+                let boxed: Boxed<'_> = Box::pin(async move { Ok(cluster.send(cmd).await?) });
+                Either::Right(boxed)
+            }
+            Backend::Sentinel(sentinel) => {
+                let boxed: Boxed<'_> = Box::pin(async move { Ok(sentinel.send(cmd).await?) });
+                Either::Right(boxed)
+            }
+        }
     }
 
     /// Sends commands as a pipeline (one write per node, replies in order, error replies in

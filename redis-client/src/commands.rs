@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use redis_conn::{Cmd, Value};
 
 use crate::options::{
@@ -73,8 +74,9 @@ macro_rules! commands {
                     &self, $($a: $ty),*
                 ) -> impl Future<Output = Result<R>> + Send {
                     let command: Cmd = $build;
-                    // The call's future is made inside: captured, it would be stored twice.
-                    async move { R::from_value(self.query_cmd(command).await?) }
+                    // A combinator, not an async block: awaiting a captured future would store
+                    // it twice, and building it inside would store the command twice.
+                    self.query_cmd(command).map(|r| r.and_then(R::from_value))
                 }
             ]
             [$($p)*
@@ -96,7 +98,7 @@ macro_rules! commands {
                 $(#[$m])*
                 fn $name(&self, $($a: $ty),*) -> impl Future<Output = Result<$ret>> + Send {
                     let command: Cmd = $build;
-                    async move { <$ret as FromValue>::from_value(self.query_cmd(command).await?) }
+                    self.query_cmd(command).map(|r| r.and_then(<$ret as FromValue>::from_value))
                 }
             ]
             [$($p)*

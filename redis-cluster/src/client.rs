@@ -1269,21 +1269,22 @@ fn command_slot(cmd: &Cmd) -> Result<Option<u16>, ClusterError> {
     let keys: Vec<&[u8]> = match cmd.info().keys {
         KeySpec::None => Vec::new(),
         KeySpec::Range { first, last, step } => {
+            let (first, step) = (usize::from(first), usize::from(step.max(1)));
             let last = if last < 0 {
-                args.len() as isize + last
+                args.len().checked_sub(usize::from(last.unsigned_abs()))
             } else {
-                last
+                Some(usize::from(last.unsigned_abs()))
             };
-            if last < first as isize {
-                Vec::new()
-            } else {
-                (first..=last as usize)
-                    .step_by(step.max(1))
+            match last {
+                Some(last) if last >= first => (first..=last)
+                    .step_by(step)
                     .filter_map(|i| args.get(i).copied())
-                    .collect()
+                    .collect(),
+                _ => Vec::new(),
             }
         }
         KeySpec::Counted { count_at } => {
+            let count_at = usize::from(count_at);
             let n: usize = args
                 .get(count_at)
                 .and_then(|a| std::str::from_utf8(a).ok())

@@ -2,6 +2,7 @@
 //! pipelining of concurrent callers, in-order reply routing, reconnect with backoff, honest retries.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 
 use crate::events::{Event, EventSink};
-use crate::handoff::{self, QueueRx, QueueTx, SlotTx};
+use crate::handoff::{self, QueueRx, QueueTx, SlotRx, SlotTx};
 use crate::handshake::{handshake, Spoken};
 use crate::table::{Blocking, Effect};
 use crate::transport::{self, Stream};
@@ -65,8 +66,9 @@ struct Request {
     /// How long a written request may wait for its replies before the connection is considered
     /// hung (`None`: blocks forever by design).
     patience: Option<Duration>,
-    /// For health checks: the nonce the reply must echo.
-    expect: Option<Bytes>,
+    /// For health checks: the nonce the reply must echo (boxed: every request carries the
+    /// field, and is moved several times on its way).
+    expect: Option<Box<Bytes>>,
 }
 
 impl Request {
@@ -99,6 +101,25 @@ impl Request {
             Payload::Encoded(bytes) => dst.extend_from_slice(bytes),
         }
     }
+}
+
+/// What a call's retries need to know of it.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    replies: usize,
+    effect: Effect,
+    deadline: Option<Instant>,
+    patience: Option<Duration>,
+    /// 1 for the first attempt.
+    number: u32,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Done,
+    Backoff,
+    Resend,
 }
 
 /// A written request waiting for its replies.
@@ -357,14 +378,9 @@ impl Connection {
     /// whether the command may have been executed), [`Error::QueueFull`], [`Error::Closed`],
     /// [`Error::Unsupported`] for commands that need a dedicated connection (SUBSCRIBE, WATCH...).
     pub async fn send(&self, cmd: Cmd) -> Result<Value, Error> {
-        let (info, effect, blocking) = cmd.traits();
-        if self.refuses(&info) {
-            return Err(unsupported(cmd.name(), &info));
-        }
-        if info.needs_dedicated_connection {
-            self.track_watch(cmd.name());
-        }
-        match self.call(Payload::Cmd(cmd), 1, effect, blocking).await? {
+        // Checked and queued by a plain function: the future keeps no more than the call's.
+        let call = self.start(cmd)?;
+        match call.await? {
             Reply::One(Value::Error(e)) => {
                 self.shared.errors.fetch_add(1, Ordering::Relaxed);
                 Err(Error::Server(ServerError::new(e)))
@@ -372,6 +388,21 @@ impl Connection {
             Reply::One(v) => Ok(v),
             Reply::Many(mut v) => Ok(v.pop().unwrap_or(Value::Null)),
         }
+    }
+
+    /// Checks that `cmd` can run here and queues it.
+    fn start(
+        &self,
+        cmd: Cmd,
+    ) -> Result<impl Future<Output = Result<Reply, Error>> + Send + '_, Error> {
+        let (info, effect, blocking) = cmd.traits();
+        if self.refuses(&info) {
+            return Err(unsupported(cmd.name(), &info));
+        }
+        if info.needs_dedicated_connection {
+            self.track_watch(cmd.name());
+        }
+        Ok(self.call(Payload::Cmd(cmd), 1, effect, blocking))
     }
 
     /// Sends commands as one pipeline (one write, replies in order). An error reply stays in
@@ -535,13 +566,16 @@ impl Connection {
     }
 
     /// One call with its retries, within one deadline.
-    async fn call(
+    ///
+    /// The first attempt is made here; retries, rare, in a boxed future of their own, so that
+    /// the state every call carries (and moves through the layers above) stays small.
+    fn call(
         &self,
         payload: Payload,
         replies: usize,
         effect: Effect,
         blocking: Blocking,
-    ) -> Result<Reply, Error> {
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
         let shared = &self.shared;
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = shared.config.response_timeout;
@@ -550,79 +584,135 @@ impl Connection {
             Blocking::For(d) => (Some(Instant::now() + d + timeout), Some(d + timeout)),
             Blocking::Forever => (None, None),
         };
-        let resend_ok = effect.is_retry_safe() || shared.config.delivery == Delivery::AtLeastOnce;
-        let max_attempts = shared.config.max_attempts;
-        let mut payload = Some(payload);
+        let attempt = Attempt {
+            replies,
+            effect,
+            deadline,
+            patience,
+            number: 1,
+        };
+        // Queued now, by the caller's first poll (every caller awaits this at once): the
+        // future keeps no copy of the payload, only the place its answer will arrive.
+        // (A failure to queue is boxed: the future carries it until polled.)
+        let queued = self
+            .enqueue(payload, replies, patience, deadline)
+            .map_err(Box::new);
+        async move {
+            // In a block of its own, so that the future keeps no room for the first answer
+            // while retrying.
+            let retry = {
+                let (result, back) = answer(queued).await;
+                let verdict = self.verdict(&result, back.is_some(), &attempt);
+                if verdict == Verdict::Done {
+                    return result;
+                }
+                Box::pin(self.retry(verdict, back, attempt))
+            };
+            retry.await
+        }
+    }
+
+    /// The attempts after the first, as long as the verdict on the last one allows.
+    async fn retry(
+        &self,
+        mut verdict: Verdict,
+        mut payload: Option<Payload>,
+        mut attempt: Attempt,
+    ) -> Result<Reply, Error> {
+        let shared = &self.shared;
         let mut backoff = Backoff::new(shared.config.backoff);
-        let mut attempt = 1;
         loop {
+            if verdict == Verdict::Backoff {
+                let delay = backoff.next_delay(&mut rand::rng()).unwrap_or_default();
+                let delay = match attempt.deadline {
+                    Some(d) => delay.min(d.saturating_duration_since(Instant::now())),
+                    None => delay,
+                };
+                tokio::time::sleep(delay).await;
+            }
+            shared.retries.fetch_add(1, Ordering::Relaxed);
+            attempt.number += 1;
             let Some(this) = payload.take() else {
                 return Err(Error::Closed {
                     reason: "the request was lost by its connection".into(),
                 });
             };
-            let (result, back) = self.submit(this, replies, patience, deadline).await;
+            let queued = self
+                .enqueue(this, attempt.replies, attempt.patience, attempt.deadline)
+                .map_err(Box::new);
+            let (result, back) = answer(queued).await;
             payload = back;
-            // Asked only on the paths that may retry: a plain success reads no clock.
-            let more = || {
-                payload.is_some()
-                    && attempt < max_attempts
-                    && deadline.is_none_or(|d| Instant::now() < d)
-            };
-            match &result {
-                Ok(Reply::One(Value::Error(e)))
-                    if ServerError::new(e.clone()).is_transient() && more() =>
-                {
-                    let delay = backoff.next_delay(&mut rand::rng()).unwrap_or_default();
-                    let delay = match deadline {
-                        Some(d) => delay.min(d.saturating_duration_since(Instant::now())),
-                        None => delay,
-                    };
-                    tokio::time::sleep(delay).await;
-                }
-                Ok(_) => return result,
-                Err(Error::ConnectionLost {
-                    sent: Sent::Maybe, ..
-                }) if resend_ok && more() => {}
-                Err(_) => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                    return result;
-                }
+            verdict = self.verdict(&result, payload.is_some(), &attempt);
+            if verdict == Verdict::Done {
+                return result;
             }
-            shared.retries.fetch_add(1, Ordering::Relaxed);
-            attempt += 1;
         }
     }
 
-    /// Queues one request and waits for the driver's answer: replies, an error, or a timeout
-    /// at `deadline` (the driver keeps the time, so a call costs no timer of its own). The
-    /// payload comes back with the answer when a retry may need it.
-    async fn submit(
+    /// What follows an attempt: the end (counted as an error when it failed), a resend after
+    /// a backoff (a transient error reply), or a resend at once (the connection was lost with
+    /// the request maybe written, and resending it is safe). Asks the clock only when a retry
+    /// is possible: a plain success reads none.
+    fn verdict(
+        &self,
+        result: &Result<Reply, Error>,
+        has_payload: bool,
+        attempt: &Attempt,
+    ) -> Verdict {
+        let config = &self.shared.config;
+        let more = || {
+            has_payload
+                && attempt.number < config.max_attempts
+                && attempt.deadline.is_none_or(|d| Instant::now() < d)
+        };
+        match result {
+            Ok(Reply::One(Value::Error(e)))
+                if ServerError::new(e.clone()).is_transient() && more() =>
+            {
+                Verdict::Backoff
+            }
+            Ok(_) => Verdict::Done,
+            Err(Error::ConnectionLost {
+                sent: Sent::Maybe, ..
+            }) if (attempt.effect.is_retry_safe() || config.delivery == Delivery::AtLeastOnce)
+                && more() =>
+            {
+                Verdict::Resend
+            }
+            Err(_) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                Verdict::Done
+            }
+        }
+    }
+
+    /// Queues one request (synchronously: the caller's future then only waits), to be answered
+    /// by the driver: replies, an error, or a timeout at `deadline` (the driver keeps the time,
+    /// so a call costs no timer of its own).
+    fn enqueue(
         &self,
         payload: Payload,
         replies: usize,
         patience: Option<Duration>,
         deadline: Option<Instant>,
-    ) -> (Result<Reply, Error>, Option<Payload>) {
+    ) -> Result<SlotRx<Answer>, Error> {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
-            let error = Error::Closed {
+            return Err(Error::Closed {
                 reason: "the connection was closed".into(),
-            };
-            return (Err(error), None);
+            });
         }
         if shared.config.fail_fast && !shared.connected.load(Ordering::Acquire) {
-            let error = Error::ConnectionLost {
+            return Err(Error::ConnectionLost {
                 addr: shared.addr.clone(),
                 reason: "disconnected, and fail-fast is set".into(),
                 sent: Sent::No,
-            };
-            return (Err(error), None);
+            });
         }
         let capacity = shared.config.queue_capacity;
         if shared.queued.fetch_add(1, Ordering::AcqRel) >= capacity {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return (Err(Error::QueueFull { capacity }), None);
+            return Err(Error::QueueFull { capacity });
         }
         let (tx, rx) = handoff::slot();
         let request = Request {
@@ -635,20 +725,30 @@ impl Connection {
         };
         if self.tx.send(request).is_err() {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
-            let error = Error::Closed {
+            return Err(Error::Closed {
                 reason: "the connection's driver has stopped".into(),
-            };
-            return (Err(error), None);
+            });
         }
-        match rx.await {
+        Ok(rx)
+    }
+}
+
+/// Waits for the driver's answer to a queued request (or takes the error that kept it from
+/// being queued). The payload comes back with the answer when a retry may need it.
+async fn answer(
+    queued: Result<SlotRx<Answer>, Box<Error>>,
+) -> (Result<Reply, Error>, Option<Payload>) {
+    match queued {
+        Ok(rx) => match rx.await {
             Ok(answer) => (answer.result, answer.payload),
-            Err(_) => {
+            Err(()) => {
                 let error = Error::Closed {
                     reason: "the connection's driver has stopped".into(),
                 };
                 (Err(error), None)
             }
-        }
+        },
+        Err(e) => (Err(*e), None),
     }
 }
 
@@ -1284,7 +1384,7 @@ fn health_ping(patience: Duration) -> Request {
         tx: None,
         deadline: None,
         patience: Some(patience),
-        expect: Some(nonce),
+        expect: Some(Box::new(nonce)),
     }
 }
 
@@ -1342,7 +1442,7 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
                 Reply::One(v) => v.as_bytes(),
                 Reply::Many(v) => v.first().and_then(Value::as_bytes),
             };
-            if echoed != Some(nonce) {
+            if echoed != Some(&**nonce) {
                 return Err(format!(
                     "health check PING got {reply:?} instead of its nonce: the stream is out of \
                      step"
@@ -1457,5 +1557,35 @@ mod tests {
             !SpinGauge::new(Duration::ZERO).worth_spinning(),
             "zero is off"
         );
+    }
+}
+#[cfg(test)]
+mod sizes {
+    use super::*;
+
+    /// The size of the future a call on a `&'static Connection` makes.
+    fn future_size<R>(_: fn(&'static Connection) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// What every call moves several times on its way (caller, queue, driver, reply slot) and
+    /// what it keeps while waiting stays small: a guard against a field or a local that would
+    /// quietly make every call carry more.
+    #[test]
+    fn a_call_carries_little() {
+        assert!(std::mem::size_of::<Request>() <= 128);
+        assert!(std::mem::size_of::<Answer>() <= 128);
+        assert!(std::mem::size_of::<Cmd>() <= 64);
+        let send = future_size(|c| c.send(Cmd::new("GET")));
+        assert!(send <= 256, "Connection::send's future is {send} bytes");
+        let call = future_size(|c| {
+            c.call(
+                Payload::Encoded(Bytes::new()),
+                1,
+                Effect::ReadOnly,
+                Blocking::No,
+            )
+        });
+        assert!(call <= 160, "a call's future is {call} bytes");
     }
 }

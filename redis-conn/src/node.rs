@@ -1,9 +1,11 @@
 //! `Node`: what the client keeps for one server: shared multiplexed connections for ordinary
 //! commands, and a pool of exclusive connections for the commands that must not share one.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use futures::future::Either;
 use redis_pool::{PoolConfig, PoolError, PoolEvent};
 
 use crate::events::{Event, EventSink};
@@ -186,18 +188,19 @@ impl Node {
     /// # Errors
     /// As [`Connection::send`]; [`Error::PoolTimeout`] when a blocking command finds no free
     /// exclusive connection in time.
-    pub async fn send(&self, cmd: Cmd) -> Result<Value, Error> {
+    pub fn send(&self, cmd: Cmd) -> impl Future<Output = Result<Value, Error>> + Send + '_ {
+        // The shared connection's own future (nothing runs before it is polled): ordinary
+        // calls carry no layer of this one's.
         if cmd.blocking() == Blocking::No {
-            return self.connection().send(cmd).await;
+            return Either::Left(self.connection().send(cmd));
         }
         // Boxed: the pool's future is large, and ordinary calls should not carry its size.
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let mut guarded = Guarded::new(self.lease().await?);
             let result = guarded.lease.send(cmd).await;
             guarded.finish(&result);
             result
-        })
-        .await
+        }))
     }
 
     /// Sends a pipeline (one write, replies in order, error replies in place); on an exclusive

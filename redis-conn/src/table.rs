@@ -33,16 +33,16 @@ pub enum KeySpec {
     /// argument).
     Range {
         /// Index of the first key.
-        first: usize,
+        first: u8,
         /// Index of the last key; negative counts from the end.
-        last: isize,
+        last: i8,
         /// Distance between keys (2 for MSET's key/value pairs).
-        step: usize,
+        step: u8,
     },
     /// A count of keys at `count_at`, then that many keys (EVAL, ZUNIONSTORE, LMPOP).
     Counted {
         /// Index of the key count.
-        count_at: usize,
+        count_at: u8,
     },
     /// Keys follow the `STREAMS` keyword and are the first half of what follows it (XREAD).
     Streams,
@@ -121,10 +121,10 @@ const fn streaming(effect: Effect, keys: KeySpec) -> CommandInfo {
     }
 }
 
-const fn one(first: usize) -> KeySpec {
+const fn one(first: u8) -> KeySpec {
     KeySpec::Range {
         first,
-        last: first as isize,
+        last: first as i8,
         step: 1,
     }
 }
