@@ -340,6 +340,15 @@ impl Decoder {
                     src.advance(5);
                     return Ok(Some(Value::SimpleString(Bytes::from_static(b"OK"))));
                 }
+                // A bulk string of fewer than 10,000 bytes (a GET's reply): its header read in
+                // place. Anything else (a null, a longer header, a frame not complete yet, an
+                // error) takes the general path.
+                Some(b'$') => {
+                    if let Some(value) = self.short_bulk(src) {
+                        return Ok(Some(value));
+                    }
+                    return self.decode_scalar(src);
+                }
                 Some(_) => return self.decode_scalar(src),
             }
         }
@@ -371,6 +380,32 @@ impl Decoder {
                 Err(DecodeError::Truncated)
             }
         }
+    }
+
+    /// A complete `$<1-4 digits>\r\n<data>\r\n` frame at the front of `src`, taken; `None`
+    /// (nothing consumed) for anything else.
+    #[inline]
+    fn short_bulk(&mut self, src: &mut BytesMut) -> Option<Value> {
+        let mut len = 0usize;
+        let mut at = 1;
+        while let Some(&d) = src.get(at) {
+            if !d.is_ascii_digit() || at > 4 {
+                break;
+            }
+            len = len * 10 + usize::from(d - b'0');
+            at += 1;
+        }
+        if at == 1 || src.get(at..at + 2) != Some(b"\r\n") || len > self.limits.max_bulk_len {
+            return None;
+        }
+        let start = at + 2;
+        let end = start + len;
+        if src.get(end..end + 2) != Some(b"\r\n") {
+            return None;
+        }
+        self.progress.need = 0;
+        self.progress.scan_from = 0;
+        Some(Value::BulkString(cut(src, end + 2, start, end)))
     }
 
     /// Decodes a frame that is one scalar, in one pass.
@@ -853,6 +888,48 @@ mod tests {
             Ok(Some(Value::Array(vec![simple(b"OK").unwrap()])))
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn short_bulks_take_the_short_way_and_the_rest_the_general_one() {
+        let bulk = |s: &[u8]| Ok(Some(Value::BulkString(Bytes::copy_from_slice(s))));
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&b"$5\r\nhello\r\n$0\r\n\r\n$-1\r\n$007\r\nleading\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), bulk(b"hello"));
+        assert_eq!(d.decode(&mut buf), bulk(b""));
+        assert_eq!(d.decode(&mut buf), Ok(Some(Value::Null)));
+        assert_eq!(d.decode(&mut buf), bulk(b"leading"));
+        // Five digits, and a frame arriving in pieces.
+        let big = vec![b'x'; 10_000];
+        let mut frame = b"$10000\r\n".to_vec();
+        frame.extend_from_slice(&big);
+        frame.extend_from_slice(b"\r\n$3\r\nabc\r\n");
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for piece in frame.chunks(7) {
+            buf.extend_from_slice(piece);
+            while let Some(v) = d.decode(&mut buf).unwrap() {
+                got.push(v);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                Value::BulkString(Bytes::from(big)),
+                Value::BulkString(Bytes::from_static(b"abc"))
+            ]
+        );
+        // Errors are the general path's.
+        let mut buf = BytesMut::from(&b"$3\r\nabcX\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Err(DecodeError::MissingCrlf));
+        let mut small = Decoder::with_limits(Limits::default().max_bulk_len(4));
+        let mut buf = BytesMut::from(&b"$5\r\nhello\r\n"[..]);
+        assert!(matches!(
+            small.decode(&mut buf),
+            Err(DecodeError::BulkTooLarge { len: 5, max: 4 })
+        ));
+        let mut buf = BytesMut::from(&b"$1x\r\n"[..]);
+        assert!(d.decode(&mut buf).is_err());
     }
 
     #[test]
