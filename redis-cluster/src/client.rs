@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis_conn::pool::RedisLease;
-use redis_conn::table::KeySpec;
+use redis_conn::table::{CommandInfo, KeySpec};
 use redis_conn::{
-    Batch, Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector, ServerAddr, ServerError,
-    Stats, Value,
+    Args, Batch, BatchCmd, Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector,
+    ServerAddr, ServerError, Stats, Value,
 };
 use tokio::time::Instant;
 
@@ -502,7 +502,7 @@ impl ClusterClient {
     /// `Sent` information); [`ClusterError::TooManyRedirects`], [`ClusterError::Unassigned`].
     pub async fn send(&self, cmd: Cmd) -> Result<Value, ClusterError> {
         let slot = match command_slot(&cmd) {
-            Err(ClusterError::CrossSlot { .. }) if split_kind(&cmd).is_some() => {
+            Err(ClusterError::CrossSlot { .. }) if split_kind(cmd.name()).is_some() => {
                 return self.send_split(&cmd).await;
             }
             other => other?,
@@ -526,24 +526,35 @@ impl ClusterClient {
     /// A connection error of any node fails the whole call (commands for other nodes may have
     /// run); [`ClusterError::CrossSlot`] before sending for an atomic command spanning slots.
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, ClusterError> {
+        self.send_batch(&Batch::from(cmds)).await
+    }
+
+    /// Sends a [`Batch`] as a pipeline, as [`ClusterClient::send_pipeline`] does: each
+    /// command is routed from the batch's buffer and copied into its node's share, itself a
+    /// batch.
+    ///
+    /// # Errors
+    /// As [`ClusterClient::send_pipeline`].
+    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, ClusterError> {
         let map = self.slot_map();
-        let mut replies: Vec<Value> = Vec::with_capacity(cmds.len());
+        let mut replies: Vec<Value> = Vec::with_capacity(batch.len());
         // Commands that cannot join a node's sub-pipeline (keyless, split, unassigned) are
         // barriers: what comes before them is answered first, what comes after starts after, so
         // that every command sees the effects of the commands before it.
         let mut segment: Vec<(usize, NodeAddr)> = Vec::new();
-        for (i, cmd) in cmds.iter().enumerate() {
-            let routed = match command_slot(cmd) {
+        for (i, cmd) in batch.iter().enumerate() {
+            let routed = match batched_slot(&cmd) {
                 Ok(Some(s)) => map.master(s).cloned(),
                 Ok(None) => None,
-                Err(ClusterError::CrossSlot { .. }) if split_kind(cmd).is_some() => None,
+                Err(ClusterError::CrossSlot { .. }) if split_kind(cmd.name()).is_some() => None,
                 Err(e) => return Err(e),
             };
             match routed {
                 Some(addr) => segment.push((i, addr)),
                 None => {
-                    self.flush_segment(cmds, &mut segment, &mut replies).await?;
-                    let value = self.send_in_pipeline(cmds[i].clone()).await;
+                    self.flush_segment(batch, &mut segment, &mut replies)
+                        .await?;
+                    let value = self.send_in_pipeline(cmd.to_cmd()).await;
                     // What came before it ran: a failure now is a pipeline that partly ran.
                     replies.push(value.map_err(|e| {
                         if replies.is_empty() {
@@ -555,17 +566,9 @@ impl ClusterClient {
                 }
             }
         }
-        self.flush_segment(cmds, &mut segment, &mut replies).await?;
+        self.flush_segment(batch, &mut segment, &mut replies)
+            .await?;
         Ok(replies)
-    }
-
-    /// Sends a [`Batch`] as a pipeline, as [`ClusterClient::send_pipeline`] does (its commands
-    /// are read back to be routed; each node's share is sent as one batch).
-    ///
-    /// # Errors
-    /// As [`ClusterClient::send_pipeline`].
-    pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, ClusterError> {
-        self.send_pipeline(&batch.to_cmds()).await
     }
 
     /// A command of a pipeline sent on its own: error replies become values in place.
@@ -581,7 +584,7 @@ impl ClusterClient {
     /// the redirected ones again, in order; appends the replies in the caller's order.
     async fn flush_segment(
         &self,
-        cmds: &[Cmd],
+        batch: &Batch,
         segment: &mut Vec<(usize, NodeAddr)>,
         replies: &mut Vec<Value>,
     ) -> Result<(), ClusterError> {
@@ -597,7 +600,11 @@ impl ClusterClient {
         for (addr, indexes) in per_node {
             let client = self.clone();
             let mut sub = Batch::with_capacity(indexes.len(), 0);
-            sub.extend(indexes.iter().map(|&i| &cmds[i]));
+            for &i in &indexes {
+                if let Some(cmd) = batch.get(i) {
+                    sub.push_batched(cmd);
+                }
+            }
             tasks.spawn(async move {
                 let conn = client.connection(&addr).await?;
                 let values = conn.send_batch(&sub).await.inspect_err(|e| {
@@ -654,8 +661,9 @@ impl ClusterClient {
         // the usual routing, which follows the redirect.
         redirected.sort_unstable();
         for i in redirected {
-            let slot = command_slot(&cmds[i]).ok().flatten();
-            let value = match self.route(cmds[i].clone(), slot).await {
+            let Some(cmd) = batch.get(i) else { continue };
+            let slot = batched_slot(&cmd).ok().flatten();
+            let value = match self.route(cmd.to_cmd(), slot).await {
                 Ok(v) => v,
                 Err(ClusterError::Node(Error::Server(e))) => Value::Error(e.as_bytes().clone()),
                 // The rest of the segment ran.
@@ -867,7 +875,7 @@ impl ClusterClient {
     /// connection), results merged in the caller's key order (MGET) or summed. Not atomic across
     /// slots: a failure can leave some slots written.
     async fn send_split(&self, cmd: &Cmd) -> Result<Value, ClusterError> {
-        let Some(kind) = split_kind(cmd) else {
+        let Some(kind) = split_kind(cmd.name()) else {
             return Err(ClusterError::CrossSlot {
                 command: String::from_utf8_lossy(cmd.name()).into_owned(),
             });
@@ -881,22 +889,21 @@ impl ClusterClient {
         }
         // One command per slot; the commands for one node then travel as one sub-pipeline.
         let map = self.slot_map();
-        let mut subs = Vec::with_capacity(groups.len());
+        let mut subs = Batch::with_capacity(groups.len(), 0);
         let mut positions = Vec::with_capacity(groups.len());
         let mut segment = Vec::with_capacity(groups.len());
         for (j, (group_slot, indexes)) in groups.into_iter().enumerate() {
-            let mut sub = Cmd::new(args[0]);
-            for &i in &indexes {
-                for part in items[i] {
-                    sub.push_arg(part);
-                }
-            }
             let addr = map
                 .master(group_slot)
                 .cloned()
                 .ok_or(ClusterError::Unassigned { slot: group_slot })?;
+            subs.start(args[0]);
+            for &i in &indexes {
+                for part in items[i] {
+                    subs.push_arg(part);
+                }
+            }
             segment.push((j, addr));
-            subs.push(sub);
             positions.push(indexes);
         }
         let mut replies = Vec::with_capacity(subs.len());
@@ -1110,8 +1117,8 @@ enum Merge {
 }
 
 /// Multi-key commands that may be split by slot (their effect per key is independent).
-fn split_kind(cmd: &Cmd) -> Option<Merge> {
-    let name = cmd.name().to_ascii_uppercase();
+fn split_kind(name: &[u8]) -> Option<Merge> {
+    let name = name.to_ascii_uppercase();
     match name.as_slice() {
         b"MGET" => Some(Merge::Mget),
         b"MSET" => Some(Merge::Mset),
@@ -1265,48 +1272,59 @@ fn needs_refresh(error: &Error) -> bool {
 
 /// The slot of a command's keys; `None` for a keyless command.
 fn command_slot(cmd: &Cmd) -> Result<Option<u16>, ClusterError> {
-    let args: Vec<&[u8]> = cmd.args().collect();
-    let keys: Vec<&[u8]> = match cmd.info().keys {
-        KeySpec::None => Vec::new(),
+    keys_slot(cmd.name(), &cmd.info(), cmd.args())
+}
+
+/// The slot of a batched command's keys.
+fn batched_slot(cmd: &BatchCmd<'_>) -> Result<Option<u16>, ClusterError> {
+    keys_slot(cmd.name(), &cmd.info(), cmd.args())
+}
+
+/// The slot of the keys among `args` (the name first), read where the table says they are,
+/// without collecting anything.
+fn keys_slot(name: &[u8], info: &CommandInfo, args: Args<'_>) -> Result<Option<u16>, ClusterError> {
+    let argc = args.len();
+    let (skip, take, step) = match info.keys {
+        KeySpec::None => return Ok(None),
         KeySpec::Range { first, last, step } => {
-            let (first, step) = (usize::from(first), usize::from(step.max(1)));
+            let first = usize::from(first);
             let last = if last < 0 {
-                args.len().checked_sub(usize::from(last.unsigned_abs()))
+                argc.checked_sub(usize::from(last.unsigned_abs()))
             } else {
                 Some(usize::from(last.unsigned_abs()))
             };
             match last {
-                Some(last) if last >= first => (first..=last)
-                    .step_by(step)
-                    .filter_map(|i| args.get(i).copied())
-                    .collect(),
-                _ => Vec::new(),
+                Some(last) if last >= first => (first, last - first + 1, usize::from(step.max(1))),
+                _ => return Ok(None),
             }
         }
         KeySpec::Counted { count_at } => {
             let count_at = usize::from(count_at);
             let n: usize = args
-                .get(count_at)
+                .clone()
+                .nth(count_at)
                 .and_then(|a| std::str::from_utf8(a).ok())
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            args.iter().skip(count_at + 1).take(n).copied().collect()
+            (count_at + 1, n, 1)
         }
-        KeySpec::Streams => match args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS")) {
-            Some(at) => {
-                let rest = &args[at + 1..];
-                rest[..rest.len() / 2].to_vec()
+        KeySpec::Streams => {
+            match args
+                .clone()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))
+            {
+                Some(at) => (at + 1, (argc - at - 1) / 2, 1),
+                None => return Ok(None),
             }
-            None => Vec::new(),
-        },
+        }
     };
-    let mut slots = keys.iter().map(|k| slot(k));
+    let mut slots = args.skip(skip).take(take).step_by(step).map(slot);
     let Some(first) = slots.next() else {
         return Ok(None);
     };
     if slots.any(|s| s != first) {
         return Err(ClusterError::CrossSlot {
-            command: String::from_utf8_lossy(cmd.name()).to_ascii_uppercase(),
+            command: String::from_utf8_lossy(name).to_ascii_uppercase(),
         });
     }
     Ok(Some(first))
@@ -1353,5 +1371,49 @@ mod tests {
             s(Cmd::new("BLPOP").arg("foo").arg("{foo}x").arg("0")).unwrap(),
             Some(12182)
         );
+        // Values are not keys; keys past the end, or none at all, are no slot.
+        assert_eq!(
+            s(Cmd::new("MSET")
+                .arg("{a}1")
+                .arg("foo")
+                .arg("{a}2")
+                .arg("bar"))
+            .unwrap(),
+            Some(slot(b"a"))
+        );
+        assert_eq!(s(Cmd::new("GET")).unwrap(), None);
+        assert_eq!(
+            s(Cmd::new("EVAL").arg("return 1").arg("5").arg("foo")).unwrap(),
+            Some(12182)
+        );
+        assert!(matches!(
+            s(Cmd::new("XREAD")
+                .arg("STREAMS")
+                .arg("foo")
+                .arg("bar")
+                .arg("0")
+                .arg("0")),
+            Err(ClusterError::CrossSlot { .. })
+        ));
+        // A batch's commands route as the commands themselves do.
+        let cmds = [
+            Cmd::new("GET").arg("foo"),
+            Cmd::new("PING"),
+            Cmd::new("MSET").arg("{a}1").arg("v").arg("{a}2").arg("v"),
+            Cmd::new("MGET").arg("foo").arg("bar"),
+            Cmd::new("XREAD")
+                .arg("COUNT")
+                .arg("1")
+                .arg("STREAMS")
+                .arg("foo")
+                .arg("0"),
+        ];
+        let batch = Batch::from(&cmds[..]);
+        for (cmd, batched) in cmds.iter().zip(batch.iter()) {
+            assert_eq!(
+                format!("{:?}", command_slot(cmd)),
+                format!("{:?}", batched_slot(&batched))
+            );
+        }
     }
 }

@@ -80,6 +80,19 @@ impl Batch {
         });
     }
 
+    /// Appends a command of another batch (its encoding is copied as it is).
+    pub fn push_batched(&mut self, cmd: BatchCmd<'_>) {
+        let start = self.buf.len();
+        let bytes = cmd.encoded();
+        self.reserve_for(bytes.len());
+        self.buf.extend_from_slice(bytes);
+        self.entries.push(Entry {
+            start,
+            body: start + (cmd.entry.body - cmd.entry.start),
+            ..*cmd.entry
+        });
+    }
+
     /// Starts a command with its name; [`Batch::push_arg`] and [`Batch::push_int`] add its
     /// arguments.
     pub fn start(&mut self, name: impl AsRef<[u8]>) {
@@ -435,6 +448,37 @@ mod tests {
         assert_eq!(
             batch.get(2).unwrap().to_cmd(),
             Cmd::new("SET").arg("k").arg("v").arg("NX")
+        );
+    }
+
+    #[test]
+    fn commands_copy_from_one_batch_to_another() {
+        let cmds = [
+            Cmd::new("GET").arg("a"),
+            Cmd::new("INCR").arg("n").idempotent(),
+            Cmd::new("RPUSH")
+                .arg("l")
+                .arg("1")
+                .arg("2")
+                .arg("3")
+                .arg("4")
+                .arg("5")
+                .arg("6")
+                .arg("7")
+                .arg("8")
+                .arg("9"),
+        ];
+        let all = Batch::from(&cmds[..]);
+        let mut some = Batch::new();
+        some.push_batched(all.get(2).unwrap());
+        some.push_batched(all.get(1).unwrap());
+        assert_eq!(some.to_cmds(), vec![cmds[2].clone(), cmds[1].clone()]);
+        assert_eq!(some.get(1).unwrap().effect(), Effect::Idempotent);
+        some.push_arg("more");
+        assert_eq!(some.get(1).unwrap().to_cmd(), cmds[1].clone().arg("more"));
+        assert_eq!(
+            some.as_bytes(),
+            &encoded(&[cmds[2].clone(), cmds[1].clone().arg("more")])[..]
         );
     }
 
