@@ -209,16 +209,7 @@ impl Node {
     /// # Errors
     /// As [`Node::send`].
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, Error> {
-        if cmds.iter().all(|c| c.blocking() == Blocking::No) {
-            return self.connection().send_pipeline(cmds).await;
-        }
-        Box::pin(async move {
-            let mut guarded = Guarded::new(self.lease().await?);
-            let result = guarded.lease.send_pipeline(cmds).await;
-            guarded.finish(&result);
-            result
-        })
-        .await
+        self.send_batch(&Batch::from(cmds)).await
     }
 
     /// Sends a [`Batch`] as a pipeline, as [`Node::send_pipeline`] does.
