@@ -89,7 +89,7 @@ impl Client {
     /// a wrong address, wrong credentials or a TLS problem show at once.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) for a configuration that does not fit its mode;
+    /// [`Error::Config`] for a configuration that does not fit its mode;
     /// the connection's, the cluster's or the sentinels' error otherwise.
     pub async fn connect(config: Config) -> Result<Client> {
         config.validate()?;
@@ -169,7 +169,7 @@ impl Client {
     /// the lower layers' (see the crate docs).
     ///
     /// # Errors
-    /// [`Error::Server`](crate::Error::Server) for an error reply; the typed connection, cluster
+    /// [`Error::Server`] for an error reply; the typed connection, cluster
     /// or sentinel error otherwise.
     pub fn send(&self, cmd: Cmd) -> impl Future<Output = Result<Value>> + Send + '_ {
         // A standalone call's future is the connection's own (nothing runs before it is
@@ -251,7 +251,7 @@ impl Client {
     /// them and commits with `MULTI` ... `EXEC` (in a cluster the keys must share one slot).
     ///
     /// # Errors
-    /// As [`Client::send`]; [`Error::Cluster`](crate::Error::Cluster) for keys in several slots.
+    /// As [`Client::send`]; [`Error::Cluster`] for keys in several slots.
     pub async fn watch(&self, keys: impl ToArgs) -> Result<Transaction> {
         Transaction::watch(self, keys).await
     }
