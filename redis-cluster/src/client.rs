@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis_conn::pool::RedisLease;
-use redis_conn::table::{CommandInfo, KeySpec};
+use redis_conn::table::CommandInfo;
 use redis_conn::{
     Args, Batch, BatchCmd, Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector,
     ServerAddr, ServerError, Stats, Value,
@@ -1280,45 +1280,9 @@ fn batched_slot(cmd: &BatchCmd<'_>) -> Result<Option<u16>, ClusterError> {
     keys_slot(cmd.name(), &cmd.info(), cmd.args())
 }
 
-/// The slot of the keys among `args` (the name first), read where the table says they are,
-/// without collecting anything.
+/// The slot of the keys among `args` (the name first), read where the table says they are.
 fn keys_slot(name: &[u8], info: &CommandInfo, args: Args<'_>) -> Result<Option<u16>, ClusterError> {
-    let argc = args.len();
-    let (skip, take, step) = match info.keys {
-        KeySpec::None => return Ok(None),
-        KeySpec::Range { first, last, step } => {
-            let first = usize::from(first);
-            let last = if last < 0 {
-                argc.checked_sub(usize::from(last.unsigned_abs()))
-            } else {
-                Some(usize::from(last.unsigned_abs()))
-            };
-            match last {
-                Some(last) if last >= first => (first, last - first + 1, usize::from(step.max(1))),
-                _ => return Ok(None),
-            }
-        }
-        KeySpec::Counted { count_at } => {
-            let count_at = usize::from(count_at);
-            let n: usize = args
-                .clone()
-                .nth(count_at)
-                .and_then(|a| std::str::from_utf8(a).ok())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            (count_at + 1, n, 1)
-        }
-        KeySpec::Streams => {
-            match args
-                .clone()
-                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))
-            {
-                Some(at) => (at + 1, (argc - at - 1) / 2, 1),
-                None => return Ok(None),
-            }
-        }
-    };
-    let mut slots = args.skip(skip).take(take).step_by(step).map(slot);
+    let mut slots = info.keys_in(args).map(slot);
     let Some(first) = slots.next() else {
         return Ok(None);
     };

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::Args;
+
 /// What repeating a command does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
@@ -283,6 +285,57 @@ pub fn lookup(name: &[u8]) -> CommandInfo {
 }
 
 impl CommandInfo {
+    /// The keys among a command's arguments (the name first), where [`CommandInfo::keys`]
+    /// says they are; nothing is collected.
+    ///
+    /// ```
+    /// use redis_conn::{table, Cmd};
+    ///
+    /// let cmd = Cmd::new("MSET").arg("a").arg("1").arg("b").arg("2");
+    /// let keys: Vec<&[u8]> = table::lookup(b"MSET").keys_in(cmd.args()).collect();
+    /// assert_eq!(keys, [&b"a"[..], b"b"]);
+    /// ```
+    pub fn keys_in<'a>(&self, args: Args<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let argc = args.len();
+        let (skip, take, step) = match self.keys {
+            KeySpec::None => (0, 0, 1),
+            KeySpec::Range { first, last, step } => {
+                let first = usize::from(first);
+                let last = if last < 0 {
+                    argc.checked_sub(usize::from(last.unsigned_abs()))
+                } else {
+                    Some(usize::from(last.unsigned_abs()))
+                };
+                match last {
+                    Some(last) if last >= first => {
+                        (first, last - first + 1, usize::from(step.max(1)))
+                    }
+                    _ => (0, 0, 1),
+                }
+            }
+            KeySpec::Counted { count_at } => {
+                let count_at = usize::from(count_at);
+                let n: usize = args
+                    .clone()
+                    .nth(count_at)
+                    .and_then(|a| std::str::from_utf8(a).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                (count_at + 1, n, 1)
+            }
+            KeySpec::Streams => {
+                match args
+                    .clone()
+                    .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))
+                {
+                    Some(at) => (at + 1, (argc - at - 1) / 2, 1),
+                    None => (0, 0, 1),
+                }
+            }
+        };
+        args.skip(skip).take(take).step_by(step)
+    }
+
     /// How long this command may block, given its arguments (argument 0 is the name).
     #[inline]
     pub fn blocking<'a>(&self, args: impl Fn(usize) -> Option<&'a [u8]>, len: usize) -> Blocking {
