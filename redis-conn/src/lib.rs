@@ -20,6 +20,8 @@
 //!   relocation.
 //! - [`Cmd`] and [`table`]: commands, and what each one does (read-only, idempotent, blocking,
 //!   key positions), which retries and cluster routing rely on.
+//! - [`Batch`]: a pipeline encoded into one buffer as it is built, sent as it is by
+//!   [`Connection::send_batch`] (and the layers above), its commands readable for routing.
 //! - [`TlsConfig`]: trust roots, client certificates, and the explicit `dangerous()` switches.
 //! - [`pool`]: the Redis manager for `redis-pool` (exclusive leases or shared connections).
 //! - [`Backoff`]: the reconnect schedule, a small state machine testable without a clock.
