@@ -195,11 +195,7 @@ impl Client {
     /// # Errors
     /// As [`Client::send`], for the pipeline as a whole.
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>> {
-        Ok(match &self.inner.backend {
-            Backend::Standalone(node) => node.send_pipeline(cmds).await?,
-            Backend::Cluster(cluster) => Box::pin(cluster.send_pipeline(cmds)).await?,
-            Backend::Sentinel(sentinel) => Box::pin(sentinel.send_pipeline(cmds)).await?,
-        })
+        self.send_batch(&Batch::from(cmds)).await
     }
 
     /// Sends a [`Batch`] as a pipeline, as [`Client::send_pipeline`] does; what

@@ -92,9 +92,7 @@ impl Cmd {
             return;
         }
         let mut args = self.args();
-        for _ in 0..len {
-            args.next();
-        }
+        args.nth(len - 1);
         let keep = self.body.len() - args.rest().len();
         self.body.truncate(keep);
         self.argc = len;

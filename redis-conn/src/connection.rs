@@ -92,12 +92,7 @@ impl Request {
 
     fn write_to(&self, dst: &mut BytesMut) {
         match &self.payload {
-            Payload::Cmd(cmd) => {
-                let (argc, body) = cmd.encoded();
-                dst.reserve(body.len() + 16);
-                resp_codec::write_array_header(dst, argc);
-                dst.extend_from_slice(body);
-            }
+            Payload::Cmd(cmd) => cmd.write_to(dst),
             Payload::Encoded(bytes) => dst.extend_from_slice(bytes),
         }
     }
@@ -1558,10 +1553,6 @@ mod tests {
             "zero is off"
         );
     }
-}
-#[cfg(test)]
-mod sizes {
-    use super::*;
 
     /// The size of the future a call on a `&'static Connection` makes.
     fn future_size<R>(_: fn(&'static Connection) -> R) -> usize {

@@ -416,8 +416,7 @@ impl SentinelClient {
     /// # Errors
     /// [`SentinelError::Node`].
     pub async fn send_pipeline(&self, cmds: &[Cmd]) -> Result<Vec<Value>, SentinelError> {
-        self.on_master(|node| async move { node.send_pipeline(cmds).await })
-            .await
+        self.send_batch(&Batch::from(cmds)).await
     }
 
     /// Sends a [`Batch`] to the master as a pipeline, as [`SentinelClient::send_pipeline`] does.

@@ -78,6 +78,38 @@ pub fn write_array_header(dst: &mut BytesMut, len: usize) {
     }
 }
 
+/// An array header `*<len>\r\n` formatted on the stack, for a caller that rewrites a header in
+/// place (a command that gains arguments after it was encoded).
+///
+/// ```
+/// assert_eq!(resp_codec::array_header(12).as_ref(), b"*12\r\n");
+/// ```
+pub fn array_header(len: usize) -> ArrayHeader {
+    let n = IntBuf::unsigned(len as u64);
+    let digits = n.as_bytes();
+    let mut buf = [0u8; 23];
+    buf[0] = b'*';
+    buf[1..=digits.len()].copy_from_slice(digits);
+    buf[digits.len() + 1..digits.len() + 3].copy_from_slice(b"\r\n");
+    ArrayHeader {
+        buf,
+        len: digits.len() + 3,
+    }
+}
+
+/// What [`array_header`] formats: at most 20 digits between `*` and CRLF.
+#[derive(Debug, Clone, Copy)]
+pub struct ArrayHeader {
+    buf: [u8; 23],
+    len: usize,
+}
+
+impl AsRef<[u8]> for ArrayHeader {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// Appends one bulk string `$<len>\r\n<data>\r\n`.
 #[inline]
 pub fn write_bulk(dst: &mut BytesMut, data: &[u8]) {
@@ -268,10 +300,11 @@ mod tests {
 
     #[test]
     fn array_headers_are_right_at_every_length_boundary() {
-        for len in [0usize, 1, 9, 10, 11, 99, 100, 12_345] {
+        for len in [0usize, 1, 9, 10, 11, 99, 100, 12_345, usize::MAX] {
             let mut buf = BytesMut::new();
             write_array_header(&mut buf, len);
             assert_eq!(&buf[..], format!("*{len}\r\n").as_bytes(), "length {len}");
+            assert_eq!(array_header(len).as_ref(), &buf[..], "length {len}");
         }
     }
 

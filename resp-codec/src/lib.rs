@@ -46,5 +46,8 @@ mod encode;
 mod value;
 
 pub use decode::{DecodeError, Decoder, Limits, Malformed};
-pub use encode::{encode_command, encode_value, write_array_header, write_bulk, write_bulk_int};
+pub use encode::{
+    array_header, encode_command, encode_value, write_array_header, write_bulk, write_bulk_int,
+    ArrayHeader,
+};
 pub use value::Value;
