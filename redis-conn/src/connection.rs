@@ -24,6 +24,14 @@ use crate::{Backoff, Batch, Cmd, ConnectionConfig, Delivery, Error, Sent, Server
 const READ_CHUNK: usize = 16 * 1024;
 /// The driver stops gathering requests into one write beyond this many bytes.
 const MAX_WRITE_BATCH: usize = 1024 * 1024;
+/// The driver hands out at most this many answers before it lets their callers run and writes
+/// what they send next. Replies come back in the batches they were written in; answering a batch
+/// of 50 whole and writing the 50 next commands in one go makes client and server take turns,
+/// each idle while the other works. Answering 8 at a time keeps several small writes in flight:
+/// the server executes the first commands while the client still hands out the other replies.
+/// (50 tasks sharing a connection, B2 of the benchmarks: 1.2-1.4x redis-rs with whole batches,
+/// 1.7-2.3x with 8 at a time; 6 to 10 did about as well, 4 and 16 worse.)
+const DISPATCH_CHUNK: usize = 8;
 
 /// The replies to one request: one value for a command, a list for a pipeline.
 #[derive(Debug)]
@@ -1107,14 +1115,27 @@ impl Driver {
         };
 
         loop {
-            // Route every complete reply in the read buffer.
+            // Route the complete replies in the read buffer, `DISPATCH_CHUNK` requests' worth at
+            // a time: `more` says that some are left for the next pass.
             let mut answered = 0usize;
+            let mut woken = 0usize;
+            let mut more = false;
             loop {
                 match self.decoder.decode(&mut rbuf) {
                     Ok(Some(value)) => {
                         answered += 1;
-                        if let Err(reason) = dispatch(value, &mut inflight) {
-                            return broken(reason, &mut inflight, written, &mut self.pending);
+                        match dispatch(value, &mut inflight) {
+                            Ok(true) => {
+                                woken += 1;
+                                if woken >= DISPATCH_CHUNK && !inflight.is_empty() {
+                                    more = true;
+                                    break;
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(reason) => {
+                                return broken(reason, &mut inflight, written, &mut self.pending);
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -1206,6 +1227,10 @@ impl Driver {
             }
             // Waiting for replies: note since when, and poll for them a little before sleeping
             // when they have lately come that soon (see `SpinGauge`).
+            // Replies still to hand out: no wait before they are.
+            if more && wbuf.is_empty() {
+                continue;
+            }
             let mut spun = None;
             if wbuf.is_empty() && !inflight.is_empty() && !closing {
                 let waiting_since = *waiting.get_or_insert_with(std::time::Instant::now);
@@ -1396,10 +1421,11 @@ async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Gives a reply to the oldest request waiting. RESP3 pushes are out of band and skipped.
-fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), String> {
+/// Gives a reply to the oldest request waiting, and says whether that completed it (a pipeline
+/// waits for all its replies). RESP3 pushes are out of band and skipped.
+fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<bool, String> {
     if value.is_push() {
-        return Ok(());
+        return Ok(false);
     }
     let Some(front) = inflight.front_mut() else {
         return Err(format!(
@@ -1412,12 +1438,12 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
     } else {
         front.got.push(value);
         if front.got.len() < front.req.replies {
-            return Ok(());
+            return Ok(false);
         }
         Reply::Many(std::mem::take(&mut front.got))
     };
     let Some(done) = inflight.pop_front() else {
-        return Ok(());
+        return Ok(false);
     };
     let Request {
         tx,
@@ -1446,7 +1472,7 @@ fn dispatch(value: Value, inflight: &mut VecDeque<InFlight>) -> Result<(), Strin
         }
         (None, None) => {}
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The outcome of a `MULTI`, commands, `EXEC` pipeline, from its replies: the commands' replies,

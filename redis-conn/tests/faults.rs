@@ -556,6 +556,64 @@ async fn cancelled_calls_never_receive_or_cause_wrong_replies() {
     );
 }
 
+/// A fake server, to choose how replies arrive: it waits for all 40 commands, answers them in
+/// one write and then sends nothing more. The driver hands replies out a few callers at a time;
+/// the rest, already read, must still reach their callers with no more bytes coming and no
+/// caller sending anything after.
+#[tokio::test]
+async fn replies_read_together_reach_every_caller_though_no_more_bytes_come() {
+    const CALLERS: usize = 40;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        // `GET kNN` in RESP2 is 22 bytes; the reply echoes the key.
+        let mut commands = vec![0u8; CALLERS * 22];
+        if sock.read_exact(&mut commands).await.is_err() {
+            return;
+        }
+        let mut replies = Vec::new();
+        for command in commands.chunks(22) {
+            assert!(
+                command.starts_with(b"*2\r\n$3\r\nGET\r\n$3\r\n"),
+                "{command:?}"
+            );
+            replies.extend_from_slice(b"$3\r\n");
+            replies.extend_from_slice(&command[17..]);
+        }
+        sock.write_all(&replies).await.unwrap();
+        // Hold the connection open, silent.
+        let _ = sock.read(&mut [0u8; 64]).await;
+    });
+    let conn = Connection::connect(
+        config_for(addr)
+            .protocol(Protocol::Resp2)
+            .health_check_interval(None)
+            .response_timeout(Duration::from_secs(20))
+            .max_attempts(1),
+    )
+    .await
+    .unwrap();
+    let calls = (0..CALLERS).map(|i| {
+        let conn = conn.clone();
+        let key = format!("k{i:02}");
+        tokio::spawn(async move {
+            let reply = conn.send(Cmd::new("GET").arg(&key)).await;
+            (key, reply)
+        })
+    });
+    let all = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(calls))
+        .await
+        .expect("replies already read were left waiting");
+    for joined in all {
+        let (key, reply) = joined.unwrap();
+        assert_eq!(reply.unwrap(), bulk(&key), "misrouted reply");
+    }
+}
+
 /// A fake server for what a real one never does: claim a 1 GiB bulk and drip bytes.
 #[tokio::test]
 async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {
