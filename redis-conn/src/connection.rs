@@ -24,14 +24,20 @@ use crate::{Backoff, Batch, Cmd, ConnectionConfig, Delivery, Error, Sent, Server
 const READ_CHUNK: usize = 16 * 1024;
 /// The driver stops gathering requests into one write beyond this many bytes.
 const MAX_WRITE_BATCH: usize = 1024 * 1024;
-/// The driver hands out at most this many answers before it lets their callers run and writes
-/// what they send next. Replies come back in the batches they were written in; answering a batch
-/// of 50 whole and writing the 50 next commands in one go makes client and server take turns,
-/// each idle while the other works. Answering 8 at a time keeps several small writes in flight:
-/// the server executes the first commands while the client still hands out the other replies.
-/// (50 tasks sharing a connection, B2 of the benchmarks: 1.2-1.4x redis-rs with whole batches,
-/// 1.7-2.3x with 8 at a time; 6 to 10 did about as well, 4 and 16 worse.)
-const DISPATCH_CHUNK: usize = 8;
+/// The driver hands out at most a sixth of the answers in flight, and no fewer than 8, before
+/// it lets their callers run and writes what they send next. Replies come back in the batches
+/// they were written in; answering a batch of 50 whole and writing the 50 next commands in one go
+/// makes client and server take turns, each idle while the other works. Answering a few at a
+/// time keeps several smaller writes in flight: the server executes the first commands while the
+/// client still hands out the other replies. With thousands of callers the share keeps the writes
+/// large enough not to cost a system call for every few commands.
+/// (Against whole batches, alternated runs of `rcli bench -t get` on one connection: 50 tasks
+/// 1.5-1.8x the throughput, 200 tasks 1.25x, 100, 500 and 1000 tasks within noise; a fixed 8 at
+/// a time made 500 tasks 0.6x as fast. B2 of the benchmarks went from 1.2-1.4x redis-rs to
+/// 1.7-2.3x.)
+const DISPATCH_SHARE: usize = 6;
+/// See [`DISPATCH_SHARE`].
+const DISPATCH_MIN: usize = 8;
 
 /// The replies to one request: one value for a command, a list for a pipeline.
 #[derive(Debug)]
@@ -1115,11 +1121,12 @@ impl Driver {
         };
 
         loop {
-            // Route the complete replies in the read buffer, `DISPATCH_CHUNK` requests' worth at
-            // a time: `more` says that some are left for the next pass.
+            // Route the complete replies in the read buffer, a share of the requests in flight at
+            // a time (see `DISPATCH_SHARE`): `more` says that some are left for the next pass.
             let mut answered = 0usize;
             let mut woken = 0usize;
             let mut more = false;
+            let chunk = (inflight.len() / DISPATCH_SHARE).max(DISPATCH_MIN);
             loop {
                 match self.decoder.decode(&mut rbuf) {
                     Ok(Some(value)) => {
@@ -1127,7 +1134,7 @@ impl Driver {
                         match dispatch(value, &mut inflight) {
                             Ok(true) => {
                                 woken += 1;
-                                if woken >= DISPATCH_CHUNK && !inflight.is_empty() {
+                                if woken >= chunk && !inflight.is_empty() {
                                     more = true;
                                     break;
                                 }
