@@ -386,23 +386,7 @@ impl Decoder {
     /// (nothing consumed) for anything else.
     #[inline]
     fn short_bulk(&mut self, src: &mut BytesMut) -> Option<Value> {
-        let mut len = 0usize;
-        let mut at = 1;
-        while let Some(&d) = src.get(at) {
-            if !d.is_ascii_digit() || at > 4 {
-                break;
-            }
-            len = len * 10 + usize::from(d - b'0');
-            at += 1;
-        }
-        if at == 1 || src.get(at..at + 2) != Some(b"\r\n") || len > self.limits.max_bulk_len {
-            return None;
-        }
-        let start = at + 2;
-        let end = start + len;
-        if src.get(end..end + 2) != Some(b"\r\n") {
-            return None;
-        }
+        let (start, end) = short_bulk_at(src, 0, &self.limits)?;
         self.progress.need = 0;
         self.progress.scan_from = 0;
         Some(Value::BulkString(cut(src, end + 2, start, end)))
@@ -692,6 +676,36 @@ fn find_crlf(
     }
 }
 
+/// The payload's bounds of a complete bulk string with a 1-4 digit header (`$100\r\n`, 100
+/// bytes, `\r\n`) at `pos`, read in place; `None` for anything else (a null, a longer header,
+/// an incomplete or malformed frame), which the general path then reads or rejects.
+#[inline]
+fn short_bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Option<(usize, usize)> {
+    let mut len = 0usize;
+    let mut at = pos + 1;
+    while let Some(&d) = buf.get(at) {
+        if !d.is_ascii_digit() || at > pos + 4 {
+            break;
+        }
+        len = len * 10 + usize::from(d - b'0');
+        at += 1;
+    }
+    let digits = at - pos - 1;
+    if digits == 0
+        || digits > limits.max_line_len
+        || buf.get(at..at + 2) != Some(b"\r\n")
+        || len > limits.max_bulk_len
+    {
+        return None;
+    }
+    let start = at + 2;
+    let end = start + len;
+    if buf.get(end..end + 2) != Some(b"\r\n") {
+        return None;
+    }
+    Some((start, end))
+}
+
 /// Reads the header (and, for bulks, the payload) that starts at `pos`, which must be in bounds.
 #[inline]
 fn read_head(
@@ -701,6 +715,12 @@ fn read_head(
     limits: &Limits,
 ) -> Result<Step, DecodeError> {
     let ty = buf[pos];
+    // Most elements of an array reply are short bulks (MGET, LRANGE, HGETALL): read in place.
+    if ty == b'$' {
+        if let Some((start, end)) = short_bulk_at(buf, pos, limits) {
+            return Ok(Step::Done(Head::Bulk(start, end), end + 2));
+        }
+    }
     let start = pos + 1;
     let cr = match find_crlf(buf, start, scan_from, limits.max_line_len)? {
         Ok(cr) => cr,
@@ -930,6 +950,45 @@ mod tests {
         ));
         let mut buf = BytesMut::from(&b"$1x\r\n"[..]);
         assert!(d.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn short_bulks_inside_aggregates_read_like_the_general_path() {
+        let bulk = |s: &'static [u8]| Value::BulkString(Bytes::from_static(s));
+        let mut frame = b"*5\r\n$2\r\nab\r\n$-1\r\n$10000\r\n".to_vec();
+        frame.extend_from_slice(&[b'y'; 10_000]);
+        frame.extend_from_slice(b"\r\n%1\r\n$1\r\nk\r\n$0\r\n\r\n$0003\r\nxyz\r\n");
+        let want = Value::Array(vec![
+            bulk(b"ab"),
+            Value::Null,
+            Value::BulkString(Bytes::from(vec![b'y'; 10_000])),
+            Value::Map(vec![(bulk(b"k"), bulk(b""))]),
+            bulk(b"xyz"),
+        ]);
+        // Whole, and in pieces of every size up to 12 bytes.
+        for piece in [frame.len(), 1, 2, 5, 12] {
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for part in frame.chunks(piece) {
+                buf.extend_from_slice(part);
+                while let Some(v) = d.decode(&mut buf).unwrap() {
+                    got.push(v);
+                }
+            }
+            assert_eq!(got, vec![want.clone()], "pieces of {piece}");
+        }
+        // A payload not ended by CRLF, or over the limit, inside an array: the general path's
+        // errors.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&b"*2\r\n$1\r\na\r\n$3\r\nabcX\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Err(DecodeError::MissingCrlf));
+        let mut small = Decoder::with_limits(Limits::default().max_bulk_len(4));
+        let mut buf = BytesMut::from(&b"*1\r\n$5\r\nhello\r\n"[..]);
+        assert!(matches!(
+            small.decode(&mut buf),
+            Err(DecodeError::BulkTooLarge { len: 5, max: 4 })
+        ));
     }
 
     #[test]
