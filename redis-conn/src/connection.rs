@@ -208,8 +208,10 @@ struct Shared {
 /// A multiplexed connection to one server: cheap to clone, shared by any number of tasks.
 ///
 /// Concurrent callers' commands are queued, written together (everything queued when the driver
-/// wakes goes out in one write) and their replies routed back in order. The connection is kept
-/// alive: when it breaks it reconnects in the background with backoff, and calls wait for it
+/// wakes goes out in one write) and their replies routed back in order, a share of the callers
+/// at a time, so that what those send next is written while the server still works on the rest
+/// (several writes stay in flight instead of client and server taking turns). The connection is
+/// kept alive: when it breaks it reconnects in the background with backoff, and calls wait for it
 /// within their deadline.
 ///
 /// # Delivery and retries
