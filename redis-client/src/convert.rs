@@ -205,11 +205,15 @@ fn server(message: Bytes) -> Error {
     Error::Server(ServerError::new(message))
 }
 
-/// The value without RESP3 attributes.
-fn plain(value: Value) -> Value {
-    match value {
-        Value::Attribute { value, .. } => plain(*value),
-        other => other,
+/// The value without RESP3 attributes. A loop, not a recursion, so that it inlines into every
+/// conversion (it runs once or twice per element of every list reply).
+#[inline]
+fn plain(mut value: Value) -> Value {
+    loop {
+        match value {
+            Value::Attribute { value: inner, .. } => value = *inner,
+            other => return other,
+        }
     }
 }
 
@@ -589,6 +593,27 @@ mod tests {
             Value::Integer(1)
         );
         <()>::from_value(Value::SimpleString("OK".into())).unwrap();
+    }
+
+    #[test]
+    fn resp3_attributes_are_stripped_at_every_level() {
+        let attributed = |v: Value| Value::Attribute {
+            attributes: vec![(bulk("ttl"), Value::Integer(3))],
+            value: Box::new(v),
+        };
+        assert_eq!(
+            i64::from_value(attributed(attributed(Value::Integer(7)))).unwrap(),
+            7
+        );
+        assert_eq!(
+            Option::<Bytes>::from_value(attributed(Value::Null)).unwrap(),
+            None
+        );
+        let list = attributed(Value::Array(vec![attributed(bulk("a")), Value::Null]));
+        assert_eq!(
+            Vec::<Option<Bytes>>::from_value(list).unwrap(),
+            vec![Some(Bytes::from_static(b"a")), None]
+        );
     }
 
     #[test]
