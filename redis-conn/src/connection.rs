@@ -1234,12 +1234,12 @@ impl Driver {
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 2 {
                 rbuf.reserve(READ_CHUNK);
             }
-            // Waiting for replies: note since when, and poll for them a little before sleeping
-            // when they have lately come that soon (see `SpinGauge`).
             // Replies still to hand out: no wait before they are.
             if more && wbuf.is_empty() {
                 continue;
             }
+            // Waiting for replies: note since when, and poll for them a little before sleeping
+            // when they have lately come that soon (see `SpinGauge`).
             let mut spun = None;
             if wbuf.is_empty() && !inflight.is_empty() && !closing {
                 let waiting_since = *waiting.get_or_insert_with(std::time::Instant::now);

@@ -910,6 +910,19 @@ mod tests {
         assert!(buf.is_empty());
     }
 
+    /// Feeds `frame` to `d` in pieces of `piece` bytes, decoding after each one.
+    fn decode_in_pieces(d: &mut Decoder, frame: &[u8], piece: usize) -> Vec<Value> {
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for part in frame.chunks(piece) {
+            buf.extend_from_slice(part);
+            while let Some(v) = d.decode(&mut buf).unwrap() {
+                got.push(v);
+            }
+        }
+        got
+    }
+
     #[test]
     fn short_bulks_take_the_short_way_and_the_rest_the_general_one() {
         let bulk = |s: &[u8]| Ok(Some(Value::BulkString(Bytes::copy_from_slice(s))));
@@ -924,16 +937,8 @@ mod tests {
         let mut frame = b"$10000\r\n".to_vec();
         frame.extend_from_slice(&big);
         frame.extend_from_slice(b"\r\n$3\r\nabc\r\n");
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        for piece in frame.chunks(7) {
-            buf.extend_from_slice(piece);
-            while let Some(v) = d.decode(&mut buf).unwrap() {
-                got.push(v);
-            }
-        }
         assert_eq!(
-            got,
+            decode_in_pieces(&mut d, &frame, 7),
             vec![
                 Value::BulkString(Bytes::from(big)),
                 Value::BulkString(Bytes::from_static(b"abc"))
@@ -967,15 +972,7 @@ mod tests {
         ]);
         // Whole, and in pieces of every size up to 12 bytes.
         for piece in [frame.len(), 1, 2, 5, 12] {
-            let mut d = Decoder::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for part in frame.chunks(piece) {
-                buf.extend_from_slice(part);
-                while let Some(v) = d.decode(&mut buf).unwrap() {
-                    got.push(v);
-                }
-            }
+            let got = decode_in_pieces(&mut Decoder::new(), &frame, piece);
             assert_eq!(got, vec![want.clone()], "pieces of {piece}");
         }
         // A payload not ended by CRLF, or over the limit, inside an array: the general path's
