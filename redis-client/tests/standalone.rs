@@ -763,13 +763,18 @@ async fn subscriptions_are_restored_after_a_server_restart_and_events_tell() {
         (&m.channel[..], &m.payload[..]),
         (&b"user:1"[..], &b"back"[..])
     );
-    // Events: as callbacks, and as a stream.
-    let names = names.lock().unwrap().clone();
+    // Events: as callbacks, and as a stream. The callbacks run on their own thread, after the
+    // subscriber has seen the event: wait for them a little.
+    let deadline = Instant::now() + Duration::from_secs(3);
     for expected in ["connect", "disconnect", "reconnect", "resubscribed"] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} not in {names:?}"
-        );
+        loop {
+            let names = names.lock().unwrap().clone();
+            if names.iter().any(|n| n == expected) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{expected} not in {names:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     let mut streamed = Vec::new();
     while let Ok(e) = events.try_recv() {
