@@ -2,14 +2,16 @@
 //!
 //! Decoding is done in two passes over the buffered bytes:
 //!
-//! 1. A *check* pass walks the frame's headers without allocating anything: it validates every
-//!    header, skips bulk payloads by their length, and keeps a stack of element counts for the
-//!    aggregates that are still open. When the frame is incomplete it returns `Ok(None)` and keeps its
-//!    place (offset, open aggregates, where the unfinished line search stopped, how many bytes are
-//!    needed), so the next call resumes where this one stopped: a large reply that arrives in many
-//!    reads is scanned once, not once per read.
+//! 1. A *check* pass walks the frame's headers: it validates every header, skips bulk payloads
+//!    by their length, keeps a stack of element counts for the aggregates that are still open, and
+//!    notes each header it read (its kind and where its payload is) in a list the decoder keeps
+//!    from frame to frame. When the frame is incomplete it returns `Ok(None)` and keeps its place
+//!    (offset, open aggregates, the headers read, where the unfinished line search stopped, how
+//!    many bytes are needed), so the next call resumes where this one stopped: a large reply that
+//!    arrives in many reads is scanned once, not once per read.
 //! 2. Once the whole frame is present, it is split off the buffer and frozen, and a *build* pass
-//!    turns it into a [`Value`] whose payloads are slices of that frozen frame (no payload copy).
+//!    turns the noted headers into a [`Value`] whose payloads are slices of that frozen frame (no
+//!    payload copy, and no second parse of the headers).
 //!
 //! The check pass is also the guard against hostile peers: it enforces the [`Limits`] before anything
 //! is allocated, so an element count or a length a peer merely claims never reserves memory.
@@ -214,7 +216,7 @@ impl AggKind {
 }
 
 /// One header, with the ranges of its payload in the buffer.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Head {
     Simple(usize, usize),
     Error(usize, usize),
@@ -249,7 +251,28 @@ struct Progress {
     need: usize,
     /// Where to resume the search for the CR of the header at `pos` (0: from its start).
     scan_from: usize,
+    /// The headers of the frame read so far, in order, for the build pass. Only as long as what
+    /// the peer actually sent (one per header present in the buffer), never what it declared.
+    heads: Vec<Head>,
 }
+
+impl Progress {
+    /// Forgets the frame being checked; the memory is kept unless a huge frame grew it.
+    fn clear(&mut self) {
+        self.pos = 0;
+        self.open.clear();
+        self.need = 0;
+        self.scan_from = 0;
+        self.heads.clear();
+        if self.heads.capacity() > MAX_KEPT_HEADS {
+            self.heads = Vec::new();
+        }
+    }
+}
+
+/// Headers whose room the decoder keeps between frames (a reply of this many elements or fewer
+/// allocates no list of its own); a larger frame's list is freed after it.
+const MAX_KEPT_HEADS: usize = 4096;
 
 /// An incremental RESP2/RESP3 decoder.
 ///
@@ -303,10 +326,7 @@ impl Decoder {
     /// Forgets any partially checked frame, for instance before reusing the decoder on a new
     /// connection.
     pub fn reset(&mut self) {
-        self.progress.pos = 0;
-        self.progress.open.clear();
-        self.progress.need = 0;
-        self.progress.scan_from = 0;
+        self.progress.clear();
     }
 
     /// How many bytes the buffer must hold in all before the next call can make progress, when
@@ -354,9 +374,10 @@ impl Decoder {
         }
         match self.check(src) {
             Ok(Some(len)) => {
-                self.reset();
                 let frame = src.split_to(len).freeze();
-                build(&frame, &self.limits).map(Some)
+                let value = build(&frame, &self.progress.heads);
+                self.reset();
+                value.map(Some)
             }
             Ok(None) => Ok(None),
             Err(e) => {
@@ -445,10 +466,7 @@ impl Decoder {
         let p = &mut self.progress;
         if buf.len() < p.pos {
             // The caller broke the append-only contract; start over rather than trust old offsets.
-            p.pos = 0;
-            p.open.clear();
-            p.need = 0;
-            p.scan_from = 0;
+            p.clear();
         }
         if buf.len() < p.need {
             return Ok(None);
@@ -458,39 +476,54 @@ impl Decoder {
                 p.need = p.pos + 1;
                 return Ok(None);
             }
-            match read_head(buf, p.pos, p.scan_from, &self.limits)? {
-                Step::Need { need, scan_from } => {
-                    p.need = need;
-                    p.scan_from = scan_from;
-                    return Ok(None);
-                }
-                Step::Done(head, next) => {
-                    p.pos = next;
+            // Most elements of an aggregate are short bulks (MGET, LRANGE, HGETALL): read in place
+            // here, without the general header reader's call.
+            let short = match buf[p.pos] {
+                b'$' => short_bulk_at(buf, p.pos, &self.limits),
+                _ => None,
+            };
+            let head = match short {
+                Some((start, end)) => {
+                    p.pos = end + 2;
                     p.scan_from = 0;
-                    if let Head::Aggregate(kind, n) = head {
-                        let values = kind.values(n);
-                        if values > 0 {
-                            if p.open.len() >= self.limits.max_depth {
-                                return Err(DecodeError::TooDeep {
-                                    max: self.limits.max_depth,
-                                });
-                            }
-                            p.open.push(values);
-                            continue;
-                        }
+                    Head::Bulk(start, end)
+                }
+                None => match read_head(buf, p.pos, p.scan_from, &self.limits)? {
+                    Step::Need { need, scan_from } => {
+                        p.need = need;
+                        p.scan_from = scan_from;
+                        return Ok(None);
                     }
-                    // One value is complete: close every aggregate it completes.
-                    loop {
-                        match p.open.last_mut() {
-                            None => return Ok(Some(p.pos)),
-                            Some(left) => {
-                                *left -= 1;
-                                if *left > 0 {
-                                    break;
-                                }
-                                p.open.pop();
-                            }
+                    Step::Done(head, next) => {
+                        p.pos = next;
+                        p.scan_from = 0;
+                        head
+                    }
+                },
+            };
+            p.heads.push(head);
+            if let Head::Aggregate(kind, n) = head {
+                let values = kind.values(n);
+                if values > 0 {
+                    if p.open.len() >= self.limits.max_depth {
+                        return Err(DecodeError::TooDeep {
+                            max: self.limits.max_depth,
+                        });
+                    }
+                    p.open.push(values);
+                    continue;
+                }
+            }
+            // One value is complete: close every aggregate it completes.
+            loop {
+                match p.open.last_mut() {
+                    None => return Ok(Some(p.pos)),
+                    Some(left) => {
+                        *left -= 1;
+                        if *left > 0 {
+                            break;
                         }
+                        p.open.pop();
                     }
                 }
             }
@@ -523,17 +556,20 @@ struct Partial {
 }
 
 impl Partial {
+    /// An aggregate of `n` declared units, of which at most `room` values follow in the frame.
     fn new(kind: AggKind, n: u64, room: usize) -> Partial {
-        // `n` was checked against the limits and the frame is complete, but cap the reservation
-        // by what the remaining bytes can hold anyway (every value takes at least 3 bytes).
-        let cap = usize::try_from(n).unwrap_or(usize::MAX).min(room / 3 + 1);
+        // `n` was checked against the limits and the frame is complete, so its values are all
+        // there; the reservation is capped by the values the frame holds all the same.
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
         let (items, pairs) = match kind {
-            AggKind::Array | AggKind::Set | AggKind::Push => (Vec::with_capacity(cap), Vec::new()),
-            AggKind::Map | AggKind::Attribute => (Vec::new(), Vec::with_capacity(cap)),
+            AggKind::Array | AggKind::Set | AggKind::Push => {
+                (Vec::with_capacity(n.min(room)), Vec::new())
+            }
+            AggKind::Map | AggKind::Attribute => (Vec::new(), Vec::with_capacity(n.min(room / 2))),
         };
         Partial {
             kind,
-            left: kind.values(n),
+            left: kind.values(n as u64),
             items,
             pairs,
             key: None,
@@ -541,6 +577,7 @@ impl Partial {
     }
 
     /// Adds one value; returns the finished aggregate when it was the last one.
+    #[inline]
     fn push(&mut self, v: Value) -> Option<Value> {
         self.left -= 1;
         match self.kind {
@@ -579,19 +616,12 @@ fn empty_aggregate(kind: AggKind) -> Value {
     }
 }
 
-/// The build pass over one complete, already checked frame.
-fn build(frame: &Bytes, limits: &Limits) -> Result<Value, DecodeError> {
-    let buf: &[u8] = frame;
-    let mut pos = 0;
+/// The build pass over one complete frame, from the headers its check pass noted.
+fn build(frame: &Bytes, heads: &[Head]) -> Result<Value, DecodeError> {
     let mut open: Vec<Partial> = Vec::new();
-    loop {
-        let (head, next) = match read_head(buf, pos, 0, limits)? {
-            Step::Done(head, next) => (head, next),
-            // The check pass saw this frame complete; the same bytes cannot read differently.
-            Step::Need { .. } => return Err(DecodeError::Truncated),
-        };
-        pos = next;
-        let mut value = match head {
+    for (i, head) in heads.iter().enumerate() {
+        let mut value = match *head {
+            Head::Bulk(s, e) => Value::BulkString(frame.slice(s..e)),
             Head::Simple(s, e) => Value::SimpleString(frame.slice(s..e)),
             Head::Error(s, e) => Value::Error(frame.slice(s..e)),
             Head::Integer(i) => Value::Integer(i),
@@ -599,7 +629,6 @@ fn build(frame: &Bytes, limits: &Limits) -> Result<Value, DecodeError> {
             Head::Boolean(b) => Value::Boolean(b),
             Head::BigNumber(s, e) => Value::BigNumber(frame.slice(s..e)),
             Head::Null => Value::Null,
-            Head::Bulk(s, e) => Value::BulkString(frame.slice(s..e)),
             Head::Verbatim(format, s, e) => Value::VerbatimString {
                 format,
                 text: frame.slice(s..e),
@@ -608,7 +637,7 @@ fn build(frame: &Bytes, limits: &Limits) -> Result<Value, DecodeError> {
                 if kind.values(n) == 0 {
                     empty_aggregate(kind)
                 } else {
-                    open.push(Partial::new(kind, n, buf.len() - pos));
+                    open.push(Partial::new(kind, n, heads.len() - i - 1));
                     continue;
                 }
             }
@@ -626,6 +655,8 @@ fn build(frame: &Bytes, limits: &Limits) -> Result<Value, DecodeError> {
             }
         }
     }
+    // The check pass saw this frame complete, so its headers close every aggregate they open.
+    Err(DecodeError::Truncated)
 }
 
 /// Finds the CRLF that ends the line starting at `start`, searching from `scan_from`.
@@ -715,12 +746,6 @@ fn read_head(
     limits: &Limits,
 ) -> Result<Step, DecodeError> {
     let ty = buf[pos];
-    // Most elements of an array reply are short bulks (MGET, LRANGE, HGETALL): read in place.
-    if ty == b'$' {
-        if let Some((start, end)) = short_bulk_at(buf, pos, limits) {
-            return Ok(Step::Done(Head::Bulk(start, end), end + 2));
-        }
-    }
     let start = pos + 1;
     let cr = match find_crlf(buf, start, scan_from, limits.max_line_len)? {
         Ok(cr) => cr,
@@ -986,6 +1011,39 @@ mod tests {
             small.decode(&mut buf),
             Err(DecodeError::BulkTooLarge { len: 5, max: 4 })
         ));
+    }
+
+    #[test]
+    fn the_headers_noted_for_the_build_are_forgotten_with_the_frame() {
+        let mut d = Decoder::new();
+        // A huge frame, in pieces: its list of headers grows with what arrived, and is freed once
+        // the frame is built.
+        let n = MAX_KEPT_HEADS * 3;
+        let mut frame = format!("*{n}\r\n").into_bytes();
+        for i in 0..n {
+            frame.extend_from_slice(format!(":{i}\r\n").as_bytes());
+        }
+        let half = frame.len() / 2;
+        let mut buf = BytesMut::from(&frame[..half]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        let noted = d.progress.heads.len();
+        assert!(noted > MAX_KEPT_HEADS && noted < n, "{noted} headers noted");
+        buf.extend_from_slice(&frame[half..]);
+        let Ok(Some(Value::Array(items))) = d.decode(&mut buf) else {
+            panic!("the frame is complete");
+        };
+        assert_eq!(items.len(), n);
+        assert_eq!(items[n - 1], Value::Integer(n as i64 - 1));
+        assert!(d.progress.heads.capacity() <= MAX_KEPT_HEADS);
+        // A small frame keeps its room for the next one; an error forgets what was noted.
+        let mut buf = BytesMut::from(&b"*2\r\n:1\r\n:2\r\n*2\r\n:1\r\n"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_some());
+        assert!(d.progress.heads.capacity() >= 3);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert_eq!(d.progress.heads.len(), 2);
+        buf.extend_from_slice(b"?\r\n");
+        assert_eq!(d.decode(&mut buf), Err(DecodeError::InvalidTypeByte(b'?')));
+        assert!(d.progress.heads.is_empty());
     }
 
     #[test]
