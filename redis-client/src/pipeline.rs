@@ -81,6 +81,8 @@ impl Pipeline {
     pub fn add(&mut self, cmd: Cmd) -> &mut Self {
         self.batch.push(&cmd);
         self.queued();
+        // Its memory serves the next typed command built on this thread.
+        crate::commands::recycle(cmd);
         self
     }
 

@@ -35,6 +35,12 @@ use crate::table::{self, Blocking, CommandInfo, Effect};
 pub struct Batch {
     buf: BytesMut,
     entries: Vec<Entry>,
+    /// Kept up to date as commands are added: how many of them are not ordinary (see
+    /// [`CommandInfo::is_ordinary`]), and how many may not be resent, so that sending a batch of
+    /// ordinary commands needs no pass over them.
+    special: usize,
+    unsafe_to_resend: usize,
+    idempotent: usize,
 }
 
 /// Where one command of a batch is, and what it is.
@@ -60,6 +66,7 @@ impl Batch {
         Batch {
             buf: BytesMut::with_capacity(bytes),
             entries: Vec::with_capacity(commands),
+            ..Batch::default()
         }
     }
 
@@ -71,7 +78,7 @@ impl Batch {
         resp_codec::write_array_header(&mut self.buf, argc);
         let body_at = self.buf.len();
         self.buf.extend_from_slice(body);
-        self.entries.push(Entry {
+        self.add_entry(Entry {
             start,
             body: body_at,
             argc,
@@ -86,7 +93,7 @@ impl Batch {
         let bytes = cmd.encoded();
         self.reserve_for(bytes.len());
         self.buf.extend_from_slice(bytes);
-        self.entries.push(Entry {
+        self.add_entry(Entry {
             start,
             body: start + (cmd.entry.body - cmd.entry.start),
             ..*cmd.entry
@@ -102,13 +109,41 @@ impl Batch {
         resp_codec::write_array_header(&mut self.buf, 1);
         let body = self.buf.len();
         resp_codec::write_bulk(&mut self.buf, name);
-        self.entries.push(Entry {
+        self.add_entry(Entry {
             start,
             body,
             argc: 1,
             info: table::lookup(name),
             effect: None,
         });
+    }
+
+    /// Records one more command, and what it changes in the batch's summary.
+    #[inline]
+    fn add_entry(&mut self, entry: Entry) {
+        self.special += usize::from(!entry.info.is_ordinary());
+        match entry.effect.unwrap_or(entry.info.effect) {
+            Effect::NonIdempotent => self.unsafe_to_resend += 1,
+            Effect::Idempotent => self.idempotent += 1,
+            Effect::ReadOnly => {}
+        }
+        self.entries.push(entry);
+    }
+
+    /// When every command is ordinary (none may block, needs a connection of its own or
+    /// streams its replies), the effect of the batch as a whole: its least resendable
+    /// command's. `None` when some command needs a closer look.
+    pub(crate) fn ordinary_effect(&self) -> Option<Effect> {
+        if self.special > 0 {
+            return None;
+        }
+        Some(if self.unsafe_to_resend > 0 {
+            Effect::NonIdempotent
+        } else if self.idempotent > 0 {
+            Effect::Idempotent
+        } else {
+            Effect::ReadOnly
+        })
     }
 
     /// Appends an argument to the last command.
@@ -201,6 +236,9 @@ impl Batch {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.entries.clear();
+        self.special = 0;
+        self.unsafe_to_resend = 0;
+        self.idempotent = 0;
     }
 
     /// Command `i`.
@@ -460,6 +498,59 @@ mod tests {
             some.as_bytes(),
             &encoded(&[cmds[2].clone(), cmds[1].clone().arg("more")])[..]
         );
+    }
+
+    #[test]
+    fn the_summary_follows_the_commands_added() {
+        let batch = |cmds: &[Cmd]| Batch::from(cmds);
+        let get = || Cmd::new("GET").arg("k");
+        assert_eq!(batch(&[get()]).ordinary_effect(), Some(Effect::ReadOnly));
+        let set = Cmd::new("SET").arg("k").arg("v");
+        assert_eq!(
+            batch(&[get(), set.clone(), get()]).ordinary_effect(),
+            Some(Effect::Idempotent)
+        );
+        let incr = Cmd::new("incr").arg("n");
+        assert_eq!(
+            batch(&[set.clone(), incr.clone()]).ordinary_effect(),
+            Some(Effect::NonIdempotent)
+        );
+        // The caller's overrides count, both ways.
+        assert_eq!(
+            batch(&[incr.clone().idempotent()]).ordinary_effect(),
+            Some(Effect::Idempotent)
+        );
+        assert_eq!(
+            batch(&[get().not_idempotent()]).ordinary_effect(),
+            Some(Effect::NonIdempotent)
+        );
+        // A command that may block, needs its own connection or streams its replies asks for a
+        // closer look, wherever it is.
+        for special in [
+            Cmd::new("BLPOP").arg("l").arg("1"),
+            Cmd::new("XREAD").arg("STREAMS").arg("s").arg("0"),
+            Cmd::new("WATCH").arg("k"),
+            Cmd::new("MULTI"),
+            Cmd::new("SUBSCRIBE").arg("c"),
+        ] {
+            let mut b = batch(&[get(), special.clone(), get()]);
+            assert_eq!(b.ordinary_effect(), None, "{special:?}");
+            let mut copy = Batch::new();
+            copy.push_batched(b.get(1).unwrap());
+            assert_eq!(copy.ordinary_effect(), None, "{special:?} copied");
+            b.clear();
+            assert_eq!(b.ordinary_effect(), Some(Effect::ReadOnly));
+        }
+        // Commands started by name count as well.
+        let mut b = Batch::new();
+        b.start("BRPOP");
+        b.push_arg("l");
+        b.push_int(0);
+        assert_eq!(b.ordinary_effect(), None);
+        let mut b = Batch::new();
+        b.start("DEL");
+        b.push_arg("k");
+        assert_eq!(b.ordinary_effect(), Some(Effect::Idempotent));
     }
 
     #[test]

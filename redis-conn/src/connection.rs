@@ -449,6 +449,9 @@ impl Connection {
     /// Checks that every command of a pipeline can run here, and tells how the pipeline as a
     /// whole may be retried and how long it may block.
     fn admit(&self, batch: &Batch) -> Result<(Effect, Blocking), Error> {
+        if let Some(effect) = batch.ordinary_effect() {
+            return Ok((effect, Blocking::No));
+        }
         let n = batch.len();
         let is = |i: usize, name: &[u8]| {
             batch

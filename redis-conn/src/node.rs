@@ -217,7 +217,7 @@ impl Node {
     /// # Errors
     /// As [`Node::send`].
     pub async fn send_batch(&self, batch: &Batch) -> Result<Vec<Value>, Error> {
-        if batch.iter().all(|c| c.blocking() == Blocking::No) {
+        if batch.ordinary_effect().is_some() || batch.iter().all(|c| c.blocking() == Blocking::No) {
             return self.connection().send_batch(batch).await;
         }
         Box::pin(async move {

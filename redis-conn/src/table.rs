@@ -336,6 +336,14 @@ impl CommandInfo {
         args.skip(skip).take(take).step_by(step)
     }
 
+    /// Whether a shared, multiplexed connection carries the command like any other: it cannot
+    /// block, needs no connection of its own and does not stream its replies.
+    pub(crate) fn is_ordinary(&self) -> bool {
+        self.blocking == BlockingArg::None
+            && !self.needs_dedicated_connection
+            && !self.streams_replies
+    }
+
     /// How long this command may block, given its arguments (argument 0 is the name).
     #[inline]
     pub fn blocking<'a>(&self, args: impl Fn(usize) -> Option<&'a [u8]>, len: usize) -> Blocking {

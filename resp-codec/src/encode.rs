@@ -114,16 +114,27 @@ impl AsRef<[u8]> for ArrayHeader {
 #[inline]
 pub fn write_bulk(dst: &mut BytesMut, data: &[u8]) {
     let len = data.len();
-    if len < 100 {
-        // Names, keys and small values: the header in one go, no formatting loop.
-        dst.reserve(len + 7);
-        if len < 10 {
-            dst.put_slice(&[b'$', b'0' + len as u8, b'\r', b'\n']);
-        } else {
-            let d = len * 2;
-            dst.put_slice(&[b'$', DIGITS[d], DIGITS[d + 1], b'\r', b'\n']);
-        }
-    } else if len < 1000 {
+    if len >= 100 {
+        return write_long_bulk(dst, data);
+    }
+    // Names, keys and small values, most arguments of all: the header in one go, no formatting
+    // loop, and a body small enough to inline into the callers that push arguments.
+    dst.reserve(len + 7);
+    if len < 10 {
+        dst.put_slice(&[b'$', b'0' + len as u8, b'\r', b'\n']);
+    } else {
+        let d = len * 2;
+        dst.put_slice(&[b'$', DIGITS[d], DIGITS[d + 1], b'\r', b'\n']);
+    }
+    dst.put_slice(data);
+    dst.put_slice(b"\r\n");
+}
+
+/// [`write_bulk`] for 100 bytes and more.
+#[inline(never)]
+fn write_long_bulk(dst: &mut BytesMut, data: &[u8]) {
+    let len = data.len();
+    if len < 1000 {
         // Values of a few hundred bytes, the most common size after small ones.
         dst.reserve(len + 8);
         let d = (len % 100) * 2;
