@@ -6,11 +6,10 @@
 //! `expire` a `bool`). A command that returns stored data is generic over the type you ask for
 //! (`get::<Option<String>>`, `hgetall::<HashMap<String, String>>`), converted by [`FromValue`].
 
-use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
 use redis_conn::{Cmd, Value};
 
@@ -25,31 +24,9 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-thread_local! {
-    /// The memory of the last command a pipeline copied into its batch on this thread, for the
-    /// next command built here: a pipeline of typed commands then allocates nothing per command.
-    static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
-}
-
-/// The most memory a spare command buffer keeps (a command that grew larger frees its own).
-const MAX_SPARE: usize = 4096;
-
 /// A command from its name and arguments.
 fn cmd(name: &str) -> Cmd {
-    match SPARE.with(Cell::take) {
-        Some(buf) => Cmd::with_buffer(name, buf),
-        None => Cmd::new(name),
-    }
-}
-
-/// Keeps a command's memory for the next [`cmd`] on this thread, once its encoding was copied.
-pub(crate) fn recycle(cmd: Cmd) {
-    let mut buf = cmd.into_buffer();
-    if buf.capacity() <= MAX_SPARE {
-        // Emptied now, so that no later command can read what this one held.
-        buf.clear();
-        SPARE.with(|spare| spare.set(Some(buf)));
-    }
+    Cmd::new(name)
 }
 
 /// Appends one value's arguments.
@@ -86,6 +63,63 @@ fn millis(d: Duration) -> u64 {
 }
 
 macro_rules! commands {
+    // A command that is its name and its arguments, in order (most of them): a pipeline encodes
+    // it straight into its batch, with no `Cmd` of its own.
+    (@munch [$($t:tt)*] [$($p:tt)*]
+        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> R {
+            cmd($cname:literal) $(.a($arg:expr))*
+        }
+        $($rest:tt)*
+    ) => {
+        commands!(@munch
+            [$($t)*
+                $(#[$m])*
+                fn $name<R: FromValue>(
+                    &self, $($a: $ty),*
+                ) -> impl Future<Output = Result<R>> + Send {
+                    let command: Cmd = cmd($cname)$(.a($arg))*;
+                    self.query_cmd(command).map(|r| r.and_then(R::from_value))
+                }
+            ]
+            [$($p)*
+                $(#[$m])*
+                pub fn $name(&mut self, $($a: $ty),*) -> &mut Self {
+                    // Unused by the commands without arguments.
+                    let _batch = self.start_command($cname);
+                    $(ToArgs::push_to(&$arg, _batch);)*
+                    self
+                }
+            ]
+            $($rest)*
+        );
+    };
+    (@munch [$($t:tt)*] [$($p:tt)*]
+        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> $ret:ty {
+            cmd($cname:literal) $(.a($arg:expr))*
+        }
+        $($rest:tt)*
+    ) => {
+        commands!(@munch
+            [$($t)*
+                $(#[$m])*
+                fn $name(&self, $($a: $ty),*) -> impl Future<Output = Result<$ret>> + Send {
+                    let command: Cmd = cmd($cname)$(.a($arg))*;
+                    self.query_cmd(command).map(|r| r.and_then(<$ret as FromValue>::from_value))
+                }
+            ]
+            [$($p)*
+                $(#[$m])*
+                pub fn $name(&mut self, $($a: $ty),*) -> &mut Self {
+                    // Unused by the commands without arguments.
+                    let _batch = self.start_command($cname);
+                    $(ToArgs::push_to(&$arg, _batch);)*
+                    self
+                }
+            ]
+            $($rest)*
+        );
+    };
+    // Any other: built as a `Cmd`, which a pipeline copies into its batch.
     (@munch [$($t:tt)*] [$($p:tt)*]
         $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> R $build:block
         $($rest:tt)*
@@ -709,26 +743,5 @@ impl FromValue for StreamEntry {
             id,
             fields: fields.unwrap_or_default(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_recycled_buffer_holds_nothing_of_the_command_before() {
-        let secret = "S3cr3t-marker";
-        recycle(cmd("AUTH").a("user").a(secret));
-        let reused = cmd("GET").a("k");
-        assert_eq!(reused, Cmd::new("GET").arg("k"));
-        assert_eq!(reused.info(), Cmd::new("GET").info());
-        recycle(reused);
-        // Kept emptied; a buffer that grew past the bound is freed, not kept.
-        let spare = SPARE.with(Cell::take).expect("a spare");
-        assert!(spare.is_empty() && spare.capacity() >= 16);
-        SPARE.with(|s| s.set(Some(spare)));
-        recycle(cmd("SET").a("k").a(vec![0u8; MAX_SPARE * 2]));
-        assert!(SPARE.with(Cell::take).is_none());
     }
 }

@@ -25,19 +25,83 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
 
 use bytes::Bytes;
-use redis_conn::{Cmd, ServerError, Value};
+use redis_conn::{Batch, Cmd, ServerError, Value};
 
 use crate::{Error, Result, TypeError};
 
+/// Where [`ToArgs`] values put their arguments: a [`Cmd`] being built, or the last command
+/// queued in a pipeline's [`Batch`] (so that a pipeline's typed commands are encoded straight
+/// into the buffer that is sent).
+///
+/// Sealed: implemented by this crate for [`Cmd`] and [`Batch`] only.
+pub trait ArgSink: crate::commands::sealed::Sealed {
+    /// Appends one argument, binary-safe.
+    fn push_arg(&mut self, arg: impl AsRef<[u8]>);
+
+    /// Appends an integer argument, formatted in decimal without allocating.
+    fn push_int(&mut self, n: i64);
+}
+
+impl crate::commands::sealed::Sealed for Cmd {}
+
+impl ArgSink for Cmd {
+    #[inline]
+    fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
+        Cmd::push_arg(self, arg);
+    }
+
+    #[inline]
+    fn push_int(&mut self, n: i64) {
+        Cmd::push_int(self, n);
+    }
+}
+
+impl crate::commands::sealed::Sealed for Batch {}
+
+/// Appends to the last command of the batch.
+///
+/// # Panics
+/// When the batch is empty (see [`Batch::push_arg`]).
+impl ArgSink for Batch {
+    #[inline]
+    fn push_arg(&mut self, arg: impl AsRef<[u8]>) {
+        Batch::push_arg(self, arg);
+    }
+
+    #[inline]
+    fn push_int(&mut self, n: i64) {
+        Batch::push_int(self, n);
+    }
+}
+
 /// A value that becomes zero or more command arguments.
+///
+/// Implement it for a type of your own to pass it to any command:
+///
+/// ```
+/// use redis_client::{ArgSink, Cmd, ToArgs};
+///
+/// struct Point { x: i64, y: i64 }
+///
+/// impl ToArgs for Point {
+///     fn push_to<S: ArgSink>(&self, out: &mut S) {
+///         out.push_int(self.x);
+///         out.push_int(self.y);
+///     }
+/// }
+///
+/// let mut cmd = Cmd::new("GEOADD");
+/// Point { x: 2, y: 48 }.push_to(&mut cmd);
+/// assert_eq!(cmd.arg_at(2), Some(&b"48"[..]));
+/// ```
 pub trait ToArgs {
-    /// Appends this value's arguments to `cmd`.
-    fn push_to(&self, cmd: &mut Cmd);
+    /// Appends this value's arguments to `out`.
+    fn push_to<S: ArgSink>(&self, out: &mut S);
 
     /// Appends a slice of these values. Byte slices override it, so that `&[u8]` is one
     /// argument rather than one per byte.
     #[doc(hidden)]
-    fn push_slice_to(items: &[Self], cmd: &mut Cmd)
+    fn push_slice_to<S: ArgSink>(items: &[Self], cmd: &mut S)
     where
         Self: Sized,
     {
@@ -48,49 +112,49 @@ pub trait ToArgs {
 }
 
 impl<T: ToArgs + ?Sized> ToArgs for &T {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         (**self).push_to(cmd);
     }
 }
 
 impl ToArgs for str {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(self);
     }
 }
 
 impl ToArgs for String {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(self);
     }
 }
 
 impl ToArgs for Bytes {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(self);
     }
 }
 
 impl<T: ToArgs> ToArgs for [T] {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         T::push_slice_to(self, cmd);
     }
 }
 
 impl<T: ToArgs> ToArgs for Vec<T> {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         T::push_slice_to(self, cmd);
     }
 }
 
 impl<T: ToArgs, const N: usize> ToArgs for [T; N] {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         T::push_slice_to(self, cmd);
     }
 }
 
 impl<T: ToArgs> ToArgs for Option<T> {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         if let Some(v) = self {
             v.push_to(cmd);
         }
@@ -99,15 +163,15 @@ impl<T: ToArgs> ToArgs for Option<T> {
 
 /// No arguments (no keys for EVAL, say).
 impl ToArgs for () {
-    fn push_to(&self, _cmd: &mut Cmd) {}
+    fn push_to<S: ArgSink>(&self, _cmd: &mut S) {}
 }
 
 impl ToArgs for u8 {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_int(i64::from(*self));
     }
 
-    fn push_slice_to(items: &[u8], cmd: &mut Cmd) {
+    fn push_slice_to<S: ArgSink>(items: &[u8], cmd: &mut S) {
         cmd.push_arg(items);
     }
 }
@@ -115,7 +179,7 @@ impl ToArgs for u8 {
 macro_rules! int_args {
     ($($t:ty),*) => {$(
         impl ToArgs for $t {
-            fn push_to(&self, cmd: &mut Cmd) {
+            fn push_to<S: ArgSink>(&self, cmd: &mut S) {
                 match i64::try_from(*self) {
                     Ok(n) => cmd.push_int(n),
                     Err(_) => cmd.push_arg(self.to_string()),
@@ -128,19 +192,19 @@ macro_rules! int_args {
 int_args!(i8, i16, i32, i64, isize, u16, u32, u64, usize);
 
 impl ToArgs for f64 {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(self.to_string());
     }
 }
 
 impl ToArgs for f32 {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(self.to_string());
     }
 }
 
 impl ToArgs for bool {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(if *self { "1" } else { "0" });
     }
 }
@@ -149,7 +213,7 @@ macro_rules! tuple_args {
     ($($name:ident)+) => {
         impl<$($name: ToArgs),+> ToArgs for ($($name,)+) {
             #[allow(non_snake_case)]
-            fn push_to(&self, cmd: &mut Cmd) {
+            fn push_to<S: ArgSink>(&self, cmd: &mut S) {
                 let ($($name,)+) = self;
                 $($name.push_to(cmd);)+
             }
@@ -560,6 +624,48 @@ mod tests {
         let mut cmd = Cmd::new("X");
         value.push_to(&mut cmd);
         cmd.args().skip(1).map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_arguments_exactly_as_a_command_does() {
+        use crate::options::{Expiry, SetOptions, StreamAddOptions, ZAddOptions};
+        use std::time::Duration;
+
+        // The typed commands of a pipeline are encoded into its batch; the others into a `Cmd`
+        // copied into it: both must write the same bytes for every kind of argument.
+        fn same(value: impl ToArgs) {
+            let mut cmd = Cmd::new("CMD");
+            value.push_to(&mut cmd);
+            let mut direct = Batch::new();
+            direct.start("CMD");
+            value.push_to(&mut direct);
+            assert_eq!(direct, Batch::from(&[cmd.clone()][..]), "{cmd:?}");
+        }
+        same("key");
+        same(String::from("key"));
+        same(&b"bin\r\nary"[..]);
+        same(vec![0u8; 300]);
+        same(Bytes::from_static(b"bytes"));
+        same((1i64, -2i32, u64::MAX, 1.5f64));
+        same(true);
+        same(["a", "b", "c"]);
+        same(vec![("field", 1u8), ("other", 2)]);
+        same((0..12).collect::<Vec<u32>>());
+        same(Some("x"));
+        same(None::<&str>);
+        same(());
+        same(Expiry::after(Duration::from_millis(1500)));
+        same(Expiry::KeepTtl);
+        same(
+            SetOptions::default()
+                .only_if_absent()
+                .expiry(Expiry::Persist)
+                .get(),
+        );
+        same(ZAddOptions::default().greater().changed().incr());
+        same(StreamAddOptions::default().max_len(1000, true).no_create());
+        // Crossing ten arguments rewrites the header in both.
+        same(("k", (0..20).map(|i| i.to_string()).collect::<Vec<_>>()));
     }
 
     #[test]

@@ -180,7 +180,7 @@ mod url;
 pub use client::{Client, ClientStats, CmdBuilder};
 pub use commands::{Commands, StreamEntry};
 pub use config::{Config, Mode, ReplicaSelection};
-pub use convert::{FromValue, ToArgs};
+pub use convert::{ArgSink, FromValue, ToArgs};
 pub use error::{ConfigError, Error, Result, TypeError};
 pub use events::{Event, EventCallback};
 pub use options::{

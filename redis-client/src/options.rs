@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis_conn::Cmd;
 
-use crate::ToArgs;
+use crate::{ArgSink, ToArgs};
 
 /// When a key expires, for `SET` and `GETEX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl Expiry {
 }
 
 impl ToArgs for Expiry {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         let (word, n) = match *self {
             Expiry::Seconds(n) => ("EX", n),
             Expiry::Millis(n) => ("PX", n),
@@ -57,7 +57,7 @@ pub(crate) enum Exists {
 }
 
 impl ToArgs for Exists {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(match self {
             Exists::No => "NX",
             Exists::Yes => "XX",
@@ -116,7 +116,7 @@ impl SetOptions {
 }
 
 impl ToArgs for SetOptions {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         self.condition.push_to(cmd);
         self.expiry.push_to(cmd);
         if self.get {
@@ -139,7 +139,7 @@ pub enum ExpireCondition {
 }
 
 impl ToArgs for ExpireCondition {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(match self {
             ExpireCondition::NoExpiry => "NX",
             ExpireCondition::HasExpiry => "XX",
@@ -159,7 +159,7 @@ pub enum Side {
 }
 
 impl ToArgs for Side {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         cmd.push_arg(match self {
             Side::Left => "LEFT",
             Side::Right => "RIGHT",
@@ -221,7 +221,7 @@ impl ZAddOptions {
 }
 
 impl ToArgs for ZAddOptions {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         self.condition.push_to(cmd);
         match self.compare {
             Some(true) => cmd.push_arg("GT"),
@@ -331,7 +331,7 @@ impl StreamAddOptions {
 }
 
 impl ToArgs for StreamAddOptions {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         if self.nomkstream {
             cmd.push_arg("NOMKSTREAM");
         }
@@ -375,7 +375,7 @@ impl ScanOptions {
 }
 
 impl ToArgs for ScanOptions {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         if let Some(p) = &self.pattern {
             cmd.push_arg("MATCH");
             cmd.push_arg(p);
@@ -395,7 +395,7 @@ impl ToArgs for ScanOptions {
 pub(crate) struct BlockSeconds(pub(crate) Duration);
 
 impl ToArgs for BlockSeconds {
-    fn push_to(&self, cmd: &mut Cmd) {
+    fn push_to<S: ArgSink>(&self, cmd: &mut S) {
         let ms = self.0.as_millis();
         if ms % 1000 == 0 {
             cmd.push_arg((ms / 1000).to_string());

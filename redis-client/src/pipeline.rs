@@ -19,7 +19,8 @@ use crate::{Client, FromValue, Result, ToArgs};
 /// `MULTI` ... `EXEC`.
 ///
 /// The commands are encoded as they are queued, back to back into one buffer (a
-/// [`Batch`]): queueing costs no allocation of its own, and sending is one copy of that buffer.
+/// [`Batch`]): the typed commands and [`Pipeline::arg`] write their arguments straight into
+/// it, so queueing costs no allocation of its own, and sending is one copy of that buffer.
 ///
 /// ```no_run
 /// # async fn demo(client: redis_client::Client) -> redis_client::Result<()> {
@@ -49,9 +50,6 @@ pub struct Pipeline {
     batch: Batch,
     ignored: Vec<bool>,
     atomic: bool,
-    /// Where [`Pipeline::arg`] collects a value's arguments before they join the last command
-    /// (kept, so that adding arguments allocates nothing once it has grown).
-    scratch: Option<Cmd>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -73,7 +71,6 @@ impl Pipeline {
             batch: Batch::new(),
             ignored: Vec::new(),
             atomic: false,
-            scratch: None,
         }
     }
 
@@ -81,8 +78,6 @@ impl Pipeline {
     pub fn add(&mut self, cmd: Cmd) -> &mut Self {
         self.batch.push(&cmd);
         self.queued();
-        // Its memory serves the next typed command built on this thread.
-        crate::commands::recycle(cmd);
         self
     }
 
@@ -91,6 +86,14 @@ impl Pipeline {
         self.batch.start(name);
         self.queued();
         self
+    }
+
+    /// Starts a command by name and returns the batch, for its arguments (the typed commands).
+    #[inline]
+    pub(crate) fn start_command(&mut self, name: &str) -> &mut Batch {
+        self.batch.start(name);
+        self.queued();
+        &mut self.batch
     }
 
     /// Notes one more command, not ignored (so far).
@@ -110,11 +113,7 @@ impl Pipeline {
             !self.batch.is_empty(),
             "Pipeline::arg needs a command queued before it"
         );
-        let scratch = self.scratch.get_or_insert_with(|| Cmd::new(""));
-        value.push_to(scratch);
-        self.batch.extend_last(scratch);
-        // Emptied at once: it never holds an argument (a password) once that has been queued.
-        scratch.truncate(1);
+        value.push_to(&mut self.batch);
         self
     }
 

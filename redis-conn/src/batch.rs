@@ -204,11 +204,27 @@ impl Batch {
 
     /// Counts `added` arguments just appended to the last command, rewriting its array header
     /// (in place, or moved by a byte when the count gains a digit).
+    #[inline]
     fn grow_last(&mut self, added: usize) {
         let Some(last) = self.entries.last_mut() else {
             return;
         };
         last.argc += added;
+        if last.argc < 10 {
+            // `*<digit>\r\n`, as it was: one digit to change (most commands).
+            self.buf[last.start + 1] = b'0' + last.argc as u8;
+        } else {
+            self.rewrite_last_header();
+        }
+    }
+
+    /// Writes the last command's array header for its count, moving its arguments when the
+    /// header grew.
+    #[inline(never)]
+    fn rewrite_last_header(&mut self) {
+        let Some(last) = self.entries.last_mut() else {
+            return;
+        };
         let header = resp_codec::array_header(last.argc);
         let header = header.as_ref();
         let old = last.body - last.start;

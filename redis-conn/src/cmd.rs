@@ -49,35 +49,6 @@ impl Cmd {
         cmd
     }
 
-    /// A command with its name, built in `buf`'s memory (emptied first): a way to reuse the
-    /// memory of a command that was copied elsewhere (see [`Cmd::into_buffer`]).
-    ///
-    /// ```
-    /// use redis_conn::Cmd;
-    ///
-    /// let used = Cmd::new("SET").arg("k").arg("v");
-    /// let again = Cmd::with_buffer("GET", used.into_buffer()).arg("k");
-    /// assert_eq!(again, Cmd::new("GET").arg("k"));
-    /// ```
-    pub fn with_buffer(name: impl AsRef<[u8]>, mut buf: BytesMut) -> Cmd {
-        let name = name.as_ref();
-        buf.clear();
-        let mut cmd = Cmd {
-            body: buf,
-            argc: 0,
-            effect: None,
-            info: table::lookup(name),
-        };
-        cmd.push_arg(name);
-        cmd
-    }
-
-    /// The memory the command's arguments are encoded in, for [`Cmd::with_buffer`] (its content
-    /// is unspecified).
-    pub fn into_buffer(self) -> BytesMut {
-        self.body
-    }
-
     /// Appends an argument.
     #[must_use]
     pub fn arg(mut self, arg: impl AsRef<[u8]>) -> Cmd {
