@@ -1133,7 +1133,32 @@ impl Driver {
             let mut more = false;
             let chunk = (inflight.len() / DISPATCH_SHARE).max(DISPATCH_MIN);
             loop {
-                match self.decoder.decode(&mut rbuf) {
+                // A pipeline's replies are read in a run, straight into its list (all but the
+                // last one, which completes it through `dispatch`).
+                let mut failed = None;
+                if let Some(front) = inflight.front_mut() {
+                    let left = front.req.replies.saturating_sub(front.got.len() + 1);
+                    if left > 0 {
+                        let before = front.got.len();
+                        let read = self.decoder.decode_into(&mut rbuf, &mut front.got, left);
+                        let n = front.got.len() - before;
+                        answered += n;
+                        // Push messages are not replies (see `dispatch`).
+                        if front.got[before..].iter().any(Value::is_push) {
+                            front.got.retain(|v| !v.is_push());
+                        }
+                        match read {
+                            Ok(_) if n > 0 => continue,
+                            Ok(_) => {}
+                            Err(source) => failed = Some(source),
+                        }
+                    }
+                }
+                let decoded = match failed {
+                    Some(source) => Err(source),
+                    None => self.decoder.decode(&mut rbuf),
+                };
+                match decoded {
                     Ok(Some(value)) => {
                         answered += 1;
                         match dispatch(value, &mut inflight) {

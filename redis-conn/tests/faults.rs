@@ -614,6 +614,73 @@ async fn replies_read_together_reach_every_caller_though_no_more_bytes_come() {
     }
 }
 
+/// A fake server answers a pipeline with a push message among its replies, then a second
+/// pipeline with a malformed frame after two good replies. The pipeline's replies are read in a
+/// run (`Decoder::decode_into`): the push must not count as a reply, and the malformed frame must
+/// break the connection with a protocol error, the replies read before it notwithstanding.
+#[tokio::test]
+async fn a_pipeline_read_in_a_run_skips_pushes_and_stops_at_a_malformed_frame() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        // Five `SET k v` in RESP2: 27 bytes each.
+        let mut commands = [0u8; 5 * 27];
+        for replies in [
+            &b"+OK\r\n+OK\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+OK\r\n:7\r\n+OK\r\n"[..],
+            &b"+OK\r\n+OK\r\n?\r\n"[..],
+        ] {
+            if sock.read_exact(&mut commands).await.is_err() {
+                return;
+            }
+            assert!(commands.starts_with(b"*3\r\n$3\r\nSET\r\n"), "{commands:?}");
+            sock.write_all(replies).await.unwrap();
+        }
+        let _ = sock.read(&mut [0u8; 64]).await;
+    });
+    let conn = Connection::connect(
+        config_for(addr)
+            .protocol(Protocol::Resp2)
+            .health_check_interval(None)
+            .max_attempts(1),
+    )
+    .await
+    .unwrap();
+    let mut events = conn.events();
+    let sets: Vec<Cmd> = (0..5).map(|_| Cmd::new("SET").arg("k").arg("v")).collect();
+    let ok = Value::SimpleString(bytes::Bytes::from_static(b"OK"));
+    let replies = conn.send_pipeline(&sets).await.unwrap();
+    assert_eq!(
+        replies,
+        vec![
+            ok.clone(),
+            ok.clone(),
+            ok.clone(),
+            Value::Integer(7),
+            ok.clone()
+        ]
+    );
+    let err = conn.send_pipeline(&sets).await.unwrap_err();
+    match &err {
+        Error::ConnectionLost { reason, sent, .. } => {
+            assert!(reason.contains("invalid RESP type byte"), "{reason}");
+            assert_eq!(*sent, Sent::Maybe);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut protocol_errors = 0;
+    while let Ok(e) = events.try_recv() {
+        if let Event::Error { error, .. } = &e {
+            assert!(matches!(error, Error::Protocol { .. }), "{error:?}");
+            protocol_errors += 1;
+        }
+    }
+    assert_eq!(protocol_errors, 1);
+}
+
 /// A fake server for what a real one never does: claim a 1 GiB bulk and drip bytes.
 #[tokio::test]
 async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {

@@ -387,6 +387,67 @@ impl Decoder {
         }
     }
 
+    /// Decodes up to `max` frames from the front of `src`, appending them to `out`, and returns
+    /// how many it decoded: the replies of a pipeline read in one call. A run of `+OK` frames
+    /// (the replies of a pipeline of writes) is taken in one step.
+    ///
+    /// It stops early, as [`decode`](Decoder::decode) returns `Ok(None)`, when the next frame
+    /// is not complete yet; frames decoded before an error stay in `out`.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use resp_codec::{Decoder, Value};
+    ///
+    /// let mut decoder = Decoder::new();
+    /// let mut buf = BytesMut::from(&b"+OK\r\n+OK\r\n:3\r\n$1\r\nx\r\n$4\r\nne"[..]);
+    /// let mut replies = Vec::new();
+    /// assert_eq!(decoder.decode_into(&mut buf, &mut replies, 3).unwrap(), 3);
+    /// assert_eq!(replies[2], Value::Integer(3));
+    /// // The rest: one complete frame, then one that is not.
+    /// assert_eq!(decoder.decode_into(&mut buf, &mut replies, 10).unwrap(), 1);
+    /// assert_eq!(&buf[..], b"$4\r\nne");
+    /// ```
+    ///
+    /// # Errors
+    /// As [`decode`](Decoder::decode).
+    pub fn decode_into(
+        &mut self,
+        src: &mut BytesMut,
+        out: &mut Vec<Value>,
+        max: usize,
+    ) -> Result<usize, DecodeError> {
+        let mut done = 0;
+        while done < max {
+            if self.progress.pos == 0 && self.progress.open.is_empty() {
+                // Count the `+OK`s in a row and take them with one advance.
+                let run = src
+                    .chunks_exact(5)
+                    .take(max - done)
+                    .take_while(|frame| *frame == b"+OK\r\n")
+                    .count();
+                if run > 0 {
+                    self.progress.need = 0;
+                    self.progress.scan_from = 0;
+                    src.advance(run * 5);
+                    out.extend(
+                        std::iter::repeat_with(|| Value::SimpleString(Bytes::from_static(b"OK")))
+                            .take(run),
+                    );
+                    done += run;
+                    continue;
+                }
+            }
+            match self.decode(src)? {
+                Some(value) => {
+                    out.push(value);
+                    done += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(done)
+    }
+
     /// Like [`decode`](Decoder::decode), for when the peer has closed the stream: an incomplete
     /// frame left in the buffer is an error rather than a reason to wait.
     ///
@@ -1011,6 +1072,59 @@ mod tests {
             small.decode(&mut buf),
             Err(DecodeError::BulkTooLarge { len: 5, max: 4 })
         ));
+    }
+
+    #[test]
+    fn decode_into_reads_what_decode_reads_and_no_more_than_asked() {
+        let mut frames = Vec::new();
+        for i in 0..50 {
+            frames.extend_from_slice(b"+OK\r\n");
+            if i % 7 == 0 {
+                frames.extend_from_slice(format!(":{i}\r\n$2\r\nab\r\n*1\r\n+OK\r\n").as_bytes());
+            }
+        }
+        let want = decode_in_pieces(&mut Decoder::new(), &frames, frames.len());
+        // Whole, and in pieces, asking for a few frames at a time: the same frames in order.
+        for (piece, max) in [
+            (frames.len(), usize::MAX),
+            (frames.len(), 3),
+            (1, 4),
+            (7, 1),
+            (13, 9),
+        ] {
+            let mut d = Decoder::new();
+            let (mut buf, mut got) = (BytesMut::new(), Vec::new());
+            for chunk in frames.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    let before = got.len();
+                    let n = d.decode_into(&mut buf, &mut got, max).unwrap();
+                    assert!(n <= max);
+                    assert_eq!(got.len() - before, n);
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            assert!(buf.is_empty());
+            assert_eq!(got, want, "pieces of {piece}, {max} at a time");
+        }
+        // A run of +OK stops at the limit, and at the first frame that is not one.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&b"+OK\r\n+OK\r\n+OK\r\n+OKAY\r\n+OK\r"[..]);
+        let mut got = Vec::new();
+        assert_eq!(d.decode_into(&mut buf, &mut got, 2), Ok(2));
+        assert_eq!(d.decode_into(&mut buf, &mut got, 10), Ok(2));
+        assert_eq!(got[3], Value::SimpleString(Bytes::from_static(b"OKAY")));
+        assert_eq!(&buf[..], b"+OK\r");
+        // Frames before an error stay decoded.
+        let mut buf = BytesMut::from(&b"+OK\r\n:1\r\n?\r\n"[..]);
+        let mut got = Vec::new();
+        assert_eq!(
+            d.decode_into(&mut buf, &mut got, 10),
+            Err(DecodeError::InvalidTypeByte(b'?'))
+        );
+        assert_eq!(got.len(), 2);
     }
 
     #[test]
