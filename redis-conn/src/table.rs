@@ -159,17 +159,26 @@ pub const UNKNOWN: CommandInfo = info(W, KeySpec::None);
 
 /// Looks a command up by name (any case). Unknown commands get [`UNKNOWN`].
 pub fn lookup(name: &[u8]) -> CommandInfo {
+    // Names are nearly always written in capitals (every typed command's is): looked up as they
+    // are first, and upper-cased only when that fails and there is something to upper-case.
+    if let Some(info) = lookup_upper(name) {
+        return info;
+    }
     let mut upper = [0u8; 24];
-    if name.len() > upper.len() {
+    if name.len() > upper.len() || !name.iter().any(u8::is_ascii_lowercase) {
         return UNKNOWN;
     }
     for (d, s) in upper.iter_mut().zip(name) {
         *d = s.to_ascii_uppercase();
     }
-    let key = &upper[..name.len()];
+    lookup_upper(&upper[..name.len()]).unwrap_or(UNKNOWN)
+}
+
+/// The table's entry for a name in capitals, if it has one.
+fn lookup_upper(key: &[u8]) -> Option<CommandInfo> {
     let none = KeySpec::None;
     let counted = |count_at| KeySpec::Counted { count_at };
-    match key {
+    Some(match key {
         // Strings.
         b"GET" | b"STRLEN" | b"GETRANGE" | b"SUBSTR" | b"GETBIT" | b"BITCOUNT" | b"BITPOS"
         | b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME" | b"TYPE" | b"DUMP" | b"PFCOUNT" => {
@@ -280,8 +289,8 @@ pub fn lookup(name: &[u8]) -> CommandInfo {
         b"WATCH" => dedicated(R, ALL_FROM_1),
         b"UNWATCH" => dedicated(R, none),
         b"MULTI" | b"EXEC" | b"DISCARD" => dedicated(W, none),
-        _ => UNKNOWN,
-    }
+        _ => return None,
+    })
 }
 
 impl CommandInfo {
@@ -404,6 +413,34 @@ mod tests {
         assert_eq!(lookup(b"XADD").effect, Effect::NonIdempotent);
         assert_eq!(lookup(b"NOSUCHCOMMAND"), UNKNOWN);
         assert_eq!(lookup(&[b'A'; 100]), UNKNOWN);
+        assert_eq!(lookup(&[b'a'; 30]), UNKNOWN);
+        assert_eq!(lookup(b"nosuchcommand"), UNKNOWN);
+        // Capitals are looked up as they are, anything else upper-cased: the same entries.
+        for name in [
+            "GET",
+            "HGETALL",
+            "BLPOP",
+            "EVALSHA_RO",
+            "XREADGROUP",
+            "SUBSCRIBE",
+            "ZADD",
+        ] {
+            let lower = name.to_ascii_lowercase();
+            let mixed: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            assert_ne!(lookup(name.as_bytes()), UNKNOWN, "{name}");
+            assert_eq!(lookup(lower.as_bytes()), lookup(name.as_bytes()), "{lower}");
+            assert_eq!(lookup(mixed.as_bytes()), lookup(name.as_bytes()), "{mixed}");
+        }
         assert!(lookup(b"subscribe").needs_dedicated_connection);
         assert!(!lookup(b"get").needs_dedicated_connection);
     }
