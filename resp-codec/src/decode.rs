@@ -680,8 +680,10 @@ fn empty_aggregate(kind: AggKind) -> Value {
 /// The build pass over one complete frame, from the headers its check pass noted.
 fn build(frame: &Bytes, heads: &[Head]) -> Result<Value, DecodeError> {
     let mut open: Vec<Partial> = Vec::new();
-    for (i, head) in heads.iter().enumerate() {
-        let mut value = match *head {
+    let mut next = 0;
+    while let Some(&head) = heads.get(next) {
+        next += 1;
+        let mut value = match head {
             Head::Bulk(s, e) => Value::BulkString(frame.slice(s..e)),
             Head::Simple(s, e) => Value::SimpleString(frame.slice(s..e)),
             Head::Error(s, e) => Value::Error(frame.slice(s..e)),
@@ -698,7 +700,20 @@ fn build(frame: &Bytes, heads: &[Head]) -> Result<Value, DecodeError> {
                 if kind.values(n) == 0 {
                     empty_aggregate(kind)
                 } else {
-                    open.push(Partial::new(kind, n, heads.len() - i - 1));
+                    let mut list = Partial::new(kind, n, heads.len() - next);
+                    if matches!(kind, AggKind::Array | AggKind::Set | AggKind::Push) {
+                        // The bulk strings of a list (MGET, LRANGE, SMEMBERS) go straight in,
+                        // all but its last element, which closes it below like any value.
+                        while list.left > 1 {
+                            let Some(&Head::Bulk(s, e)) = heads.get(next) else {
+                                break;
+                            };
+                            list.items.push(Value::BulkString(frame.slice(s..e)));
+                            list.left -= 1;
+                            next += 1;
+                        }
+                    }
+                    open.push(list);
                     continue;
                 }
             }
