@@ -572,6 +572,20 @@ impl Decoder {
                         });
                     }
                     p.open.push(values);
+                    // The short bulks that follow (the elements of an MGET, LRANGE, HGETALL
+                    // reply), all but the aggregate's last value, in a tight loop.
+                    let mut left = values;
+                    while left > 1 && buf.get(p.pos) == Some(&b'$') {
+                        let Some((start, end)) = short_bulk_at(buf, p.pos, &self.limits) else {
+                            break;
+                        };
+                        p.heads.push(Head::Bulk(start, end));
+                        p.pos = end + 2;
+                        left -= 1;
+                    }
+                    if let Some(top) = p.open.last_mut() {
+                        *top = left;
+                    }
                     continue;
                 }
             }
