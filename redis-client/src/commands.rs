@@ -63,12 +63,8 @@ fn millis(d: Duration) -> u64 {
 }
 
 macro_rules! commands {
-    // A command that is its name and its arguments, in order (most of them): a pipeline encodes
-    // it straight into its batch, with no `Cmd` of its own.
     (@munch [$($t:tt)*] [$($p:tt)*]
-        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> R {
-            cmd($cname:literal) $(.a($arg:expr))*
-        }
+        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> R { $($build:tt)* }
         $($rest:tt)*
     ) => {
         commands!(@munch
@@ -77,60 +73,7 @@ macro_rules! commands {
                 fn $name<R: FromValue>(
                     &self, $($a: $ty),*
                 ) -> impl Future<Output = Result<R>> + Send {
-                    let command: Cmd = cmd($cname)$(.a($arg))*;
-                    self.query_cmd(command).map(|r| r.and_then(R::from_value))
-                }
-            ]
-            [$($p)*
-                $(#[$m])*
-                pub fn $name(&mut self, $($a: $ty),*) -> &mut Self {
-                    // Unused by the commands without arguments.
-                    let _batch = self.start_command($cname);
-                    $(ToArgs::push_to(&$arg, _batch);)*
-                    self
-                }
-            ]
-            $($rest)*
-        );
-    };
-    (@munch [$($t:tt)*] [$($p:tt)*]
-        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> $ret:ty {
-            cmd($cname:literal) $(.a($arg:expr))*
-        }
-        $($rest:tt)*
-    ) => {
-        commands!(@munch
-            [$($t)*
-                $(#[$m])*
-                fn $name(&self, $($a: $ty),*) -> impl Future<Output = Result<$ret>> + Send {
-                    let command: Cmd = cmd($cname)$(.a($arg))*;
-                    self.query_cmd(command).map(|r| r.and_then(<$ret as FromValue>::from_value))
-                }
-            ]
-            [$($p)*
-                $(#[$m])*
-                pub fn $name(&mut self, $($a: $ty),*) -> &mut Self {
-                    // Unused by the commands without arguments.
-                    let _batch = self.start_command($cname);
-                    $(ToArgs::push_to(&$arg, _batch);)*
-                    self
-                }
-            ]
-            $($rest)*
-        );
-    };
-    // Any other: built as a `Cmd`, which a pipeline copies into its batch.
-    (@munch [$($t:tt)*] [$($p:tt)*]
-        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> R $build:block
-        $($rest:tt)*
-    ) => {
-        commands!(@munch
-            [$($t)*
-                $(#[$m])*
-                fn $name<R: FromValue>(
-                    &self, $($a: $ty),*
-                ) -> impl Future<Output = Result<R>> + Send {
-                    let command: Cmd = $build;
+                    let command: Cmd = { $($build)* };
                     // A combinator, not an async block: awaiting a captured future would store
                     // it twice, and building it inside would store the command twice.
                     self.query_cmd(command).map(|r| r.and_then(R::from_value))
@@ -139,35 +82,46 @@ macro_rules! commands {
             [$($p)*
                 $(#[$m])*
                 pub fn $name(&mut self, $($a: $ty),*) -> &mut Self {
-                    let command: Cmd = $build;
-                    self.add(command)
+                    commands!(@queue self { $($build)* })
                 }
             ]
             $($rest)*
         );
     };
     (@munch [$($t:tt)*] [$($p:tt)*]
-        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> $ret:ty $build:block
+        $(#[$m:meta])* fn $name:ident($($a:ident: $ty:ty),* $(,)?) -> $ret:ty { $($build:tt)* }
         $($rest:tt)*
     ) => {
         commands!(@munch
             [$($t)*
                 $(#[$m])*
                 fn $name(&self, $($a: $ty),*) -> impl Future<Output = Result<$ret>> + Send {
-                    let command: Cmd = $build;
+                    let command: Cmd = { $($build)* };
                     self.query_cmd(command).map(|r| r.and_then(<$ret as FromValue>::from_value))
                 }
             ]
             [$($p)*
                 $(#[$m])*
                 pub fn $name(&mut self, $($a: $ty),*) -> &mut Self {
-                    let command: Cmd = $build;
-                    self.add(command)
+                    commands!(@queue self { $($build)* })
                 }
             ]
             $($rest)*
         );
     };
+    // A pipeline method's body. A command that is its name and its arguments in order (most of
+    // them) is encoded straight into the batch, with no `Cmd` of its own; any other is built as
+    // a `Cmd`, which the pipeline copies.
+    (@queue $pipeline:tt { cmd($cname:literal) $(.a($arg:expr))* }) => {{
+        // Unused by the commands without arguments.
+        let _batch = $pipeline.start_command($cname);
+        $(ToArgs::push_to(&$arg, _batch);)*
+        $pipeline
+    }};
+    (@queue $pipeline:tt { $($build:tt)* }) => {{
+        let command: Cmd = { $($build)* };
+        $pipeline.add(command)
+    }};
     (@munch [$($t:tt)*] [$($p:tt)*]) => {
         /// The typed commands. Implemented by [`Client`](crate::Client) (any mode) and
         /// [`Transaction`](crate::Transaction); [`Pipeline`](crate::Pipeline) has the same

@@ -17,6 +17,15 @@ fn config_for(addr: std::net::SocketAddr) -> ConnectionConfig {
     ConnectionConfig::new(ServerAddr::from(addr))
 }
 
+/// For a fake server: RESP2 (no handshake, the first bytes it reads are the command), no health
+/// check PINGs in the way, and one attempt per call.
+fn fake_server_config(addr: std::net::SocketAddr) -> ConnectionConfig {
+    config_for(addr)
+        .protocol(Protocol::Resp2)
+        .health_check_interval(None)
+        .max_attempts(1)
+}
+
 fn bulk(s: &str) -> Value {
     Value::BulkString(bytes::Bytes::copy_from_slice(s.as_bytes()))
 }
@@ -588,15 +597,10 @@ async fn replies_read_together_reach_every_caller_though_no_more_bytes_come() {
         // Hold the connection open, silent.
         let _ = sock.read(&mut [0u8; 64]).await;
     });
-    let conn = Connection::connect(
-        config_for(addr)
-            .protocol(Protocol::Resp2)
-            .health_check_interval(None)
-            .response_timeout(Duration::from_secs(20))
-            .max_attempts(1),
-    )
-    .await
-    .unwrap();
+    let conn =
+        Connection::connect(fake_server_config(addr).response_timeout(Duration::from_secs(20)))
+            .await
+            .unwrap();
     let calls = (0..CALLERS).map(|i| {
         let conn = conn.clone();
         let key = format!("k{i:02}");
@@ -641,14 +645,7 @@ async fn a_pipeline_read_in_a_run_skips_pushes_and_stops_at_a_malformed_frame() 
         }
         let _ = sock.read(&mut [0u8; 64]).await;
     });
-    let conn = Connection::connect(
-        config_for(addr)
-            .protocol(Protocol::Resp2)
-            .health_check_interval(None)
-            .max_attempts(1),
-    )
-    .await
-    .unwrap();
+    let conn = Connection::connect(fake_server_config(addr)).await.unwrap();
     let mut events = conn.events();
     let sets: Vec<Cmd> = (0..5).map(|_| Cmd::new("SET").arg("k").arg("v")).collect();
     let ok = Value::SimpleString(bytes::Bytes::from_static(b"OK"));
@@ -711,14 +708,7 @@ async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {
             });
         }
     });
-    let conn = Connection::connect(
-        config_for(addr)
-            .protocol(Protocol::Resp2)
-            .health_check_interval(None)
-            .max_attempts(1),
-    )
-    .await
-    .unwrap();
+    let conn = Connection::connect(fake_server_config(addr)).await.unwrap();
     let mut events = conn.events();
     let started = Instant::now();
     let err = conn.send(Cmd::new("GET").arg("k")).await.unwrap_err();
