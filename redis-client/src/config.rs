@@ -480,10 +480,10 @@ impl Config {
     }
 
     /// How long a connection may poll for the replies it waits for before its task sleeps
-    /// (default 50 us; zero turns it off). Adaptive: it polls only while recent replies came
-    /// sooner than this, so a distant server or an idle connection costs no CPU; with a server
-    /// on the same host it saves the thread wake-up per round trip (see
-    /// [`ConnectionConfig::spin_wait`]).
+    /// (default 50 us; zero turns it off). Adaptive: it polls while most recent replies came
+    /// within this and stops after a run of replies that came later, so a distant server costs
+    /// one budget of polling per 64 waits and an idle connection none; with a server on the same
+    /// host it saves the thread wake-up per round trip (see [`ConnectionConfig::spin_wait`]).
     #[must_use]
     pub fn spin_wait(mut self, budget: Duration) -> Self {
         self.spin_wait = budget;

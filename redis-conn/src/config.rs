@@ -269,9 +269,11 @@ impl ConnectionConfig {
     /// How long the connection may poll for replies it waits for before its task sleeps (default
     /// 50 us; zero turns it off). Waking a sleeping thread costs tens of microseconds (more on
     /// virtual machines), longer than a server on the same host takes to answer a pipeline: with
-    /// a near server, polling raises throughput by a quarter or more. It is adaptive: it polls only
-    /// while the recent waits for replies averaged less than this, so a server further away, or
-    /// an idle connection, costs no CPU; and the runtime's other tasks run between polls.
+    /// a near server, polling raises throughput by a quarter or more. It is adaptive: it polls
+    /// while most recent polled waits ended within the budget and stops after a run of waits
+    /// that outlasted it, so a server further away costs one budget of polling per 64 waits (the
+    /// probe that notices when replies come quickly again); an idle connection costs nothing, and
+    /// the runtime's other tasks run between polls.
     #[must_use]
     pub fn spin_wait(mut self, budget: Duration) -> Self {
         self.spin_wait = budget;

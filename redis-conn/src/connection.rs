@@ -1086,10 +1086,10 @@ impl Driver {
         let mut closing = false;
         // Requests gathered into the last batch: more than one means callers are concurrent.
         let mut last_batch = 0usize;
-        // Since when the driver has had nothing to write and replies to wait for. The wall
-        // clock, not tokio's: polling must stay bounded in real time even on a paused test clock,
-        // which does not move while a task keeps yielding.
-        let mut waiting: Option<std::time::Instant> = None;
+        // Since when the driver has had nothing to write and replies to wait for, and whether it
+        // polls in this wait. The wall clock, not tokio's: polling must stay bounded in real time
+        // even on a paused test clock, which does not move while a task keeps yielding.
+        let mut waiting: Option<(std::time::Instant, bool)> = None;
         let mut gauge = SpinGauge::new(shared.config.spin_wait);
         let health = shared.config.health_check_interval;
         // One timer for every deadline: armed at the earliest moment something may be due
@@ -1197,7 +1197,7 @@ impl Driver {
             // A wait for replies ends with a whole reply, not with any bytes: a reply trickling
             // in (a slow link, a 1-byte-slicing proxy) is a long wait, which turns polling off.
             if answered > 0 {
-                if let Some(since) = waiting.take() {
+                if let Some((since, true)) = waiting.take() {
                     gauge.waited(since.elapsed());
                 }
             }
@@ -1270,9 +1270,10 @@ impl Driver {
             // when they have lately come that soon (see `SpinGauge`).
             let mut spun = None;
             if wbuf.is_empty() && !inflight.is_empty() && !closing {
-                let waiting_since = *waiting.get_or_insert_with(std::time::Instant::now);
-                if gauge.worth_spinning() {
-                    let until = waiting_since + gauge.budget;
+                let (since, polled) =
+                    *waiting.get_or_insert_with(|| (std::time::Instant::now(), gauge.begin()));
+                if polled {
+                    let until = since + gauge.budget;
                     while spun.is_none() && std::time::Instant::now() < until && self.rx.len() == 0
                     {
                         spun = tokio::select! {
@@ -1545,35 +1546,65 @@ pub fn transaction_outcome(mut replies: Vec<Value>) -> Result<Option<Vec<Value>>
 /// Decides whether to poll for replies before sleeping.
 ///
 /// A thread that sleeps in the kernel and is woken by the reply pays the wake-up: tens of
-/// microseconds on a virtual machine, longer than a local server takes to answer. Polling instead
-/// (yielding to the runtime's other tasks in between) picks the reply up as it lands. That is only
-/// worth it when replies come quickly, so the driver keeps the recent waits' average and polls
-/// only while it is below the budget: a server further away (round trips of 100 us and more)
-/// costs no CPU at all, and no poll lasts beyond the budget.
+/// microseconds on a virtual machine, longer than a local server takes to answer many commands.
+/// Polling instead (yielding to the runtime's other tasks in between) picks the reply up as it
+/// lands. That is only worth it when replies come within the budget, so the gauge polls while most
+/// recent polled waits ended within it, and stops after a run of waits that outlasted it: a server
+/// further away (round trips of a few hundred microseconds and more) costs one budget of polling
+/// per [`SpinGauge::PROBE_EVERY`] waits, the probe that notices when replies come quickly again
+/// (and turns polling back on for the next waits to confirm).
+///
+/// Only polled waits count: a wait that slept lasts the wake-up longer than the same wait polled,
+/// and judging polling by slept waits would keep it off for exactly the replies it would catch.
 #[derive(Debug)]
 struct SpinGauge {
     budget: Duration,
-    /// Moving average of recent waits for replies (1/8 weight for the newest).
-    average: Duration,
+    /// Share of recent polled waits that ended within the budget, out of [`SpinGauge::FULL`]
+    /// (a moving average, 1/8 weight for the newest).
+    caught: u32,
+    /// Waits not polled since the last polled one.
+    skipped: u32,
 }
 
 impl SpinGauge {
+    const FULL: u32 = 256;
+    /// While off, one wait in this many is polled anyway.
+    const PROBE_EVERY: u32 = 64;
+
     fn new(budget: Duration) -> SpinGauge {
         SpinGauge {
             budget,
-            average: Duration::ZERO,
+            caught: Self::FULL,
+            skipped: 0,
         }
     }
 
-    fn worth_spinning(&self) -> bool {
-        !self.budget.is_zero() && self.average < self.budget
+    /// Decides, as a wait for replies starts, whether it polls.
+    fn begin(&mut self) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        if self.caught >= Self::FULL / 2 {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= Self::PROBE_EVERY {
+            self.skipped = 0;
+            return true;
+        }
+        false
     }
 
-    /// Records how long one wait for replies lasted.
+    /// Records how long a polled wait lasted.
     fn waited(&mut self, wait: Duration) {
-        // Capped, so that one long stall does not keep polling off for hundreds of waits.
-        let wait = wait.min(self.budget * 4);
-        self.average = (self.average * 7 + wait) / 8;
+        if wait > self.budget {
+            self.caught = self.caught * 7 / 8;
+        } else if self.caught < Self::FULL / 2 {
+            // A probe caught its reply: polling is on again, for the next waits to confirm.
+            self.caught = Self::FULL / 2;
+        } else {
+            self.caught = (self.caught * 7 + Self::FULL) / 8;
+        }
     }
 }
 
@@ -1581,40 +1612,66 @@ impl SpinGauge {
 mod tests {
     use super::*;
 
+    /// Runs `waits` waits of `wait` each through the gauge; returns how many it polled.
+    fn polled(gauge: &mut SpinGauge, waits: u32, wait: Duration) -> u32 {
+        let mut polled = 0;
+        for _ in 0..waits {
+            if gauge.begin() {
+                gauge.waited(wait);
+                polled += 1;
+            }
+        }
+        polled
+    }
+
     #[test]
     fn the_spin_gauge_polls_only_while_replies_come_within_its_budget() {
         let budget = Duration::from_micros(50);
         let mut gauge = SpinGauge::new(budget);
-        assert!(gauge.worth_spinning(), "a new connection tries");
-        for _ in 0..20 {
-            gauge.waited(Duration::from_micros(10));
-        }
-        assert!(gauge.worth_spinning(), "a near server keeps it on");
-        // A distant server (300 us round trips) turns it off within a few waits...
-        let mut waits = 0;
-        while gauge.worth_spinning() {
-            gauge.waited(Duration::from_micros(300));
-            waits += 1;
-        }
-        assert!(waits <= 4, "{waits} waits to notice");
-        // ...and keeps it off.
-        for _ in 0..100 {
-            gauge.waited(Duration::from_micros(300));
-            assert!(!gauge.worth_spinning());
-        }
-        // One stall counts for at most four budgets: replies coming fast again turn it back on
-        // after a few waits, not hundreds.
-        gauge.waited(Duration::from_secs(2));
-        let mut waits = 0;
-        while !gauge.worth_spinning() {
-            gauge.waited(Duration::from_micros(5));
-            waits += 1;
-        }
-        assert!(waits <= 16, "{waits} waits to recover");
-        assert!(
-            !SpinGauge::new(Duration::ZERO).worth_spinning(),
-            "zero is off"
+        assert_eq!(
+            polled(&mut gauge, 100, Duration::from_micros(40)),
+            100,
+            "a near server keeps it on"
         );
+        // One stall among fast replies does not turn it off.
+        assert!(gauge.begin());
+        gauge.waited(Duration::from_secs(2));
+        assert_eq!(polled(&mut gauge, 100, Duration::from_micros(40)), 100);
+        // A distant server (300 us round trips) turns it off within a few waits...
+        let mut misses = 0;
+        while gauge.begin() {
+            gauge.waited(Duration::from_micros(300));
+            misses += 1;
+        }
+        assert!(misses <= 8, "{misses} waits to notice");
+        // ...and then polls only one wait in PROBE_EVERY.
+        let probes = polled(&mut gauge, 64 * 100, Duration::from_micros(300));
+        assert_eq!(probes, 100, "{probes} polled waits out of 6,400");
+        // Replies coming fast again are noticed by the next probe.
+        let mut waits = 0;
+        while !gauge.begin() {
+            waits += 1;
+        }
+        gauge.waited(Duration::from_micros(20));
+        assert!(waits < SpinGauge::PROBE_EVERY, "{waits} waits to the probe");
+        assert_eq!(polled(&mut gauge, 100, Duration::from_micros(20)), 100);
+        // Two replies in three within the budget keep it polling; one in three does not.
+        for (within, least, most) in [(2, 990, 1000), (1, 0, 100)] {
+            let mut gauge = SpinGauge::new(budget);
+            let mut polled_waits = 0;
+            for i in 0..1000 {
+                if gauge.begin() {
+                    polled_waits += 1;
+                    let us = if i % 3 < within { 30 } else { 70 };
+                    gauge.waited(Duration::from_micros(us));
+                }
+            }
+            assert!(
+                (least..=most).contains(&polled_waits),
+                "{within} in 3 within: {polled_waits} of 1,000 polled"
+            );
+        }
+        assert!(!SpinGauge::new(Duration::ZERO).begin(), "zero is off");
     }
 
     /// The size of the future a call on a `&'static Connection` makes.
