@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use redis_client::{Batch, Client, ClientStats, Cmd, Error, Sent, Value};
+use redis_client::{ArgSink, Batch, Client, ClientStats, Cmd, Error, Sent, Value};
 
 use crate::Failure;
 
@@ -45,6 +45,18 @@ impl Op {
             Op::Mget => "mget",
             Op::Mset => "mset",
             Op::Del => "del",
+        }
+    }
+
+    /// The command this operation sends.
+    fn command(self) -> &'static str {
+        match self {
+            Op::Get => "GET",
+            Op::Set => "SET",
+            Op::Incr => "INCR",
+            Op::Mget => "MGET",
+            Op::Mset => "MSET",
+            Op::Del => "DEL",
         }
     }
 }
@@ -162,6 +174,43 @@ impl Plan {
         }
     }
 
+    /// Appends the arguments of one `op` command (its name is already written); `verified` is
+    /// the sequence number of a verified SET.
+    fn push_args(
+        &self,
+        op: Op,
+        verified: Option<u64>,
+        task: usize,
+        rng: &mut Rng,
+        out: &mut impl ArgSink,
+    ) {
+        match op {
+            Op::Get | Op::Del => out.push_arg(self.key(rng.below(self.keys))),
+            Op::Set => match verified {
+                Some(seq) => {
+                    out.push_arg(self.verified_key(task, seq));
+                    out.push_arg(self.verified_value(task, seq));
+                }
+                None => {
+                    out.push_arg(self.key(rng.below(self.keys)));
+                    out.push_arg(&self.value);
+                }
+            },
+            Op::Incr => out.push_arg(format!("counter:{:06}", rng.below(self.keys))),
+            Op::Mget => {
+                for _ in 0..self.mget_keys {
+                    out.push_arg(self.key(rng.below(self.keys)));
+                }
+            }
+            Op::Mset => {
+                for _ in 0..self.mget_keys {
+                    out.push_arg(self.key(rng.below(self.keys)));
+                    out.push_arg(&self.value);
+                }
+            }
+        }
+    }
+
     fn verified_key(&self, task: usize, seq: u64) -> String {
         format!("{}:{task}:{seq}", self.prefix)
     }
@@ -218,47 +267,19 @@ async fn task(
         for _ in 0..size {
             let op = plan.mix[turn % plan.mix.len()];
             turn += 1;
-            let (cmd, verified) = match op {
-                Op::Get => (Cmd::new("GET").arg(plan.key(rng.below(plan.keys))), None),
-                Op::Set if plan.verify => {
-                    seq += 1;
-                    let cmd = Cmd::new("SET")
-                        .arg(plan.verified_key(id, seq))
-                        .arg(plan.verified_value(id, seq));
-                    (cmd, Some(seq))
-                }
-                Op::Set => (
-                    Cmd::new("SET")
-                        .arg(plan.key(rng.below(plan.keys)))
-                        .arg(&plan.value),
-                    None,
-                ),
-                Op::Incr => (
-                    Cmd::new("INCR").arg(format!("counter:{:06}", rng.below(plan.keys))),
-                    None,
-                ),
-                Op::Mget => {
-                    let mut cmd = Cmd::new("MGET");
-                    for _ in 0..plan.mget_keys {
-                        cmd.push_arg(plan.key(rng.below(plan.keys)));
-                    }
-                    (cmd, None)
-                }
-                Op::Mset => {
-                    let mut cmd = Cmd::new("MSET");
-                    for _ in 0..plan.mget_keys {
-                        cmd.push_arg(plan.key(rng.below(plan.keys)));
-                        cmd.push_arg(&plan.value);
-                    }
-                    (cmd, None)
-                }
-                Op::Del => (Cmd::new("DEL").arg(plan.key(rng.below(plan.keys))), None),
-            };
+            let verified = (op == Op::Set && plan.verify).then(|| {
+                seq += 1;
+                seq
+            });
             batch.push((op, verified));
+            // One command is sent on its own; a pipeline's are written straight into its buffer.
             if size == 1 {
+                let mut cmd = Cmd::new(op.command());
+                plan.push_args(op, verified, id, &mut rng, &mut cmd);
                 single = Some(cmd);
             } else {
-                pipe.push(&cmd);
+                pipe.start(op.command());
+                plan.push_args(op, verified, id, &mut rng, &mut pipe);
             }
         }
         // Open loop: wait for the slot, and count latency from it.
