@@ -132,6 +132,9 @@ impl Rng {
     }
 }
 
+/// How often a task adds its counts to the progress line's.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
 /// What one task saw.
 struct TaskResult {
     latency: Histogram<u64>,
@@ -141,6 +144,25 @@ struct TaskResult {
     by_kind: BTreeMap<String, u64>,
     /// Acknowledged verified writes: (task, sequence numbers).
     acked: Vec<u64>,
+}
+
+impl TaskResult {
+    /// Counts one reply of the task's own commands; returns 1 for an error reply.
+    fn tally(&mut self, verified: Option<u64>, value: Value) -> u64 {
+        match value {
+            Value::Error(e) => {
+                let code = redis_client::ServerError::new(e).code().to_string();
+                *self.by_kind.entry(format!("server:{code}")).or_default() += 1;
+                1
+            }
+            _ => {
+                if let Some(seq) = verified {
+                    self.acked.push(seq);
+                }
+                0
+            }
+        }
+    }
 }
 
 /// Shared between tasks and the progress line.
@@ -248,6 +270,9 @@ async fn task(
     };
     let mut seq = 0u64;
     let mut turn = id;
+    // Operations and errors not yet added to `progress`, and when it was last updated.
+    let mut unshown = (0u64, 0u64);
+    let mut shown_at = Instant::now();
     let mut due = Instant::now();
     let mut batch: Vec<(Op, Option<u64>)> = Vec::with_capacity(plan.pipeline);
     // Pipelines are encoded into one buffer, kept from one round to the next.
@@ -295,33 +320,25 @@ async fn task(
             }
             None => Instant::now(),
         };
-        let outcome: Result<Vec<Value>, Error> = match single.take() {
-            Some(cmd) => client.send(cmd).await.map(|v| vec![v]),
-            None => client.send_batch(&pipe).await,
+        let outcome = match single.take() {
+            Some(cmd) => client
+                .send(cmd)
+                .await
+                .map(|value| result.tally(batch[0].1, value)),
+            None => client.send_batch(&pipe).await.map(|values| {
+                let mut errors = 0;
+                for (&(_, verified), value) in batch.iter().zip(values) {
+                    errors += result.tally(verified, value);
+                }
+                errors
+            }),
         };
         let micros = u64::try_from(started.elapsed().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let mut errors = 0u64;
-        match outcome {
-            Ok(values) => {
-                for ((_, verified), value) in batch.iter().zip(values) {
-                    match value {
-                        Value::Error(e) => {
-                            errors += 1;
-                            let code = redis_client::ServerError::new(e).code().to_string();
-                            *result.by_kind.entry(format!("server:{code}")).or_default() += 1;
-                        }
-                        _ => {
-                            if let Some(seq) = verified {
-                                result.acked.push(*seq);
-                            }
-                        }
-                    }
-                }
-            }
+        let errors = match outcome {
+            Ok(errors) => errors,
             Err(e) => {
-                errors += batch.len() as u64;
                 *result.by_kind.entry(kind(&e)).or_default() += batch.len() as u64;
                 if e.sent() == Some(Sent::Maybe) {
                     let writes = batch
@@ -329,17 +346,26 @@ async fn task(
                         .filter(|(op, _)| *op != Op::Get && *op != Op::Mget);
                     result.unknown += writes.count() as u64;
                 }
+                batch.len() as u64
             }
-        }
+        };
         let n = batch.len() as u64;
         let _ = result.latency.record_n(micros, n);
         result.ops += n;
         result.errors += errors;
-        progress.ops.fetch_add(n, Ordering::Relaxed);
-        if errors > 0 {
-            progress.errors.fetch_add(errors, Ordering::Relaxed);
+        // The progress line's counters, shared by every task, are updated a few times a second
+        // rather than per operation (one cache line that every worker would otherwise pull).
+        unshown.0 += n;
+        unshown.1 += errors;
+        if started >= shown_at + PROGRESS_EVERY || errors > 0 {
+            progress.ops.fetch_add(unshown.0, Ordering::Relaxed);
+            progress.errors.fetch_add(unshown.1, Ordering::Relaxed);
+            unshown = (0, 0);
+            shown_at = started;
         }
     }
+    progress.ops.fetch_add(unshown.0, Ordering::Relaxed);
+    progress.errors.fetch_add(unshown.1, Ordering::Relaxed);
     result
 }
 
