@@ -5,6 +5,8 @@
 //! ```text
 //! cargo bench -p benches --bench cluster --features peers
 //! ```
+//!
+//! `CLUSTER_SPIN_US=N` sets this client's `spin_wait` (default: the connection's default).
 
 use std::time::Instant;
 
@@ -19,7 +21,13 @@ fn keys() -> Vec<String> {
 
 async fn ours(cluster: &Cluster, mget: bool, rounds: usize) -> f64 {
     let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
-    let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]));
+    let mut template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]));
+    if let Some(us) = std::env::var("CLUSTER_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        template = template.spin_wait(std::time::Duration::from_micros(us));
+    }
     let client = ClusterClient::connect(ClusterConfig::new(seeds, template))
         .await
         .expect("cluster");
