@@ -414,6 +414,43 @@ async fn a_stalled_server_times_calls_out_and_no_reply_goes_astray_afterwards() 
     assert_no_misrouted_replies(&conn, 1000).await;
 }
 
+/// The CPU time this thread has run so far (the scheduler's count).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+    Duration::from_nanos(ns.expect("schedstat's first field"))
+}
+
+/// `spin_wait` polls only for replies that come within its budget: against a server that answers
+/// later (10 ms and more behind a delaying proxy), the connection stops polling after a few
+/// waits and then polls one wait in 64. Everything runs on this thread (a current-thread
+/// runtime), so its CPU time is the connection's.
+#[tokio::test]
+async fn polling_for_replies_stops_for_a_server_that_answers_later_than_its_budget() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let budget = Duration::from_millis(2);
+    let conn = Connection::connect(config_for(proxy.addr()).spin_wait(budget))
+        .await
+        .unwrap();
+    proxy.set(Fault::Delay(Duration::from_millis(5)));
+    let calls = 100u32;
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    for _ in 0..calls {
+        conn.send(Cmd::new("PING")).await.unwrap();
+    }
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    assert!(
+        wall >= Duration::from_millis(10) * calls,
+        "{wall:?}: not delayed"
+    );
+    // Polling every wait would cost a budget per call.
+    assert!(
+        cpu < budget * calls / 2,
+        "{cpu:?} of CPU for {calls} calls over {wall:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_paused_server_times_calls_out_and_they_recover_after_sigcont() {
     let server = RedisServer::start().unwrap();
