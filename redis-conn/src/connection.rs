@@ -1562,7 +1562,7 @@ struct SpinGauge {
     /// Share of recent polled waits that ended within the budget, out of [`SpinGauge::FULL`]
     /// (a moving average, 1/8 weight for the newest).
     caught: u32,
-    /// Waits not polled since the last polled one.
+    /// Waits skipped while off since the last probe.
     skipped: u32,
 }
 
@@ -1645,8 +1645,9 @@ mod tests {
         }
         assert!(misses <= 8, "{misses} waits to notice");
         // ...and then polls only one wait in PROBE_EVERY.
-        let probes = polled(&mut gauge, 64 * 100, Duration::from_micros(300));
-        assert_eq!(probes, 100, "{probes} polled waits out of 6,400");
+        let waits = SpinGauge::PROBE_EVERY * 100;
+        let probes = polled(&mut gauge, waits, Duration::from_micros(300));
+        assert_eq!(probes, 100, "{probes} polled waits out of {waits}");
         // Replies coming fast again are noticed by the next probe.
         let mut waits = 0;
         while !gauge.begin() {
