@@ -40,7 +40,9 @@ pub struct Batch {
     /// ordinary commands needs no pass over them.
     special: usize,
     unsafe_to_resend: usize,
-    idempotent: usize,
+    retry_safe: usize,
+    /// Commands whose effect their arguments decide (`SET ... NX`): looked at when sent.
+    judged_by_arguments: usize,
 }
 
 /// Where one command of a batch is, and what it is.
@@ -122,10 +124,17 @@ impl Batch {
     #[inline]
     fn add_entry(&mut self, entry: Entry) {
         self.special += usize::from(!entry.info.is_ordinary());
-        match entry.effect.unwrap_or(entry.info.effect) {
-            Effect::NonIdempotent => self.unsafe_to_resend += 1,
-            Effect::Idempotent => self.idempotent += 1,
-            Effect::ReadOnly => {}
+        match entry.effect {
+            Some(Effect::NotRetrySafe) => self.unsafe_to_resend += 1,
+            Some(Effect::RetrySafe) => self.retry_safe += 1,
+            Some(Effect::ReadOnly) => {}
+            // Judged with its arguments, which are not written yet: when the batch is sent.
+            None if entry.info.judged_by_arguments() => self.judged_by_arguments += 1,
+            None => match entry.info.effect_by_name() {
+                Effect::NotRetrySafe => self.unsafe_to_resend += 1,
+                Effect::RetrySafe => self.retry_safe += 1,
+                Effect::ReadOnly => {}
+            },
         }
         self.entries.push(entry);
     }
@@ -137,13 +146,21 @@ impl Batch {
         if self.special > 0 {
             return None;
         }
-        Some(if self.unsafe_to_resend > 0 {
-            Effect::NonIdempotent
-        } else if self.idempotent > 0 {
-            Effect::Idempotent
+        let by_name = if self.unsafe_to_resend > 0 {
+            Effect::NotRetrySafe
+        } else if self.retry_safe > 0 {
+            Effect::RetrySafe
         } else {
             Effect::ReadOnly
-        })
+        };
+        if self.judged_by_arguments == 0 || by_name == Effect::NotRetrySafe {
+            return Some(by_name);
+        }
+        Some(
+            self.iter()
+                .filter(|c| c.entry.effect.is_none() && c.entry.info.judged_by_arguments())
+                .fold(by_name, |effect, c| effect.worst(c.effect())),
+        )
     }
 
     /// Appends an argument to the last command.
@@ -254,7 +271,8 @@ impl Batch {
         self.entries.clear();
         self.special = 0;
         self.unsafe_to_resend = 0;
-        self.idempotent = 0;
+        self.retry_safe = 0;
+        self.judged_by_arguments = 0;
     }
 
     /// Command `i`.
@@ -376,7 +394,9 @@ impl<'a> BatchCmd<'a> {
 
     /// The effect used for retry decisions: the caller's override, else the table's.
     pub fn effect(&self) -> Effect {
-        self.entry.effect.unwrap_or(self.entry.info.effect)
+        self.entry
+            .effect
+            .unwrap_or_else(|| self.entry.info.effect(self.args()))
     }
 
     /// How long this command may block.
@@ -507,7 +527,7 @@ mod tests {
         some.push_batched(all.get(2).unwrap());
         some.push_batched(all.get(1).unwrap());
         assert_eq!(some.to_cmds(), vec![cmds[2].clone(), cmds[1].clone()]);
-        assert_eq!(some.get(1).unwrap().effect(), Effect::Idempotent);
+        assert_eq!(some.get(1).unwrap().effect(), Effect::RetrySafe);
         some.push_arg("more");
         assert_eq!(some.get(1).unwrap().to_cmd(), cmds[1].clone().arg("more"));
         assert_eq!(
@@ -524,21 +544,21 @@ mod tests {
         let set = Cmd::new("SET").arg("k").arg("v");
         assert_eq!(
             batch(&[get(), set.clone(), get()]).ordinary_effect(),
-            Some(Effect::Idempotent)
+            Some(Effect::RetrySafe)
         );
         let incr = Cmd::new("incr").arg("n");
         assert_eq!(
             batch(&[set.clone(), incr.clone()]).ordinary_effect(),
-            Some(Effect::NonIdempotent)
+            Some(Effect::NotRetrySafe)
         );
         // The caller's overrides count, both ways.
         assert_eq!(
             batch(&[incr.clone().idempotent()]).ordinary_effect(),
-            Some(Effect::Idempotent)
+            Some(Effect::RetrySafe)
         );
         assert_eq!(
             batch(&[get().not_idempotent()]).ordinary_effect(),
-            Some(Effect::NonIdempotent)
+            Some(Effect::NotRetrySafe)
         );
         // A command that may block, needs its own connection or streams its replies asks for a
         // closer look, wherever it is.
@@ -566,7 +586,29 @@ mod tests {
         let mut b = Batch::new();
         b.start("DEL");
         b.push_arg("k");
-        assert_eq!(b.ordinary_effect(), Some(Effect::Idempotent));
+        assert_eq!(b.ordinary_effect(), Some(Effect::NotRetrySafe));
+        // Commands whose arguments decide are judged with the arguments added after the name.
+        let mut b = Batch::new();
+        b.start("SET");
+        b.push_arg("k");
+        b.push_arg("v");
+        assert_eq!(b.ordinary_effect(), Some(Effect::RetrySafe));
+        b.start("SET");
+        b.push_arg("lock");
+        b.push_arg("me");
+        b.push_arg("NX");
+        assert_eq!(b.ordinary_effect(), Some(Effect::NotRetrySafe));
+        let mut copy = Batch::new();
+        copy.push_batched(b.get(1).unwrap());
+        assert_eq!(copy.ordinary_effect(), Some(Effect::NotRetrySafe));
+        assert_eq!(
+            batch(&[
+                get(),
+                Cmd::new("ZADD").arg("z").arg("INCR").arg("1").arg("m")
+            ])
+            .ordinary_effect(),
+            Some(Effect::NotRetrySafe)
+        );
     }
 
     #[test]

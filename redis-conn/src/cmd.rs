@@ -102,7 +102,7 @@ impl Cmd {
     /// that running it twice is harmless).
     #[must_use]
     pub fn idempotent(mut self) -> Cmd {
-        self.effect = Some(Effect::Idempotent);
+        self.effect = Some(Effect::RetrySafe);
         self
     }
 
@@ -110,7 +110,7 @@ impl Cmd {
     /// says.
     #[must_use]
     pub fn not_idempotent(mut self) -> Cmd {
-        self.effect = Some(Effect::NonIdempotent);
+        self.effect = Some(Effect::NotRetrySafe);
         self
     }
 
@@ -171,7 +171,7 @@ impl Cmd {
 
     /// The effect used for retry decisions: the caller's override, else the table's.
     pub fn effect(&self) -> Effect {
-        self.effect.unwrap_or_else(|| self.info().effect)
+        self.effect.unwrap_or_else(|| self.info.effect(self.args()))
     }
 
     /// How long this command may block.
@@ -181,7 +181,7 @@ impl Cmd {
 
     /// The table's entry, the effect and the blocking time (what the connection needs per call).
     pub(crate) fn traits(&self) -> (CommandInfo, Effect, Blocking) {
-        let effect = self.effect.unwrap_or(self.info.effect);
+        let effect = self.effect();
         (self.info, effect, self.blocking())
     }
 
@@ -380,14 +380,14 @@ mod tests {
 
     #[test]
     fn overrides_beat_the_table() {
-        assert_eq!(Cmd::new("INCR").arg("k").effect(), Effect::NonIdempotent);
+        assert_eq!(Cmd::new("INCR").arg("k").effect(), Effect::NotRetrySafe);
         assert_eq!(
             Cmd::new("INCR").arg("k").idempotent().effect(),
-            Effect::Idempotent
+            Effect::RetrySafe
         );
         assert_eq!(
             Cmd::new("GET").arg("k").not_idempotent().effect(),
-            Effect::NonIdempotent
+            Effect::NotRetrySafe
         );
     }
 }

@@ -1,28 +1,53 @@
-//! The command table: what each command does to data (read, idempotent write, other write),
-//! whether it blocks and for how long, and where its keys are. Retry decisions and cluster
-//! routing are built on it.
+//! The command table: what running a command twice does (read, retry-safe write, other
+//! write), judged with its arguments; whether it blocks and for how long; and where its keys
+//! are. Retry decisions and cluster routing are built on it.
+//!
+//! # Retry-safe
+//!
+//! A command is *retry-safe* when a second run leaves the same data **and** returns the same
+//! reply as one run (`../shared/RELIABILITY.md`, C1.1): after a connection broke with the
+//! command maybe executed, the resend's reply is then the answer the caller would have had.
+//! "The same data" alone is not enough: a lock taken by a first `SET lock me NX` and answered
+//! nil by the resend would be a lie. So the table judges with the arguments: `SET k v` and
+//! `SET k v XX EX 10` are retry-safe, `SET k v NX` and `SET k v GET` are not; `ZADD z XX 1 m`
+//! is, `ZADD z 1 m` (answers 1, then 0) and `ZADD z INCR 1 m` are not; `EXPIRE k 10` is,
+//! `EXPIRE k 10 NX` and `EXPIRE k 0` are not. Every entry the table calls retry-safe is run
+//! twice against a real server by the `retry_safety` test, which fails when a second run
+//! answers or leaves anything different.
 
 use std::time::Duration;
 
 use crate::Args;
 
-/// What repeating a command does.
+/// What running a command a second time does, judged with its arguments
+/// ([`CommandInfo::effect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
-    /// Reads only: safe to send again.
+    /// Reads only: safe to send again (a second run is a fresh look at the same data).
     ReadOnly,
-    /// Writes, but sending it twice leaves the same state as sending it once (SET, DEL, HSET,
-    /// EXPIRE, ZADD without INCR): safe to send again.
-    Idempotent,
-    /// Writes, and a second execution changes the outcome (INCR, LPUSH, XADD, EVAL, unknown
-    /// commands): never resent when it may have been executed, unless the caller opts in.
-    NonIdempotent,
+    /// Writes, and a second run leaves the same data and returns the same reply as one run
+    /// (`SET k v`, `MSET`, `HMSET`, `LSET`, `ZADD z XX ...`, `EXPIRE k 10`): safe to send again.
+    RetrySafe,
+    /// Writes, and a second run changes the data again or answers differently (`INCR`,
+    /// `SET k v NX`, `DEL`, `SADD`, `ZADD ... INCR`, `EVAL`, unknown commands): never resent
+    /// once it may have been executed, unless the caller opts in.
+    NotRetrySafe,
 }
 
 impl Effect {
     /// Whether a command with this effect may be resent after its outcome became unknown.
     pub fn is_retry_safe(self) -> bool {
-        !matches!(self, Effect::NonIdempotent)
+        !matches!(self, Effect::NotRetrySafe)
+    }
+
+    /// The least resendable of two effects (a pipeline's is its least resendable command's).
+    pub fn worst(self, other: Effect) -> Effect {
+        use Effect::*;
+        match (self, other) {
+            (NotRetrySafe, _) | (_, NotRetrySafe) => NotRetrySafe,
+            (RetrySafe, _) | (_, RetrySafe) => RetrySafe,
+            _ => ReadOnly,
+        }
     }
 }
 
@@ -64,8 +89,11 @@ pub enum Blocking {
 /// What the table knows of one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandInfo {
-    /// What repeating it does.
-    pub effect: Effect,
+    /// What a second run does when the arguments do not say otherwise; see
+    /// [`CommandInfo::effect`] for the judgement with the arguments.
+    effect: Effect,
+    /// Which arguments can make the command less resendable than `effect`.
+    options: Options,
     /// Where its keys are.
     pub keys: KeySpec,
     /// Its kind of blocking timeout argument, if it can block.
@@ -76,6 +104,40 @@ pub struct CommandInfo {
     /// Commands whose replies arrive as a stream of messages (SUBSCRIBE, MONITOR): only the
     /// pub/sub API can carry them, even on an exclusive connection.
     pub streams_replies: bool,
+}
+
+/// The arguments that decide whether a command is retry-safe, for the commands whose options
+/// change the answer to "what does a second run do".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Options {
+    /// The name decides.
+    None,
+    /// `SET k v [NX|XX] [GET] [EX..]`: not with `NX` or `GET`.
+    Set,
+    /// `EXPIRE k secs [NX|XX|GT|LT]`: a positive time, and no option but `XX` (`NX` answers 0
+    /// the second time; `GT` against the first run's own expiry does; a time of 0 or less
+    /// deletes the key, so the second run answers 0).
+    Expire,
+    /// `ZADD`/`GEOADD k [NX|XX] [GT|LT] [CH] [INCR] ...`: only with `XX` and neither `CH` nor
+    /// `INCR` (the reply then counts added members, none both times).
+    AddExisting,
+    /// `RESTORE`, `COPY`, `FUNCTION LOAD|RESTORE`: only with `REPLACE` (or `FLUSH`); without
+    /// it the second run fails on what the first created.
+    Replace,
+    /// A command that stores into a destination at this argument (`SINTERSTORE`, `BITOP`,
+    /// `ZRANGESTORE`...): only when no other argument names the destination (`BITOP XOR d d x`
+    /// flips `d` again).
+    Destination(u8),
+    /// `LTRIM k start stop`: only a trim that keeps its own result (`0 N`, `0 -1`, `-N -1`);
+    /// `LTRIM q 100 -1` drops 100 more each run.
+    Ltrim,
+    /// `SORT`: reads unless it `STORE`s.
+    Sort,
+    /// `GETEX k [EX|PX|PERSIST]`: not with an absolute `EXAT`/`PXAT` (one in the past deletes
+    /// the key: the second run answers nil).
+    GetEx,
+    /// A container command (`CLUSTER`, `CLIENT`, `SCRIPT`...): its subcommand decides.
+    Subcommand,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +156,20 @@ enum BlockingArg {
 const fn info(effect: Effect, keys: KeySpec) -> CommandInfo {
     CommandInfo {
         effect,
+        options: Options::None,
         keys,
         blocking: BlockingArg::None,
         needs_dedicated_connection: false,
         streams_replies: false,
+    }
+}
+
+/// A write whose arguments decide whether it is retry-safe: retry-safe unless `options` say
+/// otherwise.
+const fn safe_unless(options: Options, keys: KeySpec) -> CommandInfo {
+    CommandInfo {
+        options,
+        ..info(RetrySafe, keys)
     }
 }
 
@@ -131,8 +203,18 @@ const fn one(first: u8) -> KeySpec {
     }
 }
 
+const fn counted(count_at: u8) -> KeySpec {
+    KeySpec::Counted { count_at }
+}
+
+const NONE: KeySpec = KeySpec::None;
 const ALL_FROM_1: KeySpec = KeySpec::Range {
     first: 1,
+    last: -1,
+    step: 1,
+};
+const ALL_FROM_2: KeySpec = KeySpec::Range {
+    first: 2,
     last: -1,
     step: 1,
 };
@@ -152,9 +234,9 @@ const FIRST_TWO: KeySpec = KeySpec::Range {
     step: 1,
 };
 
-use Effect::{Idempotent as I, NonIdempotent as W, ReadOnly as R};
+use Effect::{NotRetrySafe as W, ReadOnly as R, RetrySafe};
 
-/// What an unknown command is taken to be: a non-idempotent write with no known keys.
+/// What an unknown command is taken to be: a write that is not retry-safe, with no known keys.
 pub const UNKNOWN: CommandInfo = info(W, KeySpec::None);
 
 /// Looks a command up by name (any case). Unknown commands get [`UNKNOWN`].
@@ -174,126 +256,298 @@ pub fn lookup(name: &[u8]) -> CommandInfo {
     lookup_upper(&upper[..name.len()]).unwrap_or(UNKNOWN)
 }
 
-/// The table's entry for a name in capitals, if it has one.
-fn lookup_upper(key: &[u8]) -> Option<CommandInfo> {
-    let none = KeySpec::None;
-    let counted = |count_at| KeySpec::Counted { count_at };
-    Some(match key {
-        // Strings.
-        b"GET" | b"STRLEN" | b"GETRANGE" | b"SUBSTR" | b"GETBIT" | b"BITCOUNT" | b"BITPOS"
-        | b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME" | b"TYPE" | b"DUMP" | b"PFCOUNT" => {
-            info(R, one(1))
+/// The entries, written once: the lookup (a `match` on the name in capitals) and [`NAMES`]
+/// (every name, for the tests that walk the table) are both made from this list.
+macro_rules! command_table {
+    ($( $($name:literal)|+ => $info:expr, )*) => {
+        /// The table's entry for a name in capitals, if it has one.
+        fn lookup_upper(key: &[u8]) -> Option<CommandInfo> {
+            Some(match key {
+                $( $($name)|+ => $info, )*
+                _ => return None,
+            })
         }
-        b"MGET" | b"EXISTS" | b"TOUCH" => info(R, ALL_FROM_1),
-        b"LCS" => info(R, FIRST_TWO),
-        b"SET" | b"SETEX" | b"PSETEX" | b"SETNX" | b"GETSET" | b"SETRANGE" | b"SETBIT"
-        | b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" | b"PERSIST" | b"PFADD"
-        | b"RESTORE" => info(I, one(1)),
-        b"MSET" => info(I, PAIRS_FROM_1),
-        b"MSETNX" => info(W, PAIRS_FROM_1),
-        b"DEL" | b"UNLINK" => info(I, ALL_FROM_1),
-        b"INCR" | b"INCRBY" | b"INCRBYFLOAT" | b"DECR" | b"DECRBY" | b"APPEND" | b"GETDEL"
-        | b"GETEX" | b"BITFIELD" | b"SORT" => info(W, one(1)),
-        b"BITFIELD_RO" | b"SORT_RO" => info(R, one(1)),
-        b"BITOP" => info(
-            I,
-            KeySpec::Range {
-                first: 2,
-                last: -1,
-                step: 1,
-            },
-        ),
-        b"PFMERGE" => info(I, ALL_FROM_1),
-        b"RENAME" | b"RENAMENX" | b"COPY" => info(W, FIRST_TWO),
-        b"MOVE" => info(W, one(1)),
-        b"OBJECT" | b"MEMORY" => info(R, one(2)),
-        // Hashes.
-        b"HGET" | b"HMGET" | b"HGETALL" | b"HKEYS" | b"HVALS" | b"HLEN" | b"HEXISTS"
-        | b"HSTRLEN" | b"HSCAN" | b"HRANDFIELD" | b"HTTL" | b"HPTTL" => info(R, one(1)),
-        b"HSET" | b"HMSET" | b"HSETNX" | b"HDEL" | b"HEXPIRE" | b"HPEXPIRE" | b"HPERSIST" => {
-            info(I, one(1))
-        }
-        b"HINCRBY" | b"HINCRBYFLOAT" | b"HGETDEL" | b"HGETEX" => info(W, one(1)),
-        // Lists.
-        b"LRANGE" | b"LLEN" | b"LINDEX" | b"LPOS" => info(R, one(1)),
-        b"LSET" | b"LTRIM" => info(I, one(1)),
-        b"LPUSH" | b"RPUSH" | b"LPUSHX" | b"RPUSHX" | b"LPOP" | b"RPOP" | b"LINSERT" | b"LREM" => {
-            info(W, one(1))
-        }
-        b"LMOVE" | b"RPOPLPUSH" => info(W, FIRST_TWO),
-        b"LMPOP" => info(W, counted(1)),
-        b"BLPOP" | b"BRPOP" => blocking(W, ALL_BUT_LAST, BlockingArg::LastSeconds),
-        b"BLMOVE" | b"BRPOPLPUSH" => blocking(W, FIRST_TWO, BlockingArg::LastSeconds),
-        b"BLMPOP" => blocking(W, counted(2), BlockingArg::FirstSeconds),
-        // Sets.
-        b"SMEMBERS" | b"SISMEMBER" | b"SMISMEMBER" | b"SCARD" | b"SRANDMEMBER" | b"SSCAN" => {
-            info(R, one(1))
-        }
-        b"SINTER" | b"SUNION" | b"SDIFF" => info(R, ALL_FROM_1),
-        b"SINTERCARD" => info(R, counted(1)),
-        b"SADD" | b"SREM" => info(I, one(1)),
-        b"SINTERSTORE" | b"SUNIONSTORE" | b"SDIFFSTORE" => info(I, ALL_FROM_1),
-        b"SPOP" => info(W, one(1)),
-        b"SMOVE" => info(W, FIRST_TWO),
-        // Sorted sets.
-        b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZREVRANGE" | b"ZREVRANGEBYSCORE" | b"ZRANGEBYLEX"
-        | b"ZREVRANGEBYLEX" | b"ZSCORE" | b"ZMSCORE" | b"ZRANK" | b"ZREVRANK" | b"ZCARD"
-        | b"ZCOUNT" | b"ZLEXCOUNT" | b"ZSCAN" | b"ZRANDMEMBER" => info(R, one(1)),
-        b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"ZINTERCARD" => info(R, counted(1)),
-        b"ZADD" | b"ZREM" | b"ZREMRANGEBYSCORE" | b"ZREMRANGEBYRANK" | b"ZREMRANGEBYLEX" => {
-            info(I, one(1))
-        }
-        b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => info(I, one(1)),
-        b"ZRANGESTORE" => info(I, FIRST_TWO),
-        b"ZINCRBY" | b"ZPOPMIN" | b"ZPOPMAX" => info(W, one(1)),
-        b"ZMPOP" => info(W, counted(1)),
-        b"BZPOPMIN" | b"BZPOPMAX" => blocking(W, ALL_BUT_LAST, BlockingArg::LastSeconds),
-        b"BZMPOP" => blocking(W, counted(2), BlockingArg::FirstSeconds),
-        // Geo.
-        b"GEODIST"
-        | b"GEOPOS"
-        | b"GEOHASH"
-        | b"GEOSEARCH"
-        | b"GEORADIUS_RO"
-        | b"GEORADIUSBYMEMBER_RO" => info(R, one(1)),
-        b"GEOADD" => info(I, one(1)),
-        b"GEOSEARCHSTORE" => info(I, FIRST_TWO),
-        // Streams.
-        b"XRANGE" | b"XREVRANGE" | b"XLEN" | b"XPENDING" => info(R, one(1)),
-        b"XINFO" => info(R, one(2)),
-        b"XREAD" => blocking(R, KeySpec::Streams, BlockingArg::BlockOption),
-        b"XREADGROUP" => blocking(W, KeySpec::Streams, BlockingArg::BlockOption),
-        b"XACK" | b"XDEL" | b"XTRIM" | b"XSETID" => info(I, one(1)),
-        b"XADD" | b"XCLAIM" | b"XAUTOCLAIM" => info(W, one(1)),
-        b"XGROUP" => info(W, one(2)),
-        // Scripting and functions.
-        b"EVAL" | b"EVALSHA" | b"FCALL" => info(W, counted(2)),
-        b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO" => info(R, counted(2)),
-        b"SCRIPT" | b"FUNCTION" => info(I, none),
-        // Keyspace and server.
-        b"SCAN" | b"KEYS" | b"DBSIZE" | b"RANDOMKEY" | b"PING" | b"ECHO" | b"INFO" | b"TIME"
-        | b"LASTSAVE" | b"ROLE" | b"COMMAND" | b"LOLWUT" | b"CLUSTER" | b"LATENCY" | b"SLOWLOG"
-        | b"READONLY" | b"READWRITE" | b"ASKING" => info(R, none),
-        b"SELECT" | b"FLUSHDB" | b"FLUSHALL" | b"CONFIG" | b"CLIENT" | b"HELLO" | b"AUTH"
-        | b"SWAPDB" => info(I, none),
-        b"WAIT" | b"WAITAOF" => blocking(R, none, BlockingArg::LastMillis),
-        b"PUBLISH" => info(W, none),
-        // A shard channel is routed like a key (its slot's shard serves it).
-        b"SPUBLISH" => info(W, one(1)),
-        b"MIGRATE" | b"DEBUG" | b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" | b"SAVE"
-        | b"BGSAVE" | b"BGREWRITEAOF" => info(W, none),
-        // Connection modes and transactions: not for a shared connection.
-        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
-        | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" => streaming(W, none),
-        b"RESET" => dedicated(W, none),
-        b"WATCH" => dedicated(R, ALL_FROM_1),
-        b"UNWATCH" => dedicated(R, none),
-        b"MULTI" | b"EXEC" | b"DISCARD" => dedicated(W, none),
-        _ => return None,
-    })
+
+        /// Every command name the table knows, in capitals.
+        pub const NAMES: &[&[u8]] = &[$($($name),+),*];
+    };
+}
+
+command_table! {
+    // Strings.
+    b"GET" | b"STRLEN" | b"GETRANGE" | b"SUBSTR" | b"GETBIT" | b"BITCOUNT" | b"BITPOS"
+    | b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME" | b"TYPE" | b"DUMP" | b"PFCOUNT" => {
+        info(R, one(1))
+    },
+    b"MGET" | b"EXISTS" | b"TOUCH" => info(R, ALL_FROM_1),
+    b"LCS" => info(R, FIRST_TWO),
+    b"SET" => safe_unless(Options::Set, one(1)),
+    // SETRANGE answers the string's length, the same after a second run.
+    b"SETEX" | b"PSETEX" | b"SETRANGE" => info(RetrySafe, one(1)),
+    b"EXPIRE" | b"PEXPIRE" => safe_unless(Options::Expire, one(1)),
+    b"GETEX" => safe_unless(Options::GetEx, one(1)),
+    b"RESTORE" => safe_unless(Options::Replace, one(1)),
+    // SETNX and GETSET answer what the first run changed; SETBIT the bit it set; PERSIST and
+    // PFADD 0 the second time; an EXPIREAT in the past deletes the key (whose past, the
+    // client's clock cannot tell).
+    b"SETNX" | b"GETSET" | b"SETBIT" | b"PERSIST" | b"PFADD" | b"EXPIREAT" | b"PEXPIREAT"
+    | b"INCR" | b"INCRBY" | b"INCRBYFLOAT" | b"DECR" | b"DECRBY" | b"APPEND" | b"GETDEL"
+    | b"BITFIELD" | b"MOVE" => info(W, one(1)),
+    b"MSET" => info(RetrySafe, PAIRS_FROM_1),
+    b"MSETNX" => info(W, PAIRS_FROM_1),
+    b"DEL" | b"UNLINK" => info(W, ALL_FROM_1),
+    b"SORT" => safe_unless(Options::Sort, one(1)),
+    b"BITFIELD_RO" | b"SORT_RO" => info(R, one(1)),
+    b"BITOP" => safe_unless(Options::Destination(2), ALL_FROM_2),
+    // A union of HyperLogLogs is the same however often it is taken.
+    b"PFMERGE" => info(RetrySafe, ALL_FROM_1),
+    b"RENAME" | b"RENAMENX" => info(W, FIRST_TWO),
+    b"COPY" => safe_unless(Options::Replace, FIRST_TWO),
+    b"OBJECT" | b"MEMORY" => CommandInfo {
+        options: Options::Subcommand,
+        ..info(R, one(2))
+    },
+    // Hashes.
+    b"HGET" | b"HMGET" | b"HGETALL" | b"HKEYS" | b"HVALS" | b"HLEN" | b"HEXISTS"
+    | b"HSTRLEN" | b"HSCAN" | b"HRANDFIELD" | b"HTTL" | b"HPTTL" => info(R, one(1)),
+    // HMSET answers OK; HSET the number of fields it added (0 the second time).
+    b"HMSET" => info(RetrySafe, one(1)),
+    // (HEXPIRE and HPEXPIRE would be retry-safe with a positive time and no NX/GT/LT, as
+    // EXPIRE is; kept out until the retry-safety test can run them.)
+    b"HSET" | b"HSETNX" | b"HDEL" | b"HEXPIRE" | b"HPEXPIRE" | b"HPERSIST" | b"HINCRBY"
+    | b"HINCRBYFLOAT" | b"HGETDEL" | b"HGETEX" => info(W, one(1)),
+    // Lists.
+    b"LRANGE" | b"LLEN" | b"LINDEX" | b"LPOS" => info(R, one(1)),
+    b"LSET" => info(RetrySafe, one(1)),
+    b"LTRIM" => safe_unless(Options::Ltrim, one(1)),
+    b"LPUSH" | b"RPUSH" | b"LPUSHX" | b"RPUSHX" | b"LPOP" | b"RPOP" | b"LINSERT" | b"LREM" => {
+        info(W, one(1))
+    },
+    b"LMOVE" | b"RPOPLPUSH" => info(W, FIRST_TWO),
+    b"LMPOP" => info(W, counted(1)),
+    b"BLPOP" | b"BRPOP" => blocking(W, ALL_BUT_LAST, BlockingArg::LastSeconds),
+    b"BLMOVE" | b"BRPOPLPUSH" => blocking(W, FIRST_TWO, BlockingArg::LastSeconds),
+    b"BLMPOP" => blocking(W, counted(2), BlockingArg::FirstSeconds),
+    // Sets.
+    b"SMEMBERS" | b"SISMEMBER" | b"SMISMEMBER" | b"SCARD" | b"SRANDMEMBER" | b"SSCAN" => {
+        info(R, one(1))
+    },
+    b"SINTER" | b"SUNION" | b"SDIFF" => info(R, ALL_FROM_1),
+    b"SINTERCARD" => info(R, counted(1)),
+    b"SADD" | b"SREM" | b"SPOP" => info(W, one(1)),
+    b"SINTERSTORE" | b"SUNIONSTORE" | b"SDIFFSTORE" => {
+        safe_unless(Options::Destination(1), ALL_FROM_1)
+    },
+    b"SMOVE" => info(W, FIRST_TWO),
+    // Sorted sets.
+    b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZREVRANGE" | b"ZREVRANGEBYSCORE" | b"ZRANGEBYLEX"
+    | b"ZREVRANGEBYLEX" | b"ZSCORE" | b"ZMSCORE" | b"ZRANK" | b"ZREVRANK" | b"ZCARD"
+    | b"ZCOUNT" | b"ZLEXCOUNT" | b"ZSCAN" | b"ZRANDMEMBER" => info(R, one(1)),
+    b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"ZINTERCARD" => info(R, counted(1)),
+    b"ZADD" => safe_unless(Options::AddExisting, one(1)),
+    b"ZREM" | b"ZREMRANGEBYSCORE" | b"ZREMRANGEBYRANK" | b"ZREMRANGEBYLEX" | b"ZINCRBY"
+    | b"ZPOPMIN" | b"ZPOPMAX" => info(W, one(1)),
+    b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => {
+        safe_unless(Options::Destination(1), one(1))
+    },
+    b"ZRANGESTORE" => safe_unless(Options::Destination(1), FIRST_TWO),
+    b"ZMPOP" => info(W, counted(1)),
+    b"BZPOPMIN" | b"BZPOPMAX" => blocking(W, ALL_BUT_LAST, BlockingArg::LastSeconds),
+    b"BZMPOP" => blocking(W, counted(2), BlockingArg::FirstSeconds),
+    // Geo.
+    b"GEODIST" | b"GEOPOS" | b"GEOHASH" | b"GEOSEARCH" | b"GEORADIUS_RO"
+    | b"GEORADIUSBYMEMBER_RO" => info(R, one(1)),
+    b"GEOADD" => safe_unless(Options::AddExisting, one(1)),
+    b"GEOSEARCHSTORE" => safe_unless(Options::Destination(1), FIRST_TWO),
+    // Streams.
+    b"XRANGE" | b"XREVRANGE" | b"XLEN" | b"XPENDING" => info(R, one(1)),
+    b"XINFO" => info(R, one(2)),
+    b"XREAD" => blocking(R, KeySpec::Streams, BlockingArg::BlockOption),
+    b"XREADGROUP" => blocking(W, KeySpec::Streams, BlockingArg::BlockOption),
+    // XSETID to the same ID again answers OK; XACK, XDEL and XTRIM count what they removed.
+    b"XSETID" => info(RetrySafe, one(1)),
+    b"XACK" | b"XDEL" | b"XTRIM" | b"XADD" | b"XCLAIM" | b"XAUTOCLAIM" => info(W, one(1)),
+    b"XGROUP" => info(W, one(2)),
+    // Scripting and functions.
+    b"EVAL" | b"EVALSHA" | b"FCALL" => info(W, counted(2)),
+    b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO" => info(R, counted(2)),
+    b"SCRIPT" | b"FUNCTION" | b"CONFIG" | b"CLIENT" | b"CLUSTER" | b"LATENCY"
+    | b"SLOWLOG" => CommandInfo {
+        options: Options::Subcommand,
+        ..info(R, NONE)
+    },
+    // Keyspace and server.
+    b"SCAN" | b"KEYS" | b"DBSIZE" | b"RANDOMKEY" | b"PING" | b"ECHO" | b"INFO" | b"TIME"
+    | b"LASTSAVE" | b"ROLE" | b"COMMAND" | b"LOLWUT" | b"READONLY" | b"READWRITE"
+    | b"ASKING" => info(R, NONE),
+    b"SELECT" | b"FLUSHDB" | b"FLUSHALL" | b"HELLO" | b"AUTH" => info(RetrySafe, NONE),
+    // SWAPDB a second time swaps back.
+    b"SWAPDB" => info(W, NONE),
+    b"WAIT" | b"WAITAOF" => blocking(R, NONE, BlockingArg::LastMillis),
+    // Routed by its channel's slot in a cluster, so that one publisher's messages to one
+    // channel keep their order (they all take the same path through the cluster bus).
+    b"PUBLISH" => info(W, one(1)),
+    // A shard channel is routed like a key (its slot's shard serves it).
+    b"SPUBLISH" => info(W, one(1)),
+    b"MIGRATE" | b"DEBUG" | b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" | b"SAVE"
+    | b"BGSAVE" | b"BGREWRITEAOF" => info(W, NONE),
+    // Connection modes and transactions: not for a shared connection.
+    b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+    | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" => streaming(W, NONE),
+    b"RESET" => dedicated(W, NONE),
+    b"WATCH" => dedicated(R, ALL_FROM_1),
+    b"UNWATCH" => dedicated(R, NONE),
+    b"MULTI" | b"EXEC" | b"DISCARD" => dedicated(W, NONE),
+}
+
+/// What a container command's subcommand does when run twice (`CLUSTER FAILOVER` is no read).
+fn subcommand_effect(name: &[u8], sub: &[u8], args: Args<'_>) -> Effect {
+    let sub = sub.to_ascii_uppercase();
+    let has = |word: &[u8]| args.clone().any(|a| a.eq_ignore_ascii_case(word));
+    match (upper_name(name).as_slice(), sub.as_slice()) {
+        (
+            b"CLUSTER",
+            b"INFO"
+            | b"NODES"
+            | b"SLOTS"
+            | b"SHARDS"
+            | b"MYID"
+            | b"MYSHARDID"
+            | b"KEYSLOT"
+            | b"COUNTKEYSINSLOT"
+            | b"GETKEYSINSLOT"
+            | b"LINKS"
+            | b"REPLICAS"
+            | b"SLAVES"
+            | b"COUNT-FAILURE-REPORTS"
+            | b"HELP",
+        ) => R,
+        (
+            b"CLIENT",
+            b"LIST" | b"INFO" | b"GETNAME" | b"ID" | b"GETREDIR" | b"TRACKINGINFO" | b"HELP",
+        ) => R,
+        (
+            b"CLIENT",
+            b"SETNAME" | b"SETINFO" | b"NO-EVICT" | b"NO-TOUCH" | b"PAUSE" | b"UNPAUSE",
+        ) => RetrySafe,
+        (b"SCRIPT", b"EXISTS" | b"HELP") => R,
+        (b"SCRIPT", b"LOAD" | b"FLUSH") => RetrySafe,
+        (b"FUNCTION", b"LIST" | b"DUMP" | b"STATS" | b"HELP") => R,
+        (b"FUNCTION", b"FLUSH") => RetrySafe,
+        (b"FUNCTION", b"LOAD") if has(b"REPLACE") => RetrySafe,
+        (b"FUNCTION", b"RESTORE") if has(b"REPLACE") || has(b"FLUSH") => RetrySafe,
+        (b"CONFIG", b"GET" | b"HELP") => R,
+        (b"CONFIG", b"SET" | b"RESETSTAT" | b"REWRITE") => RetrySafe,
+        // LATENCY RESET answers how many it reset.
+        (b"LATENCY", b"RESET") => W,
+        (b"LATENCY", _) => R,
+        (b"SLOWLOG", b"RESET") => RetrySafe,
+        (b"SLOWLOG", _) => R,
+        (b"MEMORY", b"PURGE") => RetrySafe,
+        (b"MEMORY", _) | (b"OBJECT", _) => R,
+        _ => W,
+    }
+}
+
+fn upper_name(name: &[u8]) -> Vec<u8> {
+    name.to_ascii_uppercase()
+}
+
+/// An argument as a decimal integer, if it is one.
+fn integer(arg: Option<&[u8]>) -> Option<i64> {
+    std::str::from_utf8(arg?).ok()?.parse().ok()
 }
 
 impl CommandInfo {
+    /// What running the command a second time does, judged with its arguments (argument 0 is
+    /// the name): [`Effect::RetrySafe`] only when a second run leaves the same data and returns
+    /// the same reply as one run (see the [module docs](self)).
+    ///
+    /// ```
+    /// use redis_conn::{table::{self, Effect}, Cmd};
+    ///
+    /// let effect = |cmd: Cmd| cmd.info().effect(cmd.args());
+    /// assert_eq!(effect(Cmd::new("SET").arg("k").arg("v").arg("EX").arg("10")), Effect::RetrySafe);
+    /// assert_eq!(effect(Cmd::new("SET").arg("lock").arg("me").arg("NX")), Effect::NotRetrySafe);
+    /// assert_eq!(effect(Cmd::new("ZADD").arg("z").arg("INCR").arg("1").arg("m")), Effect::NotRetrySafe);
+    /// assert_eq!(effect(Cmd::new("CLUSTER").arg("FAILOVER")), Effect::NotRetrySafe);
+    /// assert_eq!(effect(Cmd::new("CLUSTER").arg("SLOTS")), Effect::ReadOnly);
+    /// ```
+    #[inline]
+    pub fn effect(&self, args: Args<'_>) -> Effect {
+        if self.options == Options::None {
+            return self.effect;
+        }
+        self.effect_with_options(args)
+    }
+
+    /// The effect of a command whose arguments do not decide it (see
+    /// [`CommandInfo::judged_by_arguments`]).
+    pub(crate) fn effect_by_name(&self) -> Effect {
+        self.effect
+    }
+
+    /// Whether [`CommandInfo::effect`] reads the arguments (the name alone does not decide).
+    pub(crate) fn judged_by_arguments(&self) -> bool {
+        self.options != Options::None
+    }
+
+    fn effect_with_options(&self, args: Args<'_>) -> Effect {
+        let arg = |i: usize| args.clone().nth(i);
+        let has_from =
+            |i: usize, word: &[u8]| args.clone().skip(i).any(|a| a.eq_ignore_ascii_case(word));
+        let safe = match self.options {
+            Options::None => true,
+            Options::Set => !has_from(3, b"NX") && !has_from(3, b"GET"),
+            Options::Expire => {
+                integer(arg(2)).is_some_and(|t| t > 0)
+                    && args.clone().skip(3).all(|a| a.eq_ignore_ascii_case(b"XX"))
+            }
+            Options::AddExisting => {
+                let mut xx = false;
+                for a in args.clone().skip(2) {
+                    match a.to_ascii_uppercase().as_slice() {
+                        b"XX" => xx = true,
+                        b"GT" | b"LT" => {}
+                        b"NX" | b"CH" | b"INCR" => return W,
+                        _ => break,
+                    }
+                }
+                xx
+            }
+            Options::Replace => has_from(3, b"REPLACE"),
+            Options::Destination(at) => {
+                let at = usize::from(at);
+                match arg(at) {
+                    Some(dest) => !args
+                        .clone()
+                        .enumerate()
+                        .any(|(i, a)| i != 0 && i != at && a == dest),
+                    None => false,
+                }
+            }
+            Options::Ltrim => match (integer(arg(2)), integer(arg(3))) {
+                (Some(0), Some(stop)) => stop >= -1,
+                (Some(start), Some(-1)) => start < 0,
+                _ => false,
+            },
+            Options::Sort => !has_from(2, b"STORE"),
+            Options::GetEx => !has_from(2, b"EXAT") && !has_from(2, b"PXAT"),
+            Options::Subcommand => {
+                return subcommand_effect(
+                    arg(0).unwrap_or_default(),
+                    arg(1).unwrap_or_default(),
+                    args,
+                );
+            }
+        };
+        if safe {
+            self.effect
+        } else {
+            W
+        }
+    }
+
     /// The keys among a command's arguments (the name first), where [`CommandInfo::keys`]
     /// says they are; nothing is collected.
     ///
@@ -366,7 +620,10 @@ impl CommandInfo {
     fn blocking_for<'a>(&self, args: impl Fn(usize) -> Option<&'a [u8]>, len: usize) -> Blocking {
         let seconds = |arg: Option<&[u8]>| {
             let secs: f64 = std::str::from_utf8(arg?).ok()?.trim().parse().ok()?;
-            (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+            // A timeout past what a Duration holds saturates (a BLPOP of 1e20 s waits forever
+            // in all but name); it never panics.
+            (secs.is_finite() && secs >= 0.0)
+                .then(|| Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
         };
         let millis = |arg: Option<&[u8]>| {
             let ms: u64 = std::str::from_utf8(arg?).ok()?.trim().parse().ok()?;
@@ -399,6 +656,119 @@ impl CommandInfo {
 mod tests {
     use super::*;
 
+    fn cmd(args: &[&str]) -> crate::Cmd {
+        args[1..]
+            .iter()
+            .fold(crate::Cmd::new(args[0]), |cmd, a| cmd.arg(a))
+    }
+
+    fn effect(args: &[&str]) -> Effect {
+        let cmd = cmd(args);
+        cmd.info().effect(cmd.args())
+    }
+
+    #[test]
+    fn options_that_change_a_second_run_make_a_write_unsafe_to_resend() {
+        use Effect::{NotRetrySafe as No, ReadOnly as Read, RetrySafe as Yes};
+        let cases: &[(&[&str], Effect)] = &[
+            (&["SET", "k", "v"], Yes),
+            (&["SET", "k", "NX"], Yes), // "NX" is the value here
+            (&["SET", "k", "v", "XX", "EX", "10"], Yes),
+            (&["SET", "k", "v", "nx"], No),
+            (&["SET", "k", "v", "XX", "GET"], No),
+            (&["EXPIRE", "k", "10"], Yes),
+            (&["PEXPIRE", "k", "10", "xx"], Yes),
+            (&["EXPIRE", "k", "10", "NX"], No),
+            (&["EXPIRE", "k", "10", "GT"], No),
+            (&["EXPIRE", "k", "0"], No),
+            (&["EXPIRE", "k", "-5"], No),
+            (&["EXPIRE", "k", "soon"], No),
+            (&["ZADD", "z", "XX", "1", "m"], Yes),
+            (&["ZADD", "z", "XX", "GT", "1", "m"], Yes),
+            (&["ZADD", "z", "1", "m"], No),
+            (&["ZADD", "z", "XX", "CH", "1", "m"], No),
+            (&["ZADD", "z", "XX", "INCR", "1", "m"], No),
+            (&["ZADD", "z", "NX", "1", "m"], No),
+            (&["GEOADD", "g", "XX", "13.36", "38.11", "p"], Yes),
+            (&["GEOADD", "g", "13.36", "38.11", "p"], No),
+            (&["RESTORE", "k", "0", "payload", "REPLACE"], Yes),
+            (&["RESTORE", "k", "0", "payload"], No),
+            (&["COPY", "a", "b", "REPLACE"], Yes),
+            (&["COPY", "a", "b"], No),
+            (&["BITOP", "AND", "d", "a", "b"], Yes),
+            (&["BITOP", "XOR", "d", "d", "x"], No),
+            (&["SINTERSTORE", "d", "a", "b"], Yes),
+            (&["SDIFFSTORE", "d", "x", "d"], No),
+            (&["ZUNIONSTORE", "d", "2", "a", "b"], Yes),
+            (&["ZUNIONSTORE", "d", "2", "d", "b"], No),
+            (&["LTRIM", "q", "0", "99"], Yes),
+            (&["LTRIM", "q", "0", "-1"], Yes),
+            (&["LTRIM", "q", "-100", "-1"], Yes),
+            (&["LTRIM", "q", "100", "-1"], No),
+            (&["LTRIM", "q", "0", "-2"], No),
+            (&["SORT", "l"], Yes),
+            (&["SORT", "l", "STORE", "d"], No),
+            (&["GETEX", "k", "EX", "10"], Yes),
+            (&["GETEX", "k", "EXAT", "10"], No),
+            (&["CLUSTER", "SLOTS"], Read),
+            (&["cluster", "failover"], No),
+            (&["CLUSTER", "RESET"], No),
+            (&["CLIENT", "KILL", "ID", "7"], No),
+            (&["CLIENT", "SETNAME", "n"], Yes),
+            (&["CLIENT", "LIST"], Read),
+            (&["SCRIPT", "LOAD", "return 1"], Yes),
+            (&["SCRIPT", "KILL"], No),
+            (&["FUNCTION", "LOAD", "code"], No),
+            (&["FUNCTION", "LOAD", "REPLACE", "code"], Yes),
+            (&["FUNCTION", "DELETE", "lib"], No),
+            (&["CONFIG", "SET", "maxmemory", "0"], Yes),
+            (&["CONFIG", "GET", "maxmemory"], Read),
+            (&["LATENCY", "RESET"], No),
+            (&["MEMORY", "USAGE", "k"], Read),
+            (&["DEL", "k"], No),
+            (&["SADD", "s", "m"], No),
+            (&["HSET", "h", "f", "v"], No),
+            (&["HMSET", "h", "f", "v"], Yes),
+            (&["GETSET", "k", "v"], No),
+            (&["SETBIT", "k", "1", "1"], No),
+            (&["PFADD", "h", "a"], No),
+            (&["SWAPDB", "0", "1"], No),
+            (&["ZREMRANGEBYRANK", "z", "0", "0"], No),
+        ];
+        for (args, want) in cases {
+            assert_eq!(effect(args), *want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_table_lists_every_name_it_knows_once() {
+        let mut seen = std::collections::HashSet::new();
+        for name in NAMES {
+            assert!(
+                seen.insert(*name),
+                "{} twice",
+                String::from_utf8_lossy(name)
+            );
+            assert!(
+                lookup_upper(name).is_some(),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        assert!(NAMES.len() > 200, "{}", NAMES.len());
+    }
+
+    #[test]
+    fn absurd_blocking_timeouts_saturate_instead_of_panicking() {
+        assert_eq!(block(&["BLPOP", "k", "1e20"]), Blocking::For(Duration::MAX));
+        assert_eq!(block(&["BLPOP", "k", "inf"]), Blocking::No);
+        assert_eq!(block(&["BLPOP", "k", "-1"]), Blocking::No);
+        assert_eq!(
+            block(&["WAIT", "1", "18446744073709551615"]),
+            Blocking::For(Duration::from_millis(u64::MAX))
+        );
+    }
+
     fn block(args: &[&str]) -> Blocking {
         let info = lookup(args[0].as_bytes());
         info.blocking(|i| args.get(i).map(|s| s.as_bytes()), args.len())
@@ -406,11 +776,11 @@ mod tests {
 
     #[test]
     fn classifies_common_commands_case_insensitively() {
-        assert_eq!(lookup(b"get").effect, Effect::ReadOnly);
-        assert_eq!(lookup(b"Set").effect, Effect::Idempotent);
-        assert_eq!(lookup(b"INCR").effect, Effect::NonIdempotent);
-        assert_eq!(lookup(b"LPUSH").effect, Effect::NonIdempotent);
-        assert_eq!(lookup(b"XADD").effect, Effect::NonIdempotent);
+        assert_eq!(effect(&["get", "k"]), Effect::ReadOnly);
+        assert_eq!(effect(&["Set", "k", "v"]), Effect::RetrySafe);
+        assert_eq!(effect(&["INCR", "k"]), Effect::NotRetrySafe);
+        assert_eq!(effect(&["LPUSH", "k", "v"]), Effect::NotRetrySafe);
+        assert_eq!(effect(&["XADD", "s", "*", "f", "v"]), Effect::NotRetrySafe);
         assert_eq!(lookup(b"NOSUCHCOMMAND"), UNKNOWN);
         assert_eq!(lookup(&[b'A'; 100]), UNKNOWN);
         assert_eq!(lookup(&[b'a'; 30]), UNKNOWN);
