@@ -315,7 +315,7 @@ async fn task(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let slot = due;
-                due += interval * size as u32;
+                due += interval.saturating_mul(u32::try_from(size).unwrap_or(u32::MAX));
                 slot
             }
             None => Instant::now(),
@@ -448,12 +448,12 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<(), Failure
         value: Bytes::from(vec![b'x'; args.data_size]),
         data_size: args.data_size,
         prefix: nonce,
-        deadline: args
-            .duration
-            .map(|s| started + Duration::from_secs_f64(s.max(0.0))),
+        deadline: args.duration.and_then(|s| started.checked_add(seconds(s))),
+        // At most a day between operations: a rate of 1e-300 is a load that never starts,
+        // not a clock overflow.
         interval: args
             .rate
-            .map(|r| Duration::from_secs_f64(args.clients as f64 / r)),
+            .map(|r| seconds(args.clients as f64 / r).min(Duration::from_secs(86_400))),
         key_names: (0..args.keys.clamp(1, 1_000_000))
             .map(|n| Bytes::from(format!("key:{n:012}")))
             .collect(),
@@ -612,4 +612,13 @@ pub(crate) async fn run(client: &Client, args: &BenchArgs) -> Result<(), Failure
         }
     }
     Ok(())
+}
+
+/// A number of seconds from the command line as a duration: negative or NaN is none, and
+/// anything past what a duration holds (`--rate 0` makes an infinite interval) saturates.
+fn seconds(s: f64) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
 }

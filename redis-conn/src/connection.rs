@@ -470,7 +470,7 @@ impl Connection {
             if info.needs_dedicated_connection {
                 self.track_watch(cmd.name());
             }
-            effect = worst_effect(effect, cmd.effect());
+            effect = effect.worst(cmd.effect());
             blocking = longest_block(blocking, cmd.blocking());
         }
         Ok((effect, blocking))
@@ -593,11 +593,14 @@ impl Connection {
         let shared = &self.shared;
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = shared.config.response_timeout;
-        let (deadline, patience) = match blocking {
-            Blocking::No => (Some(Instant::now() + timeout), Some(timeout)),
-            Blocking::For(d) => (Some(Instant::now() + d + timeout), Some(d + timeout)),
-            Blocking::Forever => (None, None),
+        let patience = match blocking {
+            Blocking::No => Some(timeout),
+            Blocking::For(d) => d.checked_add(timeout),
+            Blocking::Forever => None,
         };
+        // A wait past what the clock can count (`BLPOP k 1e20`) is a wait without a deadline.
+        let deadline = patience.and_then(|p| Instant::now().checked_add(p));
+        let patience = deadline.and(patience);
         let attempt = Attempt {
             replies,
             effect,
@@ -635,6 +638,9 @@ impl Connection {
     ) -> Result<Reply, Error> {
         let shared = &self.shared;
         let mut backoff = Backoff::new(shared.config.backoff);
+        // Whether an attempt may have run: then every later error of the call says so, even
+        // one whose own attempt was never written.
+        let mut may_have_run = verdict == Verdict::Resend;
         loop {
             if verdict == Verdict::Backoff {
                 let delay = backoff.next_delay(&mut rand::rng()).unwrap_or_default();
@@ -658,8 +664,12 @@ impl Connection {
             payload = back;
             verdict = self.verdict(&result, payload.is_some(), &attempt);
             if verdict == Verdict::Done {
-                return result;
+                return match result {
+                    Err(e) if may_have_run => Err(e.after_an_attempt_that_may_have_run()),
+                    other => other,
+                };
             }
+            may_have_run |= verdict == Verdict::Resend;
         }
     }
 
@@ -777,15 +787,6 @@ fn unsupported(name: &[u8], info: &crate::table::CommandInfo) -> Error {
             "{name} changes the connection's state and cannot run on a shared connection; \
              use an exclusive (pooled) connection, or MULTI ... EXEC inside one pipeline"
         ))
-    }
-}
-
-fn worst_effect(a: Effect, b: Effect) -> Effect {
-    use Effect::*;
-    match (a, b) {
-        (NonIdempotent, _) | (_, NonIdempotent) => NonIdempotent,
-        (Idempotent, _) | (_, Idempotent) => Idempotent,
-        _ => ReadOnly,
     }
 }
 
@@ -1228,7 +1229,7 @@ impl Driver {
                     req.write_to(&mut wbuf);
                     let start = enqueued;
                     enqueued += (wbuf.len() - before) as u64;
-                    let due = req.patience.map(|p| now + p);
+                    let due = req.patience.and_then(|p| now.checked_add(p));
                     bump(&mut next_check, req.deadline);
                     bump(&mut next_check, due);
                     let got = if req.replies > 1 {

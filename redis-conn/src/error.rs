@@ -232,6 +232,18 @@ impl Error {
     /// as a whole may have been executed, so a `Sent::No` becomes `Sent::Maybe`.
     #[must_use]
     pub fn partly_sent(self) -> Error {
+        self.maybe_sent_because("other parts went elsewhere and may have run")
+    }
+
+    /// The same failure for a call of which an earlier attempt may have run (the connection
+    /// broke after writing it, and a resend failed in turn): whatever the last attempt says
+    /// of its own delivery, the call may have been executed. `Sent::Maybe` sticks to a call.
+    #[must_use]
+    pub fn after_an_attempt_that_may_have_run(self) -> Error {
+        self.maybe_sent_because("an earlier attempt may have run")
+    }
+
+    fn maybe_sent_because(self, why: &str) -> Error {
         match self {
             Error::Timeout { timeout, .. } => Error::Timeout {
                 timeout,
@@ -244,7 +256,7 @@ impl Error {
             },
             other if other.sent() == Some(Sent::No) => Error::ConnectionLost {
                 addr: String::new(),
-                reason: format!("{other}, but other parts went elsewhere and may have run"),
+                reason: format!("{other}, but {why}"),
                 sent: Sent::Maybe,
             },
             other => other,

@@ -1000,3 +1000,37 @@ async fn a_slow_network_adds_latency_but_no_reconnects() {
     let stats = conn.stats();
     assert_eq!((stats.reconnects, stats.errors), (0, 0), "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_call_whose_first_attempt_may_have_run_never_reports_not_sent() {
+    // The server reads the SET, closes without answering, and is gone: the resend (SET k v is
+    // retry-safe) is never written and times out. The call as a whole may have run.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !seen.windows(3).any(|w| w == b"SET") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before sending its SET");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        // Listener and socket dropped: the reconnect is refused from now on.
+    });
+    let conn = Connection::connect(
+        fake_server_config(addr)
+            .max_attempts(3)
+            .response_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let error = conn
+        .send(Cmd::new("SET").arg("k").arg("v"))
+        .await
+        .expect_err("nobody answers");
+    server.await.unwrap();
+    assert!(conn.stats().retries >= 1, "the SET was not resent: {error}");
+    assert_eq!(error.sent(), Some(Sent::Maybe), "{error}");
+}
