@@ -812,3 +812,95 @@ async fn commands_on_a_closed_client_and_raw_commands_are_typed() {
     assert!(matches!(err, Error::Connection(_)));
     assert_eq!(err.kind(), "closed");
 }
+
+#[tokio::test]
+async fn typed_commands_whose_options_change_a_second_run_are_never_resent() {
+    use redis_client::layers::conn::table::Effect;
+    let server = RedisServer::start().unwrap();
+    let c = client(&server, Protocol::Resp3).await;
+    let mut unsafe_ones = c.pipeline();
+    unsafe_ones
+        .set_nx("k", "v")
+        .set_options("k", "v", SetOptions::default().only_if_absent())
+        .set_options("k", "v", SetOptions::default().get())
+        .set_options("k", "v", SetOptions::default().only_if_present().get())
+        .getex("k", Expiry::AtSeconds(1))
+        .getex("k", Expiry::AtMillis(1))
+        .expire("k", 0)
+        .expire("k", -1)
+        .expire_if("k", 10, ExpireCondition::NoExpiry)
+        .expire_if("k", 10, ExpireCondition::Later)
+        .expire_if("k", 10, ExpireCondition::Sooner)
+        .expire_at("k", 4_102_444_800)
+        .persist("k")
+        .del(["a", "b"])
+        .unlink("a")
+        .rename("a", "b")
+        .msetnx([("a", "1")])
+        .hset("h", "f", "v")
+        .hsetnx("h", "f", "v")
+        .sadd("s", "m")
+        .srem("s", "m")
+        .sdiffstore("d", ["d", "x"])
+        .sinterstore("d", ["x", "d"])
+        .zadd("z", "m", 1.0)
+        .zadd_options("z", ZAddOptions::default().only_new(), [(1.0, "m")])
+        .zadd_options(
+            "z",
+            ZAddOptions::default().only_existing().changed(),
+            [(1.0, "m")],
+        )
+        .zadd_options(
+            "z",
+            ZAddOptions::default().only_existing().incr(),
+            [(1.0, "m")],
+        )
+        .zadd_options("z", ZAddOptions::default().greater(), [(1.0, "m")])
+        .zrem("z", "m")
+        .zremrangebyrank("z", 0, 0)
+        .ltrim("l", 100, -1)
+        .ltrim("l", 0, -2)
+        .pfadd("p", "e")
+        .xtrim_maxlen("x", 10)
+        .xack("x", "g", "1-1")
+        .publish("c", "m");
+    let mut safe_ones = c.pipeline();
+    safe_ones
+        .set("k", "v")
+        .set_ex("k", "v", Duration::from_secs(10))
+        .set_options(
+            "k",
+            "v",
+            SetOptions::default()
+                .only_if_present()
+                .expiry(Expiry::Seconds(10)),
+        )
+        .getex("k", Expiry::Seconds(10))
+        .expire("k", 10)
+        .expire_if("k", 10, ExpireCondition::HasExpiry)
+        .mset([("a", "1")])
+        .sinterstore("d", ["x", "y"])
+        .zadd_options("z", ZAddOptions::default().only_existing(), [(1.0, "m")])
+        .ltrim("l", 0, 99)
+        .ltrim("l", -100, -1);
+    let effects = |p: &Pipeline| -> Vec<(String, Effect)> {
+        p.commands()
+            .iter()
+            .map(|c| (format!("{c:?}"), c.effect()))
+            .collect()
+    };
+    for (cmd, effect) in effects(&unsafe_ones) {
+        assert_eq!(effect, Effect::NotRetrySafe, "{cmd}");
+    }
+    for (cmd, effect) in effects(&safe_ones) {
+        assert_eq!(effect, Effect::RetrySafe, "{cmd}");
+    }
+    // What a pipeline as a whole may be resent as: its least resendable command.
+    assert_eq!(
+        safe_ones
+            .commands()
+            .iter()
+            .fold(Effect::ReadOnly, |e, c| e.worst(c.effect())),
+        Effect::RetrySafe
+    );
+}

@@ -481,6 +481,13 @@ impl CommandInfo {
         self.effect_with_options(args)
     }
 
+    /// Whether some arguments make the command retry-safe (or a read): false for commands that
+    /// are never resent once they may have run, whatever their arguments.
+    pub fn can_be_retry_safe(&self) -> bool {
+        // Arguments only ever make a command less resendable than its name does.
+        self.effect.is_retry_safe()
+    }
+
     /// The effect of a command whose arguments do not decide it (see
     /// [`CommandInfo::judged_by_arguments`]).
     pub(crate) fn effect_by_name(&self) -> Effect {
