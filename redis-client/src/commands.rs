@@ -610,7 +610,10 @@ commands! {
 
     // Pub/sub (publishing; subscribe with `Client::subscriber`).
 
-    /// `PUBLISH channel message`: how many subscribers got it (on this node).
+    /// `PUBLISH channel message`: how many subscribers got it (on the node that ran it). In a
+    /// cluster it goes to the master of the channel's slot (as if the channel were a key), so
+    /// the messages one task publishes to one channel take one path through the cluster bus
+    /// and every subscriber, on any node, sees them in the order they were published.
     fn publish(channel: impl ToArgs, message: impl ToArgs) -> u64 {
         cmd("PUBLISH").a(channel).a(message)
     }

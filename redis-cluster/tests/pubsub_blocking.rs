@@ -320,3 +320,66 @@ async fn a_burst_of_redirects_to_a_new_master_opens_one_connection_to_it() {
         "64 callers redirected at once opened {to_new} connections"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publishers_messages_to_a_channel_arrive_in_order_on_every_node() {
+    let cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    let channel = "ordered-news";
+    // A subscriber on every master: messages reach the other nodes over the cluster bus.
+    let mut subscribers = Vec::new();
+    for node in cluster.nodes().iter().take(cluster.master_count()) {
+        let sub =
+            redis_conn::Subscriber::connect(ConnectionConfig::new(ServerAddr::from(node.addr())))
+                .await
+                .unwrap();
+        sub.subscribe([channel]).await.unwrap();
+        subscribers.push(sub);
+    }
+    let before: Vec<u64> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.command_calls("publish").unwrap())
+        .collect();
+    const N: usize = 1_000;
+    for i in 0..N {
+        client
+            .send(Cmd::new("PUBLISH").arg(channel).arg(i.to_string()))
+            .await
+            .unwrap();
+    }
+    for (n, sub) in subscribers.iter_mut().enumerate() {
+        let mut got = Vec::with_capacity(N);
+        while got.len() < N {
+            let message = tokio::time::timeout(Duration::from_secs(10), sub.next_message())
+                .await
+                .unwrap_or_else(|_| panic!("subscriber {n} got {} of {N}", got.len()))
+                .unwrap();
+            got.push(
+                String::from_utf8_lossy(&message.payload)
+                    .parse::<usize>()
+                    .unwrap(),
+            );
+        }
+        let out_of_order = got.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        assert_eq!(out_of_order, 0, "subscriber {n}: {:?}", &got[..20]);
+        assert_eq!(got[0], 0);
+    }
+    // Every PUBLISH went to the channel's slot's master.
+    let owner = NodeAddr::from(
+        client
+            .slot_map()
+            .master(slot(channel.as_bytes()))
+            .unwrap()
+            .clone(),
+    );
+    for (node, before) in cluster.nodes().iter().zip(before) {
+        let published = node.command_calls("publish").unwrap() - before;
+        let expected = if NodeAddr::from(node.addr()) == owner {
+            N as u64
+        } else {
+            0
+        };
+        assert_eq!(published, expected, "PUBLISH calls on {}", node.addr());
+    }
+}
