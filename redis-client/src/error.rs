@@ -37,6 +37,11 @@ pub enum Error {
     /// The configuration (a URL, a profile file, a builder setting) is not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A `SCAN`-family stream stopped because its server would not let it end: it answered
+    /// with the cursor it was given, or went more round trips in a row without an element
+    /// than the scan's cap ([`ScanOptions::max_empty_round_trips`](crate::ScanOptions::max_empty_round_trips)).
+    #[error("{0}")]
+    EndlessScan(String),
 }
 
 impl Error {
@@ -78,6 +83,7 @@ impl Error {
             Error::Sentinel(e) => e.kind(),
             Error::Type(_) => "type",
             Error::Config(_) => "config",
+            Error::EndlessScan(_) => "endless_scan",
         }
     }
 

@@ -349,6 +349,13 @@ pub struct ScanOptions {
     pub(crate) pattern: Option<String>,
     pub(crate) count: Option<usize>,
     pub(crate) key_type: Option<String>,
+    pub(crate) max_empty_round_trips: Option<u64>,
+}
+
+impl ScanOptions {
+    /// The default of [`ScanOptions::max_empty_round_trips`]: ten million keys looked at with
+    /// no match, at the default `COUNT` of 10.
+    pub const DEFAULT_MAX_EMPTY_ROUND_TRIPS: u64 = 1_000_000;
 }
 
 impl ScanOptions {
@@ -370,6 +377,17 @@ impl ScanOptions {
     #[must_use]
     pub fn key_type(mut self, t: impl Into<String>) -> Self {
         self.key_type = Some(t.into());
+        self
+    }
+
+    /// How many round trips in a row may bring no element before the stream gives up with
+    /// [`Error::EndlessScan`](crate::Error::EndlessScan): a bound on a server whose cursor never
+    /// comes back to 0 (default [`ScanOptions::DEFAULT_MAX_EMPTY_ROUND_TRIPS`]). A stream that
+    /// yields elements is never cut: the caller decides when it has had enough. A scan with a
+    /// pattern that matches little in a very large keyspace may need a larger `COUNT` or cap.
+    #[must_use]
+    pub fn max_empty_round_trips(mut self, n: u64) -> Self {
+        self.max_empty_round_trips = Some(n.max(1));
         self
     }
 }

@@ -31,6 +31,25 @@ struct State {
     group: usize,
     buffered: VecDeque<Value>,
     done: bool,
+    /// Round trips in a row that brought no element, and how many may.
+    empty_round_trips: u64,
+    max_empty_round_trips: u64,
+}
+
+impl State {
+    fn new(source: Source, group: usize, options: &ScanOptions) -> State {
+        let max_empty_round_trips = options
+            .max_empty_round_trips
+            .unwrap_or(ScanOptions::DEFAULT_MAX_EMPTY_ROUND_TRIPS);
+        State {
+            source,
+            group,
+            buffered: VecDeque::new(),
+            done: false,
+            empty_round_trips: 0,
+            max_empty_round_trips,
+        }
+    }
 }
 
 impl State {
@@ -60,6 +79,14 @@ impl State {
                 let reply = client.send(cmd).await?;
                 let (next, items): (Bytes, Vec<Value>) = FromValue::from_value(reply)
                     .map_err(|_| Error::from(TypeError::new("a SCAN reply", "another shape")))?;
+                if next == at && &next[..] != b"0" {
+                    // A cursor moves on at every call, or the scan would never end.
+                    return Err(Error::EndlessScan(format!(
+                        "the server answered {} with the cursor it was given ({})",
+                        String::from_utf8_lossy(head.name()),
+                        String::from_utf8_lossy(&at),
+                    )));
+                }
                 if &next[..] != b"0" {
                     *cursor = Some(next);
                 }
@@ -87,8 +114,25 @@ impl State {
                 }
                 return None;
             }
+            let before = self.buffered.len();
             match self.refill().await {
-                Ok(more) => self.done = !more,
+                Ok(more) => {
+                    self.done = !more;
+                    if self.buffered.len() > before {
+                        self.empty_round_trips = 0;
+                    } else if more {
+                        self.empty_round_trips += 1;
+                        if self.empty_round_trips >= self.max_empty_round_trips {
+                            self.done = true;
+                            self.buffered.clear();
+                            return Some(Err(Error::EndlessScan(format!(
+                                "{} round trips in a row brought no element and the cursor \
+                                 has not come back to 0; giving up (ScanOptions::max_empty_round_trips)",
+                                self.empty_round_trips
+                            ))));
+                        }
+                    }
+                }
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
@@ -126,6 +170,10 @@ impl Client {
         &self,
         options: ScanOptions,
     ) -> impl Stream<Item = Result<T>> + Send + 'static {
+        let cap = ScanOptions {
+            max_empty_round_trips: options.max_empty_round_trips,
+            ..ScanOptions::default()
+        };
         let source = match self.backend() {
             Backend::Cluster(cluster) => Source::Cluster(cluster.scan_type(
                 options.pattern.as_deref(),
@@ -139,12 +187,7 @@ impl Client {
                 cursor: Some(Bytes::from_static(b"0")),
             },
         };
-        stream(State {
-            source,
-            group: 1,
-            buffered: VecDeque::new(),
-            done: false,
-        })
+        stream(State::new(source, 1, &cap))
     }
 
     fn key_scan<T: FromValue + Send + 'static>(
@@ -157,17 +200,17 @@ impl Client {
         options.key_type = None;
         let mut head = Cmd::new(name);
         key.push_to(&mut head);
-        stream(State {
-            source: Source::Cursor {
+        let state = State::new(
+            Source::Cursor {
                 client: self.clone(),
                 head,
-                options,
+                options: options.clone(),
                 cursor: Some(Bytes::from_static(b"0")),
             },
             group,
-            buffered: VecDeque::new(),
-            done: false,
-        })
+            &options,
+        );
+        stream(state)
     }
 
     /// The fields of a hash as `(field, value)` pairs, as a stream (`HSCAN`).

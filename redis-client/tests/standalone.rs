@@ -904,3 +904,86 @@ async fn typed_commands_whose_options_change_a_second_run_are_never_resent() {
         Effect::RetrySafe
     );
 }
+
+/// A fake server answering every SCAN with no element and a cursor that never comes back to 0:
+/// the one it was given when `stuck`, a new one each time otherwise. Anything else gets `+OK`.
+async fn endless_scan_server(stuck: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut cursor = 1u64;
+                loop {
+                    let n = match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let scans = buf[..n].windows(4).filter(|w| *w == b"SCAN").count();
+                    let mut out = Vec::new();
+                    if scans == 0 {
+                        out.extend_from_slice(b"+OK\r\n");
+                    }
+                    for _ in 0..scans {
+                        if !stuck || cursor == 1 {
+                            cursor += 1;
+                        }
+                        let c = cursor.to_string();
+                        out.extend_from_slice(
+                            format!("*2\r\n${}\r\n{c}\r\n*0\r\n", c.len()).as_bytes(),
+                        );
+                    }
+                    if socket.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_scan_whose_cursor_never_ends_stops_with_an_error() {
+    for stuck in [true, false] {
+        let addr = endless_scan_server(stuck).await;
+        let client = Client::connect(
+            Config::from_url(&format!("redis://{addr}"))
+                .unwrap()
+                .protocol(Protocol::Resp2)
+                .health_check_interval(None),
+        )
+        .await
+        .unwrap();
+        let options = ScanOptions::default().max_empty_round_trips(50);
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            client
+                .scan::<String>(options.clone())
+                .try_collect::<Vec<_>>(),
+        )
+        .await
+        .expect("the scan never ended");
+        let error = result.expect_err("an endless scan cannot succeed");
+        assert!(
+            matches!(error, redis_client::Error::EndlessScan(_)),
+            "{error}"
+        );
+        assert_eq!(error.kind(), "endless_scan");
+        let hscan = client
+            .hscan::<(String, String)>("h", options)
+            .try_collect::<Vec<_>>();
+        let error = tokio::time::timeout(Duration::from_secs(10), hscan)
+            .await
+            .expect("the HSCAN never ended")
+            .expect_err("an endless scan cannot succeed");
+        assert!(
+            matches!(error, redis_client::Error::EndlessScan(_)),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
