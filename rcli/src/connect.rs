@@ -1,10 +1,14 @@
 //! The connection options shared by every subcommand, and the configuration they resolve to.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use redis_client::{Client, Config, Mode, ProfileSource, ReplicaSelection, ServerAddr, TlsConfig};
+use redis_client::{
+    redact_url, Client, Config, Mode, ProfileSource, ReplicaSelection, Secret, ServerAddr,
+    TlsConfig,
+};
 
 use crate::Failure;
 
@@ -17,19 +21,42 @@ pub(crate) enum Selector {
     RoundRobin,
 }
 
+/// A `--url` or `--sentinel` value: it may carry credentials, so its `Debug` shows it as
+/// [`redact_url`] does.
+#[derive(Clone)]
+pub(crate) struct Location(String);
+
+impl From<String> for Location {
+    fn from(text: String) -> Self {
+        Location(text)
+    }
+}
+
+impl AsRef<str> for Location {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact_url(&self.0), f)
+    }
+}
+
 /// Connection options (the same for every subcommand).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ConnectionArgs {
     /// Server URL (redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel://);
     /// repeat it for cluster seeds.
     #[arg(long = "url", value_name = "URL", global = true)]
-    urls: Vec<String>,
+    urls: Vec<Location>,
     /// Treat the URLs as seeds of a Redis Cluster.
     #[arg(long, global = true)]
     cluster: bool,
     /// A sentinel (repeatable); needs --master.
     #[arg(long = "sentinel", value_name = "HOST:PORT", global = true)]
-    sentinels: Vec<String>,
+    sentinels: Vec<Location>,
     /// The master's name, as the sentinels know it.
     #[arg(long, value_name = "NAME", global = true)]
     master: Option<String>,
@@ -48,9 +75,10 @@ pub(crate) struct ConnectionArgs {
         value_name = "PASSWORD",
         env = "REDIS_PASSWORD",
         hide_env_values = true,
+        allow_hyphen_values = true,
         global = true
     )]
-    password: Option<String>,
+    password: Option<Secret>,
     /// Database number.
     #[arg(long, value_name = "N", global = true)]
     db: Option<i64>,
@@ -297,4 +325,38 @@ pub(crate) fn print_config(args: &ConnectionArgs) -> Result<(), Failure> {
         say!("{key} = {value}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ConnectionArgs;
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    }
+
+    #[test]
+    fn debug_of_the_options_hides_the_password_and_url_credentials() {
+        let probe = Probe::try_parse_from([
+            "rcli",
+            "--password",
+            "-M4rk/er?#@:%2Fx",
+            "--url",
+            "redis://u:M4rk%2Fer@h:1",
+            "--url",
+            "redis://u:M4rk/er?#@:%2Fx@h:2",
+            "--sentinel",
+            "u:M4rk@s:1",
+        ])
+        .unwrap();
+        let text = format!("{probe:?}");
+        assert!(!text.contains("M4rk"), "{text}");
+        // A password that starts with '-' is a value, not a flag clap would quote back.
+        let password = probe.conn.password.as_ref().map(|p| p.expose());
+        assert_eq!(password, Some("-M4rk/er?#@:%2Fx"));
+    }
 }

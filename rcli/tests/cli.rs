@@ -320,6 +320,129 @@ fn profiles_are_chosen_by_flag_and_environment_and_config_hides_passwords() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn no_output_or_exit_message_holds_the_password() {
+    // `/ ? # @ : %` break a URL apart when raw; the encoded form must not leak either.
+    let marker = format!("M4rk/er?#@:%2Fx-S3cr3t-{}", std::process::id());
+    let enc: String = marker
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    // One server whose password is the marker, one where the marker is the wrong password.
+    let right = RedisServer::builder()
+        .password(marker.clone())
+        .start()
+        .unwrap();
+    let wrong = RedisServer::builder()
+        .password("not-the-marker")
+        .start()
+        .unwrap();
+    let dead = format!("127.0.0.1:{}", test_support::free_port().unwrap());
+    let good_url = format!("redis://:{enc}@{}", right.addr());
+    let plain = url(&wrong);
+    let dir = tempfile_dir();
+    let profile = dir.join("p.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[profiles.a]\nurl = \"redis://{}\"\npassword = \"{marker}\"\n\
+             [profiles.b]\npassword = \"{marker}\"\ntimeout_ms = \"{marker}\"\n\
+             [profiles.c]\nsentinel_password = \"{marker}\"\ncolour = 1\n\
+             [profiles.d]\nurl = \"redis://:{marker}@{}\"\n",
+            wrong.addr(),
+            wrong.addr()
+        ),
+    )
+    .unwrap();
+    let f = profile.display().to_string();
+    let raw_user = format!("redis://u:{marker}@{dead}");
+    let raw_lone = format!("redis://{marker}@{dead}");
+    let raw_query = format!("redis+sentinel://{dead}/m?sentinel_password={marker}&x=1");
+    let enc_key = format!("redis+sentinel://{dead}/m?sentinel%5Fpassword={enc}&x=1");
+    let enc_dead = format!("redis://u:{enc}@{dead}");
+    let sentinel = format!("app:{marker}@{dead}");
+    let pw_flag = format!("--password={marker}");
+    // (arguments, REDIS_PASSWORD, the exit code expected)
+    let cases: Vec<(Vec<&str>, Option<&str>, i32)> = vec![
+        (vec!["--url", &good_url, "PING"], None, 0),
+        (vec!["--url", &good_url, "config"], None, 0),
+        (vec!["--url", &good_url, "--events", "PING"], None, 0),
+        (
+            vec!["--url", &plain, "--password", &marker, "PING"],
+            None,
+            2,
+        ),
+        (vec!["--url", &plain, &pw_flag, "--events", "PING"], None, 2),
+        (vec!["--url", &plain, "PING"], Some(&marker), 2),
+        (vec!["--url", &plain, "config"], Some(&marker), 0),
+        (
+            vec!["--url", &plain, "--password", &marker, "config"],
+            None,
+            0,
+        ),
+        (vec!["--url", &raw_user, "PING"], None, 2),
+        (vec!["--url", &raw_user, "config"], None, 2),
+        (vec!["--url", &raw_lone, "PING"], None, 2),
+        (vec!["--url", &raw_query, "PING"], None, 2),
+        (vec!["--url", &enc_key, "PING"], None, 2),
+        (vec!["--url", &enc_dead, "PING"], None, 2),
+        (
+            vec!["--url", &enc_dead, "--url", &raw_user, "PING"],
+            None,
+            2,
+        ),
+        (
+            vec!["--url", "redis://u:M4rk/er?x@127.0.0.1:1", "PING"],
+            None,
+            2,
+        ),
+        (
+            vec!["--sentinel", &sentinel, "--master", "m", "PING"],
+            None,
+            2,
+        ),
+        (
+            vec!["--url", &plain, "--password", &marker, "--db", "x", "PING"],
+            None,
+            2,
+        ),
+        (vec!["--password", &marker, "--no-such-flag"], None, 2),
+        (vec!["--config", &f, "--profile", "a", "PING"], None, 2),
+        (vec!["--config", &f, "--profile", "a", "config"], None, 0),
+        (vec!["--config", &f, "--profile", "b", "PING"], None, 2),
+        (vec!["--config", &f, "--profile", "c", "PING"], None, 2),
+        (vec!["--config", &f, "--profile", "d", "PING"], None, 2),
+    ];
+    for (args, env, code) in cases {
+        let mut cmd = rcli();
+        if let Some(pw) = env {
+            cmd.env("REDIS_PASSWORD", pw);
+        }
+        let o = cmd.args(&args).output().unwrap();
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.replace(&marker, "<marker>"))
+            .collect();
+        assert_eq!(o.status.code(), Some(code), "{shown:?}: {all}");
+        assert!(!all.contains("panicked"), "{shown:?}: {all}");
+        for piece in [marker.as_str(), enc.as_str(), "M4rk", "S3cr3t", "2Fx"] {
+            assert!(!all.contains(piece), "{shown:?} leaked {piece}: {all}");
+        }
+    }
+    let o = rcli().args(["--url", &good_url, "PING"]).output().unwrap();
+    assert_eq!(stdout(&o).trim(), "PONG", "{}", stderr(&o));
+    let o = rcli()
+        .args(["--url", &plain, "--password", &marker, "PING"])
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("WRONGPASS"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "rcli-test-{}-{}",

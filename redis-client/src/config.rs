@@ -907,7 +907,17 @@ pub(crate) fn parse_host_port(text: &str, default_port: u16) -> Result<ServerAdd
     if text.starts_with('/') {
         return Ok(ServerAddr::Unix(text.into()));
     }
-    let bad = |why: &str| ConfigError::new(format!("bad address \"{text}\": {why}"));
+    // An address with an `@` carries credentials (`user:pw@host`): only the host is shown.
+    let shown = match text.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => text.to_string(),
+    };
+    let bad = |why: &str| ConfigError::new(format!("bad address \"{shown}\": {why}"));
+    if text.contains('@') {
+        return Err(bad(
+            "an address holds no credentials (set them with username and password, or use a URL)",
+        ));
+    }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed ["))?;
         match after.strip_prefix(':') {
@@ -969,6 +979,12 @@ mod tests {
         for bad in ["h:", "h:0", "h:99999", ":1", "::1:6379", "[::1", "[::1]x"] {
             let err = parse_host_port(bad, 6379).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
+        }
+        // Credentials in an address are refused, and not shown.
+        for bad in ["pw@h:1", "u:M4rk/er?#@:%2Fx@h", "[u:pw@::1]:1"] {
+            let err = parse_host_port(bad, 6379).unwrap_err().to_string();
+            assert!(err.contains("no credentials"), "{err}");
+            assert!(!err.contains("pw") && !err.contains("M4rk"), "{err}");
         }
     }
 

@@ -192,6 +192,7 @@ pub use profile::{load_profile, ProfileSource, Profiles, CONFIG_ENV, DEFAULT_FIL
 pub use pubsub::PubSub;
 pub use script::Script;
 pub use transaction::Transaction;
+pub use url::redact_url;
 
 pub use bytes::Bytes;
 pub use redis_cluster::{ClusterError, ClusterEvent, NodeAddr};

@@ -3,6 +3,7 @@
 //!
 //! Every error names the file, the profile and the key; none shows a secret's value.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use redis_conn::{Delivery, Protocol, SkippedChecks};
 use toml::{Table, Value as Toml};
 
 use crate::config::{parse_host_port, Config, Mode, ReplicaSelection};
-use crate::url::TlsOptions;
+use crate::url::{is_secret_key, redact, TlsOptions};
 use crate::ConfigError;
 
 /// The environment variable naming the profile file.
@@ -101,11 +102,69 @@ const POOL_KEYS: &[&str] = &[
 /// assert_eq!(config.sentinels().len(), 2);
 /// # Ok::<(), redis_client::ConfigError>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows every profile with its secrets as `***`: the values of keys that name one
+/// (`password`, `sentinel_password`, anything with `pass`, `auth`, `secret` or `token`), and the
+/// user info and secret query values of URLs (see [`redact_url`](crate::redact_url)).
+#[derive(Clone)]
 pub struct Profiles {
     file: String,
     profiles: Table,
     default: Option<String>,
+}
+
+impl fmt::Debug for Profiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profiles")
+            .field("file", &self.file)
+            .field("default", &self.default)
+            .field("profiles", &RedactedTable(&self.profiles))
+            .finish()
+    }
+}
+
+/// A TOML table for `Debug`, secrets hidden.
+struct RedactedTable<'a>(&'a Table);
+
+impl fmt::Debug for RedactedTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(key, value)| {
+                let value = RedactedValue {
+                    secret: is_secret_key(key),
+                    value,
+                };
+                (key, value)
+            }))
+            .finish()
+    }
+}
+
+/// A TOML value for `Debug`: `***` under a secret key; strings as [`redact`] shows them (a URL
+/// or an address may carry credentials).
+struct RedactedValue<'a> {
+    secret: bool,
+    value: &'a Toml,
+}
+
+impl fmt::Debug for RedactedValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            return f.write_str("***");
+        }
+        match self.value {
+            Toml::String(s) => fmt::Debug::fmt(&redact(s), f),
+            Toml::Array(items) => f
+                .debug_list()
+                .entries(items.iter().map(|value| RedactedValue {
+                    secret: false,
+                    value,
+                }))
+                .finish(),
+            Toml::Table(table) => fmt::Debug::fmt(&RedactedTable(table), f),
+            other => fmt::Debug::fmt(other, f),
+        }
+    }
 }
 
 /// Where a configuration came from: what `rcli config` reports.
@@ -938,16 +997,50 @@ mod tests {
 
     #[test]
     fn secrets_never_appear_in_errors() {
-        let marker = "S3cr3t-marker";
-        for text in [
-            format!("[profiles.a]\npassword = 5\nurl = \"redis://u:{marker}@h:x\""),
-            format!("[profiles.a]\nurl = \"redis://u:{marker}@h:x\""),
-            format!("[profiles.a]\nurl = \"redis://u:{marker}@h\"\npassword = \"{marker}\n"),
-            format!("[profiles.a]\nsentinel_password = \"{marker}\"\nsentinel_tls = 3"),
-        ] {
-            let err = error(&text, Some("a")).to_string();
-            assert!(!err.contains(marker), "{err}");
+        // `/ ? # @ : %`: a password that breaks a URL apart when written raw.
+        for (marker, piece) in [("S3cr3t-marker", "S3cr3t"), ("M4rk/er?#@:%2Fx", "M4rk")] {
+            let encoded = "M4rk%2Fer%3F%23%40%3A%252Fx";
+            for text in [
+                format!("[profiles.a]\npassword = 5\nurl = \"redis://u:{marker}@h:x\""),
+                format!("[profiles.a]\nurl = \"redis://u:{marker}@h:x\""),
+                format!("[profiles.a]\nurl = \"redis://u:{marker}@h\"\npassword = \"{marker}\n"),
+                format!("[profiles.a]\nsentinel_password = \"{marker}\"\nsentinel_tls = 3"),
+                format!("[profiles.a]\npassword = \"{marker}\"\ntimeout_ms = \"{marker}\""),
+                format!("[profiles.a]\npassword = \"{marker}\"\ncolour = \"{marker}\""),
+                format!("[profiles.a]\nnodes = [\"redis://:{marker}@a:1\", \"b:x\"]"),
+                format!("[profiles.a]\nnodes = [\"u:{marker}@a:1\"]"),
+                format!("[profiles.a]\nsentinels = [\"u:{marker}@s:1\"]\nmaster_name = \"m\""),
+                format!("[profiles.a]\nurl = \"redis://h?sentinel%5Fpassword={encoded}&x=1\""),
+                format!("[profiles.a]\npassword = \"{marker}\"\npassword = \"{marker}\""),
+            ] {
+                let err = error(&text, Some("a"));
+                let shown = format!("{err} {err:?}");
+                assert!(!shown.contains(piece), "{text}\n{shown}");
+            }
         }
+    }
+
+    #[test]
+    fn debug_of_profiles_shows_every_secret_as_stars() {
+        let marker = "M4rk/er?#@:%2Fx";
+        let encoded = "M4rk%2Fer%3F%23%40%3A%252Fx";
+        let text = format!(
+            "[profiles.a]\nurl = \"redis://u:{encoded}@h:1/0\"\npassword = \"{marker}\"\n\
+             client_name = \"billing\"\n\
+             [profiles.b]\nnodes = [\"redis://:{encoded}@a:1\", \"redis://b:2?x_auth={marker}\"]\n\
+             sentinel_password = \"{marker}\"\n[profiles.b.tls]\nca_file = \"/ca.pem\"\n"
+        );
+        let p = Profiles::parse(&text, "f.toml").unwrap();
+        let debug = format!("{p:?} {p:#?}");
+        for piece in ["M4rk", "2Fx"] {
+            assert!(!debug.contains(piece), "{debug}");
+        }
+        assert!(debug.contains("\"password\": ***"), "{debug}");
+        assert!(debug.contains("\"sentinel_password\": ***"), "{debug}");
+        assert!(debug.contains("redis://***@h:1/0"), "{debug}");
+        // What is not secret stays readable.
+        assert!(debug.contains("\"client_name\": \"billing\""), "{debug}");
+        assert!(debug.contains("\"ca_file\": \"/ca.pem\""), "{debug}");
     }
 
     #[test]

@@ -66,27 +66,89 @@ impl TlsOptions {
     }
 }
 
-/// The URL with its password replaced by `***`, for messages.
+/// The URL as messages may show it: no user info, no secret query value, and nothing at all
+/// after the scheme when the URL cannot be split safely.
+///
+/// - `redis://user:pw@host/0` shows as `redis://***@host/0` (the whole user info is hidden: a
+///   lone `redis://pw@host` is a password, and a malformed URL may put a password in the user).
+/// - Query values whose (percent-decoded) key names a secret ([`is_secret_key`]) show as `***`.
+/// - When an `@` follows the authority (a password holding an unencoded `/` or `?` cuts the
+///   authority short, so its rest lands in the path or the query), only `scheme://***` is shown.
+/// - Text without `://` is shown only if it holds no `@`; a scheme made of anything but letters,
+///   digits, `+`, `-` and `.` hides the whole text.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let Some((scheme, rest)) = split_scheme(url) else {
+        return if url.contains('@') {
+            "***".to_string()
+        } else {
+            redact_query(url)
+        };
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some((userinfo, hosts)) = authority.rsplit_once('@') else {
-        return redact_query(url);
+    let (authority, tail) = split_authority(rest);
+    if tail.contains('@') {
+        return format!("{scheme}://***");
+    }
+    let hosts = match authority.rsplit_once('@') {
+        Some((_, hosts)) => format!("***@{hosts}"),
+        None => authority.to_string(),
     };
-    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-    let shown = if userinfo.contains(':') {
-        format!("{user}:***")
-    } else {
-        // `redis://secret@host`: a lone userinfo is the password.
-        "***".to_string()
-    };
-    redact_query(&format!("{scheme}://{shown}@{hosts}{tail}"))
+    redact_query(&format!("{scheme}://{hosts}{tail}"))
 }
 
-/// `sentinel_password=...` in a query, replaced by `***`.
+/// The URL with every secret hidden, for logs and messages: the user info and secret query
+/// values become `***`; a malformed URL (an `@` after the host, as a password holding an
+/// unencoded `/` or `?` gives) shows only its scheme.
+///
+/// ```
+/// assert_eq!(
+///     redis_client::redact_url("redis://app:pw@cache:6380/2?sentinel_password=sp"),
+///     "redis://***@cache:6380/2?sentinel_password=***"
+/// );
+/// assert_eq!(redis_client::redact_url("redis://app:pw/x@cache"), "redis://***");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    redact(url)
+}
+
+/// `(scheme, rest)` when `url` has `://` after a plausible scheme.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let plausible = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    plausible.then_some((scheme, rest))
+}
+
+/// The authority (up to the first `/` or `?`, as [`parse`] cuts it) and the rest.
+fn split_authority(rest: &str) -> (&str, &str) {
+    rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()))
+}
+
+/// Whether an `@` follows the authority: the URL cannot be split into its parts with
+/// confidence (most likely a password with an unencoded `/` or `?`), so no part of it may be
+/// shown.
+fn ambiguous(url: &str) -> bool {
+    match split_scheme(url) {
+        Some((_, rest)) => split_authority(rest).1.contains('@'),
+        None => url.contains('@'),
+    }
+}
+
+/// Whether a query key names a secret: after percent-decoding and ignoring case, it contains
+/// `pass` (`password`, `sentinel_password`, `passwd`...), `pwd`, `auth`, `secret` or `token`.
+/// A key that cannot be decoded counts as secret.
+pub(crate) fn is_secret_key(raw_key: &str) -> bool {
+    let Ok(key) = percent_decode(raw_key, "query") else {
+        return true;
+    };
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "auth", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// The values of secret query keys ([`is_secret_key`]), replaced by `***`.
 fn redact_query(url: &str) -> String {
     let Some((head, query)) = url.split_once('?') else {
         return url.to_string();
@@ -94,7 +156,7 @@ fn redact_query(url: &str) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.ends_with("password") => format!("{k}=***"),
+            Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
             _ => kv.to_string(),
         })
         .collect();
@@ -139,10 +201,17 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigEr
 /// Parses one URL.
 pub(crate) fn parse(url: &str) -> Result<Config, ConfigError> {
     parse_inner(url).map_err(|e| {
-        if e.file().is_none() {
-            ConfigError::new(format!("URL {}: {e}", redact(url)))
+        if ambiguous(url) {
+            // The parts the error names (a host, a path segment, a query key) may be pieces of
+            // the password: say nothing about them.
+            ConfigError::new(format!(
+                "URL {}: cannot be split into user info, host, path and query: an '@' follows \
+                 the host; percent-encode any '/', '?', '#' or '@' in the user name or password \
+                 (%2F, %3F, %23, %40)",
+                redact(url)
+            ))
         } else {
-            e
+            ConfigError::new(format!("URL {}: {e}", redact(url)))
         }
     })
 }
@@ -159,6 +228,13 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
         "rediss+cluster" => (Mode::Cluster, true, false),
         "redis+sentinel" => (Mode::Sentinel, false, false),
         "rediss+sentinel" => (Mode::Sentinel, true, false),
+        // Not shown: text before `://` that is not a scheme may be anything, a password too.
+        _ if split_scheme(url).is_none() => {
+            return Err(ConfigError::new(
+                "not a URL: what comes before :// is not a scheme (expected redis, rediss, \
+                 redis+unix, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel)",
+            ))
+        }
         other => {
             return Err(ConfigError::new(format!(
                 "unknown scheme \"{other}\" (expected redis, rediss, redis+unix, redis+cluster, \
@@ -172,6 +248,11 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
     };
     let end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
+    // An `@` here is most likely the end of a password holding a raw `/` (or `?`, for a query
+    // key): refused, so that no piece of a password becomes a host, a name or an option.
+    if path.contains('@') {
+        return Err(ConfigError::new("an '@' in the path"));
+    }
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -245,6 +326,9 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key.contains('@') {
+            return Err(ConfigError::new("an '@' in a query key"));
+        }
         let key = percent_decode(key, "query")?;
         let value = percent_decode(value, "query")?;
         let flag = |v: &str| {
@@ -475,12 +559,93 @@ mod tests {
 
     #[test]
     fn redaction_hides_every_password() {
-        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact("redis://pw@h"), "redis://***@h");
         assert_eq!(redact("redis://h"), "redis://h");
         assert_eq!(
             redact("redis+sentinel://s/m?sentinel_password=x&db=1"),
             "redis+sentinel://s/m?sentinel_password=***&db=1"
         );
+        // Keys are percent-decoded (and case ignored) before deciding; undecodable ones hide.
+        assert_eq!(
+            redact("redis://h?sentinel%5Fpassword=x&db=1"),
+            "redis://h?sentinel%5Fpassword=***&db=1"
+        );
+        assert_eq!(
+            redact("redis://h?Master_AUTH=x"),
+            "redis://h?Master_AUTH=***"
+        );
+        assert_eq!(redact("redis://h?p%zz=x"), "redis://h?p%zz=***");
+        // A raw `/` or `?` in the password cuts the authority short: nothing is shown.
+        assert_eq!(redact("redis://app:Secr3t/Pw@host"), "redis://***");
+        assert_eq!(redact("redis://app:Secr3t?Pw@host"), "redis://***");
+        assert_eq!(redact("redis://h?client_name=a@b"), "redis://***");
+        // Not a URL, or not a scheme before `://`: shown only without an `@`.
+        assert_eq!(redact("h:6379"), "h:6379");
+        assert_eq!(redact("app:Secr3t@host"), "***");
+        assert_eq!(redact("u:pw@h/x://y"), "***");
+    }
+
+    /// `/ ? # @ : %` and an encoded `%2F`: every character that can break a URL apart.
+    const RAW: &str = "M4rk/er?#@:%2Fx";
+    const ENCODED: &str = "M4rk%2Fer%3F%23%40%3A%252Fx";
+
+    #[test]
+    fn an_encoded_password_with_reserved_characters_round_trips() {
+        let c = parse(&format!("redis://u:{ENCODED}@h:1/2")).unwrap();
+        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some(RAW));
+        assert_eq!(c.nodes(), &[ServerAddr::tcp("h", 1)]);
+        let c = parse(&format!(
+            "redis+sentinel://s/m?sentinel%5Fpassword={ENCODED}"
+        ))
+        .unwrap();
+        assert_eq!(c.sentinel_password.as_ref().map(|p| p.expose()), Some(RAW));
+        // An `@` in a query value is no password and still parses.
+        let c = parse("redis://h?client_name=a@b").unwrap();
+        assert_eq!(c.client_name.as_deref(), Some("a@b"));
+    }
+
+    #[test]
+    fn no_piece_of_a_password_with_reserved_characters_shows_in_errors() {
+        let urls = [
+            format!("redis://u:{RAW}@h"),
+            format!("redis://{RAW}@h"),
+            format!("redis://u:{RAW}@h:notaport"),
+            format!("redis+sentinel://u:{RAW}@s/m"),
+            format!("rediss://u:{RAW}@h?colour=1"),
+            format!("redis://u:{ENCODED}@h?colour=1"),
+            format!("redis://u:{ENCODED}@h:x"),
+            format!("redis://{ENCODED}@h/x"),
+            format!("redis://h?sentinel_password={RAW}&colour=1"),
+            format!("redis://h?sentinel%5Fpassword={RAW}&colour=1"),
+            format!("redis://h?sentinel%5Fpassword={ENCODED}&colour=1"),
+            format!("redis://h?password={ENCODED}&timeout_ms=x"),
+            format!("redis://h?sentinel_password={ENCODED}&db=x"),
+            format!("redis://h?{RAW}=1"),
+            RAW.to_string(),
+            format!("u:{RAW}@h"),
+            format!("u:{RAW}@h://x"),
+            "redis://app:Secr3t/Pw@host".to_string(),
+            "redis://app:Secr3t?Pw@host".to_string(),
+            "redis://app:Secr3t?Pw=x@host".to_string(),
+            "redis://app:Secr3t#Pw@host:x".to_string(),
+            // Would parse, a password piece becoming the master name, without the '@' check.
+            "redis+sentinel://u:1/Secr3t@s".to_string(),
+        ];
+        for url in &urls {
+            let err = parse(url).unwrap_err();
+            let text = format!("{err} {err:?}");
+            for piece in ["M4rk", "er?", "2Fx", "Secr3t", "Pw"] {
+                assert!(!text.contains(piece), "{url}: {text}");
+            }
+        }
+        let err = parse("redis://app:Secr3t/Pw@host").unwrap_err().to_string();
+        assert!(err.contains("percent-encode"), "{err}");
+        let err = parse(&format!("redis://h?sentinel%5Fpassword={ENCODED}&colour=1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"colour\": unknown URL option"), "{err}");
+        let err = parse("redis://h?x=a@b&colour=1").unwrap_err().to_string();
+        assert!(err.contains("percent-encode"), "{err}");
     }
 }
