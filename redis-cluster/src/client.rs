@@ -713,6 +713,12 @@ impl ClusterClient {
             match (fanout, value) {
                 (Fanout::Sum, Value::Integer(n)) => sum += n,
                 (Fanout::Concat, Value::Array(items)) => all.extend(items),
+                (Fanout::Fewest, v) => {
+                    first = Some(match first.take() {
+                        Some(so_far) => redis_conn::node::fewer_acknowledgements(so_far, v),
+                        None => v,
+                    });
+                }
                 (_, v) => {
                     first.get_or_insert(v);
                 }
@@ -725,7 +731,7 @@ impl ClusterClient {
         Ok(match fanout {
             Fanout::Sum => Value::Integer(sum),
             Fanout::Concat => Value::Array(all),
-            Fanout::Same => first.unwrap_or(Value::Null),
+            Fanout::Same | Fanout::Fewest => first.unwrap_or(Value::Null),
         })
     }
 
@@ -1202,6 +1208,9 @@ enum Fanout {
     Concat,
     /// Every master answers the same (FLUSHALL, SCRIPT LOAD): one answer.
     Same,
+    /// The fewest acknowledgements (WAIT, WAITAOF): the caller's writes went to any master,
+    /// and what holds for all of them holds for each.
+    Fewest,
 }
 
 fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
@@ -1209,6 +1218,7 @@ fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
     let sub = cmd.arg_at(1).map(<[u8]>::to_ascii_uppercase);
     match (name.as_slice(), sub.as_deref()) {
         (b"DBSIZE", _) => Some(Fanout::Sum),
+        (b"WAIT" | b"WAITAOF", _) => Some(Fanout::Fewest),
         (b"KEYS", _) => Some(Fanout::Concat),
         (b"FLUSHALL" | b"FLUSHDB", _) => Some(Fanout::Same),
         (b"SCRIPT", Some(b"LOAD" | b"FLUSH")) => Some(Fanout::Same),

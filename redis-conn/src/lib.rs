@@ -43,7 +43,7 @@ mod error;
 mod events;
 mod handoff;
 mod handshake;
-mod node;
+pub mod node;
 pub mod pool;
 pub mod pubsub;
 mod replica;

@@ -2,6 +2,7 @@
 //! commands, and a pool of exclusive connections for the commands that must not share one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -183,7 +184,9 @@ impl Node {
             .unwrap_or(&shared[start % shared.len()])
     }
 
-    /// Sends one command: blocking ones on an exclusive connection, the others on a shared one.
+    /// Sends one command: blocking ones on an exclusive connection, the others on a shared one;
+    /// `WAIT` and `WAITAOF` on the shared connections, since they count the replicas that have
+    /// the writes of the connection they run on (see [`CommandInfo::counts_this_connections_writes`](crate::table::CommandInfo::counts_this_connections_writes)).
     ///
     /// # Errors
     /// As [`Connection::send`]; [`Error::PoolTimeout`] when a blocking command finds no free
@@ -195,12 +198,54 @@ impl Node {
             return Either::Left(self.connection().send(cmd));
         }
         // Boxed: the pool's future is large, and ordinary calls should not carry its size.
-        Either::Right(Box::pin(async move {
-            let mut guarded = Guarded::new(self.lease().await?);
-            let result = guarded.lease.send(cmd).await;
-            guarded.finish(&result);
-            result
-        }))
+        let rare: Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + '_>> =
+            if cmd.info().counts_this_connections_writes() {
+                Box::pin(self.wait_for_replicas(cmd))
+            } else {
+                Box::pin(async move {
+                    let mut guarded = Guarded::new(self.lease().await?);
+                    let result = guarded.lease.send(cmd).await;
+                    guarded.finish(&result);
+                    result
+                })
+            };
+        Either::Right(rare)
+    }
+
+    /// `WAIT` / `WAITAOF` on the shared connections, which carried the caller's writes (on a
+    /// connection of their own they would count that connection's writes: none). With several
+    /// shared connections it runs on each and answers the fewest acknowledgements: a count that
+    /// holds for the caller's writes whichever connection carried them. While it waits, the
+    /// commands behind it on the same connection wait too (the server answers in order); a
+    /// `WAIT` without a timeout, which could hold them forever, is refused here (run it on a
+    /// [`Node::lease`] after the writes it is about).
+    async fn wait_for_replicas(&self, cmd: Cmd) -> Result<Value, Error> {
+        let wants_replicas = cmd
+            .arg_at(1)
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|a| a.parse::<i64>().ok())
+            .is_none_or(|n| n > 0);
+        if cmd.blocking() == Blocking::Forever && wants_replicas {
+            return Err(Error::Unsupported(format!(
+                "{} without a timeout would hold up every command behind it on the shared \
+                 connection; give it a timeout, or run it on a lease after the writes",
+                String::from_utf8_lossy(cmd.name()).to_ascii_uppercase()
+            )));
+        }
+        let shared = &self.inner.shared;
+        if shared.len() == 1 {
+            return shared[0].send(cmd).await;
+        }
+        let replies = futures::future::join_all(shared.iter().map(|c| c.send(cmd.clone()))).await;
+        let mut fewest: Option<Value> = None;
+        for reply in replies {
+            let reply = reply?;
+            fewest = Some(match fewest {
+                Some(so_far) => fewer_acknowledgements(so_far, reply),
+                None => reply,
+            });
+        }
+        Ok(fewest.unwrap_or(Value::Null))
     }
 
     /// Sends a pipeline (one write, replies in order, error replies in place); on an exclusive
@@ -356,5 +401,32 @@ impl Drop for Guarded {
             self.lease.close();
             self.lease.mark_broken();
         }
+    }
+}
+/// Of two answers of `WAIT` (a count) or `WAITAOF` (two counts), the one that promises less:
+/// what holds for writes made on either connection, or on either node of a cluster.
+///
+/// ```
+/// use redis_conn::{node::fewer_acknowledgements, Value};
+///
+/// assert_eq!(fewer_acknowledgements(Value::Integer(2), Value::Integer(1)), Value::Integer(1));
+/// let waitaof = |local, replicas| Value::Array(vec![Value::Integer(local), Value::Integer(replicas)]);
+/// assert_eq!(fewer_acknowledgements(waitaof(1, 0), waitaof(0, 2)), waitaof(0, 0));
+/// ```
+pub fn fewer_acknowledgements(a: Value, b: Value) -> Value {
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => Value::Integer(x.min(y)),
+        (Value::Array(xs), Value::Array(ys)) if xs.len() == ys.len() => Value::Array(
+            xs.into_iter()
+                .zip(ys)
+                .map(|(x, y)| fewer_acknowledgements(x, y))
+                .collect(),
+        ),
+        // An error reply, or a shape that is not a count: the first one that is not a count.
+        (a @ (Value::Integer(_) | Value::Array(_)), b) => match b {
+            Value::Integer(_) | Value::Array(_) => a,
+            other => other,
+        },
+        (a, _) => a,
     }
 }

@@ -606,6 +606,13 @@ impl CommandInfo {
         args.skip(skip).take(take).step_by(step)
     }
 
+    /// `WAIT` and `WAITAOF`: they count the replicas that acknowledged the writes of the
+    /// connection they run on, so they must run where the caller's writes went (the shared
+    /// connection, or the caller's lease), not on a connection of their own.
+    pub fn counts_this_connections_writes(&self) -> bool {
+        self.blocking == BlockingArg::LastMillis
+    }
+
     /// Whether a shared, multiplexed connection carries the command like any other: it cannot
     /// block, needs no connection of its own and does not stream its replies.
     pub(crate) fn is_ordinary(&self) -> bool {

@@ -243,3 +243,70 @@ async fn commands_are_spread_over_the_shared_connections_in_turn() {
         Err(Error::Closed { .. })
     ));
 }
+
+fn replicas_of(master: &RedisServer, n: usize) -> Vec<RedisServer> {
+    let port = master.port().to_string();
+    (0..n)
+        .map(|_| {
+            RedisServer::builder()
+                .args(["--replicaof", "127.0.0.1", port.as_str()])
+                .start()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn waited(reply: Result<Value, Error>) -> i64 {
+    match reply {
+        Ok(Value::Integer(n)) => n,
+        other => panic!("WAIT answered {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_counts_the_replicas_that_have_the_callers_own_writes() {
+    let master = RedisServer::start().unwrap();
+    let replicas = replicas_of(&master, 2);
+    let wait = |ms: i64| Cmd::new("WAIT").arg_int(2).arg_int(ms);
+    for shared in [1, 2] {
+        let node = Node::connect(NodeConfig::new(config(&master)).shared_connections(shared))
+            .await
+            .unwrap();
+        // Both replicas linked and caught up.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            node.send(Cmd::new("SET").arg("k").arg("v")).await.unwrap();
+            if waited(node.send(wait(500)).await) == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the replicas never caught up");
+        }
+        // The node's pool keeps an exclusive connection from before the write, whose own writes
+        // (none) the replicas have: where WAIT ran when it was taken for a blocking command.
+        let lease = node.lease().await.unwrap();
+        while waited(lease.send(wait(500)).await) < 2 {
+            assert!(Instant::now() < deadline, "the replicas never caught up");
+        }
+        drop(lease);
+        for replica in &replicas {
+            replica.pause().unwrap();
+        }
+        // A write the replicas cannot acknowledge, then WAIT as a separate call: it must count
+        // this write, on the connection that carried it (on the pooled one it would answer 2
+        // at once: none of its own writes is missing).
+        node.send(Cmd::new("SET").arg("k").arg("unacknowledged"))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(waited(node.send(wait(300)).await), 0, "{shared} shared");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // Without a timeout it would hold the shared connection forever: refused.
+        let forever = node.send(Cmd::new("WAIT").arg_int(1).arg_int(0)).await;
+        assert!(matches!(forever, Err(Error::Unsupported(_))), "{forever:?}");
+        for replica in &replicas {
+            replica.resume().unwrap();
+        }
+        assert_eq!(waited(node.send(wait(5_000)).await), 2);
+        node.close();
+    }
+}
