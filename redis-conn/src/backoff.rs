@@ -1,4 +1,7 @@
 //! Exponential backoff with full jitter, as a small state machine with time passed in by the caller.
+//!
+//! When the schedule starts over is decided elsewhere, once for every kind of connection: see
+//! `reconnect.rs` (a handshake alone never resets it; a connection that proved healthy does).
 
 use std::time::Duration;
 
@@ -10,6 +13,14 @@ use rand::Rng;
 /// jitter"), so that many clients that lost the same server do not come back in step. Defaults:
 /// base 10 ms, factor 2, max 1 s, unlimited attempts.
 ///
+/// # When the schedule starts over
+/// Not when a connect and handshake succeed: a server that accepts, answers `HELLO` and closes
+/// gets the same spacing as one that refuses connections (about 15 connections in 4 s with the
+/// defaults), and each such loss counts towards `max_attempts`. The schedule starts over only
+/// after a connection proved healthy: it served a reply (a caller's, or a health check's; for a
+/// subscriber, a message or a confirmation), or stayed up for [`BackoffConfig::healthy_after`].
+/// The first reconnect after losing a healthy connection is made at once.
+///
 /// ```
 /// use std::time::Duration;
 /// use redis_conn::BackoffConfig;
@@ -17,8 +28,10 @@ use rand::Rng;
 /// let backoff = BackoffConfig::default()
 ///     .base(Duration::from_millis(50))
 ///     .max_delay(Duration::from_secs(5))
-///     .max_attempts(Some(20));
+///     .max_attempts(Some(20))
+///     .healthy_after(Duration::from_secs(5));
 /// assert_eq!(backoff.ceiling(3), Duration::from_millis(400));
+/// assert_eq!(backoff.get_healthy_after(), Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffConfig {
@@ -26,6 +39,7 @@ pub struct BackoffConfig {
     factor: f64,
     max_delay: Duration,
     max_attempts: Option<u32>,
+    healthy_after: Duration,
 }
 
 impl Default for BackoffConfig {
@@ -35,11 +49,17 @@ impl Default for BackoffConfig {
             factor: 2.0,
             max_delay: Duration::from_secs(1),
             max_attempts: None,
+            healthy_after: BackoffConfig::DEFAULT_HEALTHY_AFTER,
         }
     }
 }
 
 impl BackoffConfig {
+    /// How long a connection must stay up to count as healthy without serving a reply, by
+    /// default: the default cap, so that a server which closes every connection just after
+    /// this gets at most about one connection a second.
+    pub const DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(1);
+
     /// The first ceiling. Defaults to 10 ms.
     #[must_use]
     pub fn base(mut self, base: Duration) -> Self {
@@ -72,9 +92,23 @@ impl BackoffConfig {
         self
     }
 
+    /// How long a connection must stay up, without serving a reply, before its loss starts the
+    /// schedule over. Defaults to [`BackoffConfig::DEFAULT_HEALTHY_AFTER`] (1 s). A connection
+    /// that served a reply is healthy at once; one lost sooner counts as a failed attempt.
+    #[must_use]
+    pub fn healthy_after(mut self, after: Duration) -> Self {
+        self.healthy_after = after;
+        self
+    }
+
     /// The configured attempt limit.
     pub fn get_max_attempts(&self) -> Option<u32> {
         self.max_attempts
+    }
+
+    /// The configured [`BackoffConfig::healthy_after`].
+    pub fn get_healthy_after(&self) -> Duration {
+        self.healthy_after
     }
 
     /// The ceiling of attempt `n`: `min(max_delay, base * factor^n)`.
@@ -102,6 +136,11 @@ impl Backoff {
         Backoff { config, attempt: 0 }
     }
 
+    /// The settings it follows.
+    pub fn config(&self) -> &BackoffConfig {
+        &self.config
+    }
+
     /// Failed attempts since the last [`Backoff::reset`].
     pub fn attempts(&self) -> u32 {
         self.attempt
@@ -120,7 +159,9 @@ impl Backoff {
         Some(Duration::from_nanos(rng.random_range(0..=nanos)))
     }
 
-    /// Back to the first attempt, after a successful connect *and* handshake.
+    /// Back to the first attempt. The connection and the subscriber call it only once a
+    /// connection proved healthy (see [`BackoffConfig`], "When the schedule starts over"), never
+    /// after a bare connect or handshake.
     pub fn reset(&mut self) {
         self.attempt = 0;
     }

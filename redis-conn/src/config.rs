@@ -73,7 +73,7 @@ pub struct ConnectionConfig {
 impl ConnectionConfig {
     /// Defaults for `addr`: no TLS, no credentials, database 0, RESP3 with fallback, connect
     /// timeout 500 ms, response timeout 1 s, backoff 10 ms x2 up to 1 s with full jitter and no
-    /// attempt limit, 3 attempts per command, at-most-once delivery, a queue of 10,000 requests,
+    /// attempt limit (starting over only after a connection proved healthy), 3 attempts per command, at-most-once delivery, a queue of 10,000 requests,
     /// an idle health check every second, replies polled for up to 50 us before sleeping.
     pub fn new(addr: impl Into<ServerAddr>) -> Self {
         ConnectionConfig {
@@ -178,7 +178,7 @@ impl ConnectionConfig {
         self
     }
 
-    /// The reconnect schedule.
+    /// The reconnect schedule, and when it starts over (see [`BackoffConfig`]).
     #[must_use]
     pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
         self.backoff = backoff;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::events::{Event, EventSink};
 use crate::handoff::{self, QueueRx, QueueTx, SlotRx, SlotTx};
 use crate::handshake::{handshake, Spoken};
+use crate::reconnect::ReconnectSchedule;
 use crate::table::{Blocking, Effect};
 use crate::transport::{self, Stream};
 use crate::{Backoff, Batch, Cmd, ConnectionConfig, Delivery, Error, Sent, ServerError, TlsConfig};
@@ -212,7 +213,9 @@ struct Shared {
 /// at a time, so that what those send next is written while the server still works on the rest
 /// (several writes stay in flight instead of client and server taking turns). The connection is
 /// kept alive: when it breaks it reconnects in the background with backoff, and calls wait for it
-/// within their deadline.
+/// within their deadline. The backoff starts over only once a connection proved healthy (it
+/// served a reply, or stayed up for [`BackoffConfig::healthy_after`](crate::BackoffConfig::healthy_after)), never
+/// after a handshake alone; the first reconnect after losing a healthy connection is immediate.
 ///
 /// # Delivery and retries
 /// A command that was never written is sent after the reconnect. A command that may have been
@@ -326,6 +329,7 @@ impl Connection {
             rx,
             pending: VecDeque::new(),
             decoder,
+            schedule: ReconnectSchedule::new(shared.config.backoff, Instant::now()),
             tls,
             ready: Some(ready_tx),
         };
@@ -826,11 +830,12 @@ struct Driver {
     tls: Option<TlsPair>,
     /// Told when serving starts for the first time.
     ready: Option<oneshot::Sender<()>>,
+    /// When to reconnect: the backoff, started over only by a connection that proved healthy.
+    schedule: ReconnectSchedule,
 }
 
 impl Driver {
     async fn run(mut self, mut stream: Stream, mut buf: BytesMut) {
-        let mut backoff = Backoff::new(self.shared.config.backoff);
         let addr = self.shared.addr.clone();
         loop {
             let reason = match self.serve(stream, buf).await {
@@ -858,6 +863,24 @@ impl Driver {
                 reason,
             });
             let down_since = Instant::now();
+            // A connection that never proved healthy (it closed right after the handshake, say)
+            // counts as a failed attempt: the first attempt waits, as after a refused connect.
+            let Some(first_wait) = self.schedule.lost(down_since, &mut rand::rng()) else {
+                return self.shut(
+                    "gave up reconnecting: the attempt limit was reached (the last connection was \
+                     lost before it proved healthy)",
+                );
+            };
+            if !first_wait.is_zero() {
+                tracing::debug!(
+                    addr = %addr,
+                    wait = ?first_wait,
+                    "the connection was lost before it proved healthy; backing off"
+                );
+                if !self.wait_disconnected(first_wait).await {
+                    return self.shut("the connection was closed");
+                }
+            }
             let mut attempt = 0u32;
             let mut reported: Option<String> = None;
             loop {
@@ -882,7 +905,7 @@ impl Driver {
                         stream = s;
                         buf = b;
                         self.decoder = decoder;
-                        backoff.reset();
+                        self.schedule.connected(Instant::now());
                         self.shared.connected.store(true, Ordering::Release);
                         self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
                         self.shared.events.emit(Event::Reconnected {
@@ -894,7 +917,7 @@ impl Driver {
                     }
                     Err(error) => {
                         self.shared.connect_failures.fetch_add(1, Ordering::Relaxed);
-                        let Some(mut delay) = backoff.next_delay(&mut rand::rng()) else {
+                        let Some(mut delay) = self.schedule.failed(&mut rand::rng()) else {
                             return self.shut(&format!(
                                 "gave up reconnecting after {attempt} attempts: {error}"
                             ));
@@ -902,7 +925,7 @@ impl Driver {
                         if error.is_permanent() {
                             // The same attempt will fail the same way: wait the longest delay,
                             // fail what waits, and say it once.
-                            delay = self.shared.config.backoff.ceiling(u32::MAX);
+                            delay = self.schedule.longest_delay();
                             for req in self.pending.drain(..) {
                                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                                 req.fail(error.clone());
@@ -1164,6 +1187,8 @@ impl Driver {
                         answered += 1;
                         match dispatch(value, &mut inflight) {
                             Ok(true) => {
+                                // A whole reply to a request: the connection is healthy.
+                                self.schedule.served();
                                 woken += 1;
                                 if woken >= chunk && !inflight.is_empty() {
                                     more = true;

@@ -7,6 +7,11 @@
 //! delivering messages. Pub/sub is fire-and-forget in Redis: messages published while the
 //! connection was down are missed, which the event says.
 //!
+//! Reconnects follow the connection's backoff, which starts over only once a connection proved
+//! healthy: a message, a subscription confirmation or a `PONG` came, or it stayed up for
+//! [`BackoffConfig::healthy_after`](crate::BackoffConfig::healthy_after). A server that
+//! completes the handshake and closes is reconnected to no faster than one that refuses.
+//!
 //! Messages wait in a bounded queue (the configuration's queue capacity). When the application
 //! reads slower than messages arrive, the subscriber stops reading the socket: memory stays
 //! bounded, and the server applies its own output-buffer limit for pub/sub clients (it closes a
@@ -26,8 +31,9 @@ use tokio::time::Instant;
 
 use crate::connection::{open, prepare_tls, TlsPair};
 use crate::events::{Event, EventSink};
+use crate::reconnect::ReconnectSchedule;
 use crate::transport::Stream;
-use crate::{Backoff, Cmd, ConnectionConfig, Error, Sent, ServerAddr, ServerError};
+use crate::{Cmd, ConnectionConfig, Error, Sent, ServerAddr, ServerError};
 
 /// What a subscription is to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -234,6 +240,7 @@ impl Subscriber {
         let (tx, ctl) = mpsc::unbounded_channel();
         let (out, rx) = mpsc::channel(config.queue_capacity);
         let driver = Driver {
+            schedule: ReconnectSchedule::new(config.backoff, Instant::now()),
             config,
             locator,
             tls,
@@ -546,6 +553,9 @@ struct Driver {
     events: EventSink,
     /// Commands written, waiting for their confirmations, oldest first.
     waiting: VecDeque<Waiting>,
+    /// When to reconnect: the backoff, started over only by a connection that proved healthy
+    /// (a message, a confirmation or a `PONG` came, or it stayed up long enough).
+    schedule: ReconnectSchedule,
 }
 
 impl Driver {
@@ -555,7 +565,10 @@ impl Driver {
         loop {
             let (stream, buf, decoder, deferred) = match current.take() {
                 Some(c) => c,
-                None => match self.reconnect().await {
+                None => match self
+                    .reconnect(down_since.unwrap_or_else(Instant::now))
+                    .await
+                {
                     Some(c) => c,
                     None => return self.shut("the subscriber was closed"),
                 },
@@ -614,14 +627,33 @@ impl Driver {
         });
     }
 
-    /// Reconnects with backoff (asking the locator each time); `None` when closed or out of
-    /// attempts. Subscription changes that arrive meanwhile are already in the wanted set; their
-    /// callers come back with the connection, to be answered once it has subscribed again.
-    async fn reconnect(&mut self) -> Option<Reopened> {
-        let mut backoff = Backoff::new(self.config.backoff);
-        let down_since = Instant::now();
-        let mut attempt = 0u32;
+    /// Reconnects with backoff (asking the locator each time), the connection having gone down
+    /// at `down_since`; `None` when closed or out of attempts. Subscription changes that arrive
+    /// meanwhile are already in the wanted set; their callers come back with the connection, to
+    /// be answered once it has subscribed again.
+    async fn reconnect(&mut self, down_since: Instant) -> Option<Reopened> {
         let mut deferred: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
+        // A connection that never proved healthy (it closed right after the handshake, say)
+        // counts as a failed attempt: the first attempt waits, as after a refused connect.
+        let Some(first_wait) = self.schedule.lost(down_since, &mut rand::rng()) else {
+            tracing::warn!(
+                addr = %self.addr(),
+                "subscriber gave up reconnecting: the attempt limit was reached (the last \
+                 connection was lost before it proved healthy)"
+            );
+            return None;
+        };
+        if !first_wait.is_zero() {
+            tracing::debug!(
+                addr = %self.addr(),
+                wait = ?first_wait,
+                "the subscriber's connection was lost before it proved healthy; backing off"
+            );
+            if !self.pause(first_wait, &mut deferred).await {
+                return None;
+            }
+        }
+        let mut attempt = 0u32;
         let mut reported: Option<String> = None;
         loop {
             attempt += 1;
@@ -633,6 +665,7 @@ impl Driver {
             *self.shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = addr.clone();
             let error = match open(&config, self.tls.as_ref(), &addr).await {
                 Ok((stream, buf, decoder)) => {
+                    self.schedule.connected(Instant::now());
                     self.events.emit(Event::Reconnected {
                         addr,
                         attempts: attempt,
@@ -642,12 +675,12 @@ impl Driver {
                 }
                 Err(e) => e,
             };
-            let Some(mut delay) = backoff.next_delay(&mut rand::rng()) else {
+            let Some(mut delay) = self.schedule.failed(&mut rand::rng()) else {
                 tracing::warn!(addr = %addr, error = %error, "subscriber gave up reconnecting");
                 return None;
             };
             if error.is_permanent() {
-                delay = self.config.backoff.ceiling(u32::MAX);
+                delay = self.schedule.longest_delay();
                 if reported.as_deref() != Some(&error.to_string()) {
                     reported = Some(error.to_string());
                     tracing::error!(addr = %addr, error = %error, "subscriber reconnect refused");
@@ -663,17 +696,29 @@ impl Driver {
                 error,
                 next_delay: delay,
             });
-            let until = Instant::now() + delay;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(until) => break,
-                    control = self.ctl.recv() => match control {
-                        None | Some(Control::Close) => return None,
-                        Some(Control::Relocate) => {}
-                        Some(Control::Change { done, .. }) => deferred.push(done),
-                    },
-                    () = self.out.closed() => return None,
-                }
+            if !self.pause(delay, &mut deferred).await {
+                return None;
+            }
+        }
+    }
+
+    /// Waits `delay` while disconnected, keeping the callers of subscription changes that come
+    /// meanwhile in `deferred`. False when the subscriber was closed meanwhile.
+    async fn pause(
+        &mut self,
+        delay: Duration,
+        deferred: &mut Vec<oneshot::Sender<Result<(), Error>>>,
+    ) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return true,
+                control = self.ctl.recv() => match control {
+                    None | Some(Control::Close) => return false,
+                    Some(Control::Relocate) => {}
+                    Some(Control::Change { done, .. }) => deferred.push(done),
+                },
+                () = self.out.closed() => return false,
             }
         }
     }
@@ -705,7 +750,15 @@ impl Driver {
 
     /// Handles one value from the server; `Err` when the connection must go.
     async fn handle(&mut self, value: Value, ping_due: &mut Option<Instant>) -> Result<(), Exit> {
-        match classify(value) {
+        let incoming = classify(value);
+        // A message, a confirmation or a PONG: the server serves this subscriber.
+        if matches!(
+            incoming,
+            Incoming::Message(_) | Incoming::Confirmation { .. } | Incoming::Pong
+        ) {
+            self.schedule.served();
+        }
+        match incoming {
             Incoming::Message(m) => {
                 if self.out.send(SubscriberEvent::Message(m)).await.is_err() {
                     return Err(Exit::Closed);
