@@ -23,11 +23,13 @@ pub enum Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Delivery {
-    /// Resend only read-only and idempotent commands; report the others with
+    /// Resend only reads and retry-safe commands (a second run answers and leaves what one
+    /// run did: see [`table`](crate::table)); report the others with
     /// [`Sent::Maybe`](crate::Sent::Maybe). The default: nothing runs twice behind your back.
     #[default]
     AtMostOnce,
-    /// Resend every command, accepting that a non-idempotent one (INCR, LPUSH) may run twice.
+    /// Resend every command, accepting that one that is not retry-safe (INCR, LPUSH, SET NX)
+    /// may run twice.
     AtLeastOnce,
 }
 
@@ -56,6 +58,7 @@ pub struct ConnectionConfig {
     pub(crate) protocol: Protocol,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    pub(crate) hang_window: Duration,
     pub(crate) backoff: BackoffConfig,
     pub(crate) max_attempts: u32,
     pub(crate) delivery: Delivery,
@@ -86,6 +89,7 @@ impl ConnectionConfig {
             protocol: Protocol::default(),
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_secs(1),
+            hang_window: Self::DEFAULT_HANG_WINDOW,
             backoff: BackoffConfig::default(),
             max_attempts: 3,
             delivery: Delivery::default(),
@@ -100,6 +104,11 @@ impl ConnectionConfig {
             callbacks: Callbacks::default(),
         }
     }
+
+    /// The default of [`ConnectionConfig::hang_window`]: longer than the slow commands a
+    /// healthy server runs now and then (a 1.5 s script, a large `KEYS`), short enough that a
+    /// connection to a vanished peer is replaced within a few seconds.
+    pub const DEFAULT_HANG_WINDOW: Duration = Duration::from_secs(2);
 
     /// The server's address.
     pub fn addr(&self) -> &ServerAddr {
@@ -223,6 +232,22 @@ impl ConnectionConfig {
     #[must_use]
     pub fn fail_fast(mut self, fail_fast: bool) -> Self {
         self.fail_fast = fail_fast;
+        self
+    }
+
+    /// How long the server may stay silent while calls wait before the connection counts as
+    /// hung and is replaced (default [`ConnectionConfig::DEFAULT_HANG_WINDOW`], 2 s; never less
+    /// than the waiting call's own allowance, so a blocking command's timeout counts too).
+    ///
+    /// A slow reply is not a dead connection: a call fails at its own deadline (the response
+    /// timeout) and its late reply is read and dropped, while the connection and the calls
+    /// behind it carry on. Only silence past this window, or a socket error, replaces the
+    /// connection. An idle connection's health-check `PING` is held to the response timeout
+    /// alone: nobody waits behind it, and a peer that cannot answer it is found that much
+    /// sooner.
+    #[must_use]
+    pub fn hang_window(mut self, window: Duration) -> Self {
+        self.hang_window = window;
         self
     }
 

@@ -138,9 +138,37 @@ struct InFlight {
     req: Request,
     /// Offset of its first byte in the connection's output stream.
     start: u64,
-    /// When the connection counts as hung if the request is still unanswered.
+    /// How long the server may stay silent while this request is the oldest unanswered one
+    /// (`None`: forever, a blocking command without a timeout); see [`allowance`].
+    allowance: Option<Duration>,
+    /// When it was written plus its allowance: the connection counts as hung if it is still
+    /// unanswered then and nothing was read for its allowance either.
     due: Option<Instant>,
     got: Vec<Value>,
+}
+
+impl InFlight {
+    /// When the connection counts as hung with this request the oldest unanswered one, given
+    /// when bytes last arrived: silent for its whole allowance since it was written and since
+    /// the last read. `None`: never.
+    fn hung_at(&self, last_read: Instant) -> Option<Instant> {
+        let due = self.due?;
+        let quiet_until = last_read.checked_add(self.allowance?)?;
+        Some(due.max(quiet_until))
+    }
+}
+
+/// How long the server may stay silent while `req` waits before the connection counts as hung:
+/// a caller's request allows the hang window or its own patience (a blocking command's timeout
+/// plus the response timeout), whichever is longer, so a slow reply fails only its caller at
+/// its deadline; the driver's idle health check allows its patience alone.
+fn allowance(req: &Request, hang_window: Duration) -> Option<Duration> {
+    let patience = req.patience?;
+    Some(if req.expect.is_some() {
+        patience
+    } else {
+        patience.max(hang_window)
+    })
 }
 
 /// Counters a user can read, from [`Connection::stats`].
@@ -1254,7 +1282,8 @@ impl Driver {
                     req.write_to(&mut wbuf);
                     let start = enqueued;
                     enqueued += (wbuf.len() - before) as u64;
-                    let due = req.patience.and_then(|p| now.checked_add(p));
+                    let allowance = allowance(&req, shared.config.hang_window);
+                    let due = allowance.and_then(|a| now.checked_add(a));
                     bump(&mut next_check, req.deadline);
                     bump(&mut next_check, due);
                     let got = if req.replies > 1 {
@@ -1265,6 +1294,7 @@ impl Driver {
                     inflight.push_back(InFlight {
                         req,
                         start,
+                        allowance,
                         due,
                         got,
                     });
@@ -1387,15 +1417,19 @@ impl Driver {
                                 other => bump(&mut next_check, other),
                             }
                         }
+                        // Reads move the moment on: a server that answers slowly but answers is
+                        // not hung (`last_activity` is the last read, or the write of the idle
+                        // health check, which is then the only request).
                         if let Some(front) = inflight.front() {
-                            if front.due.is_some_and(|d| d <= now) {
+                            let hung_at = front.hung_at(last_activity);
+                            if hung_at.is_some_and(|t| t <= now) {
                                 let reason = format!(
-                                    "no reply within {:?}: the connection is considered hung",
-                                    front.req.patience.unwrap_or_default()
+                                    "silent for {:?} while a call waited: the connection is considered hung",
+                                    front.allowance.unwrap_or_default()
                                 );
                                 return broken(reason, &mut inflight, written, &mut self.pending);
                             }
-                            bump(&mut next_check, front.due);
+                            bump(&mut next_check, hung_at);
                         }
                         let earliest = self.expire_pending(now);
                         bump(&mut next_check, earliest);

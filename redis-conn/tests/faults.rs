@@ -311,6 +311,7 @@ async fn a_blackholed_connection_times_out_and_is_replaced() {
     let conn = Connection::connect(
         config_for(proxy.addr())
             .response_timeout(Duration::from_millis(500))
+            .hang_window(Duration::from_secs(1))
             .health_check_interval(None),
     )
     .await
@@ -329,8 +330,9 @@ async fn a_blackholed_connection_times_out_and_is_replaced() {
         took >= Duration::from_millis(450) && took < Duration::from_millis(900),
         "timed out after {took:?}, expected about 500 ms"
     );
-    // The unanswered request marked the connection hung: it disconnects by itself.
-    let disconnected = tokio::time::timeout(Duration::from_secs(2), async {
+    // Silent past the hang window (1 s) with a call waiting: the connection is replaced by
+    // itself, not at the call's deadline (500 ms) but at the window's end.
+    let disconnected = tokio::time::timeout(Duration::from_secs(3), async {
         loop {
             if let Ok(Event::Disconnected { reason, .. }) = events.recv().await {
                 return reason;
@@ -339,7 +341,13 @@ async fn a_blackholed_connection_times_out_and_is_replaced() {
     })
     .await
     .expect("no disconnect after a hung request");
+    let replaced_after = started.elapsed();
     assert!(disconnected.contains("hung"), "{disconnected}");
+    assert!(
+        replaced_after >= Duration::from_millis(950)
+            && replaced_after < Duration::from_millis(2500),
+        "replaced {replaced_after:?} after the write, with a hang window of 1 s"
+    );
     proxy.set(Fault::Pass);
     let v = eventually(Duration::from_secs(3), || {
         conn.send(Cmd::new("GET").arg("k"))
@@ -1033,4 +1041,94 @@ async fn a_call_whose_first_attempt_may_have_run_never_reports_not_sent() {
     server.await.unwrap();
     assert!(conn.stats().retries >= 1, "the SET was not resent: {error}");
     assert_eq!(error.sent(), Some(Sent::Maybe), "{error}");
+}
+
+/// `DEBUG SLEEP` on the connection under test: a server busy with one slow command (as with a
+/// long script), silent meanwhile.
+fn debug_sleep(secs: f64) -> Cmd {
+    Cmd::new("DEBUG").arg("SLEEP").arg(secs.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_slower_than_one_callers_deadline_fails_only_the_calls_that_waited_past_theirs() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .response_timeout(Duration::from_secs(1))
+            .health_check_interval(None),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let spawn_at = |at_ms: u64, cmd: Cmd| {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((started + Duration::from_millis(at_ms)).into()).await;
+            let result = conn.send(cmd).await;
+            (result, started.elapsed())
+        })
+    };
+    // 1.5 s of silence: the sleeper's own deadline (1 s) passes, and so does that of a call
+    // made 0.2 s in (1.2 s); a call made 0.8 s in (deadline 1.8 s) gets its reply at 1.5 s.
+    let sleeper = spawn_at(0, debug_sleep(1.5));
+    let early = spawn_at(200, Cmd::new("INCR").arg("early"));
+    let late = spawn_at(800, Cmd::new("INCR").arg("late"));
+    let (sleeper, sleeper_at) = sleeper.await.unwrap();
+    let (early, _) = early.await.unwrap();
+    let (late, late_at) = late.await.unwrap();
+    let error = sleeper.expect_err("the sleeper waited past its deadline");
+    assert!(
+        error.is_timeout() && error.sent() == Some(Sent::Maybe),
+        "{error}"
+    );
+    assert!(sleeper_at < Duration::from_millis(1400), "{sleeper_at:?}");
+    let error = early.expect_err("the early call waited past its deadline");
+    assert!(
+        error.is_timeout() && error.sent() == Some(Sent::Maybe),
+        "{error}"
+    );
+    assert_eq!(late.unwrap(), Value::Integer(1), "answered at {late_at:?}");
+    assert_eq!(
+        conn.stats().reconnects,
+        0,
+        "a slow reply replaced the connection"
+    );
+    // The late replies were read and dropped in order: every caller still gets its own.
+    assert_no_misrouted_replies(&conn, 200).await;
+    let early_ran = server.admin().unwrap().cmd(&["GET", "early"]).unwrap();
+    assert_eq!(
+        early_ran,
+        bulk("1"),
+        "the timed-out INCR ran once, as Maybe said it might"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reply_within_the_response_timeout_costs_no_caller_anything() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .response_timeout(Duration::from_secs(1))
+            .health_check_interval(None),
+    )
+    .await
+    .unwrap();
+    let sleeper = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(debug_sleep(0.6)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let conn = conn.clone();
+        calls.push(tokio::spawn(async move {
+            conn.send(Cmd::new("ECHO").arg(format!("behind-{i}"))).await
+        }));
+    }
+    assert!(sleeper.await.unwrap().is_ok());
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), bulk(&format!("behind-{i}")));
+    }
+    assert_eq!(conn.stats().reconnects, 0);
+    assert_eq!(conn.stats().errors, 0);
 }
