@@ -156,6 +156,8 @@ pub struct Config {
     pub(crate) reconnect_attempts: Option<u32>,
     pub(crate) delivery: Delivery,
     pub(crate) queue_capacity: usize,
+    pub(crate) max_reply_bytes: usize,
+    pub(crate) max_reply_elements: usize,
     pub(crate) fail_fast: bool,
     pub(crate) health_check_interval: Option<Duration>,
     pub(crate) spin_wait: Duration,
@@ -207,6 +209,8 @@ impl Config {
             reconnect_attempts: None,
             delivery: Delivery::AtMostOnce,
             queue_capacity: 10_000,
+            max_reply_bytes: redis_conn::Limits::default().get_max_reply_bytes(),
+            max_reply_elements: redis_conn::Limits::default().get_max_reply_elements(),
             fail_fast: false,
             health_check_interval: Some(Duration::from_secs(1)),
             spin_wait: Duration::from_micros(50),
@@ -461,6 +465,28 @@ impl Config {
     #[must_use]
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// The most bytes one reply may span, counted as they arrive (default 513 MiB: one bulk of
+    /// Redis's largest size, 512 MiB, with room around it). A reply that passes it closes its
+    /// connection and fails its call with an error naming `max_reply_bytes`. URL option and
+    /// profile key `max_reply_bytes`.
+    #[must_use]
+    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes.max(16);
+        self
+    }
+
+    /// The most values one reply may hold, at every level of nesting, counted as they arrive
+    /// (default 4 Mi = 4,194,304; an `HGETALL` of `n` fields is `2n + 1` values). The default
+    /// keeps what a server can make the client hold with an endless reply of tiny elements
+    /// under 200 MiB; raise it for larger replies (a complete reply costs about 56 bytes per
+    /// value while it is built). A reply that passes it fails like
+    /// [`Config::max_reply_bytes`]. URL option and profile key `max_reply_elements`.
+    #[must_use]
+    pub fn max_reply_elements(mut self, elements: usize) -> Self {
+        self.max_reply_elements = elements.max(1);
         self
     }
 
@@ -727,6 +753,8 @@ impl Config {
                 .to_string(),
             ),
             ("queue_capacity", self.queue_capacity.to_string()),
+            ("max_reply_bytes", self.max_reply_bytes.to_string()),
+            ("max_reply_elements", self.max_reply_elements.to_string()),
             ("fail_fast", self.fail_fast.to_string()),
             (
                 "health_check_interval_ms",
@@ -806,6 +834,8 @@ impl Config {
             .max_attempts(self.max_attempts)
             .delivery(self.delivery)
             .queue_capacity(self.queue_capacity)
+            .max_reply_bytes(self.max_reply_bytes)
+            .max_reply_elements(self.max_reply_elements)
             .fail_fast(self.fail_fast)
             .health_check_interval(self.health_check_interval)
             .spin_wait(self.spin_wait);
@@ -867,6 +897,8 @@ impl Config {
         let mut sentinel = ConnectionConfig::new(first)
             .connect_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
+            .max_reply_bytes(self.max_reply_bytes)
+            .max_reply_elements(self.max_reply_elements)
             .backoff(self.backoff());
         if let Some(password) = &self.sentinel_password {
             sentinel = sentinel.password(password.clone());
@@ -986,6 +1018,27 @@ mod tests {
             assert!(err.contains("no credentials"), "{err}");
             assert!(!err.contains("pw") && !err.contains("M4rk"), "{err}");
         }
+    }
+
+    #[test]
+    fn reply_limits_reach_every_connection_and_show_in_the_settings() {
+        let defaults = Config::new();
+        let codec = redis_conn::Limits::default();
+        assert_eq!(defaults.max_reply_bytes, codec.get_max_reply_bytes());
+        assert_eq!(defaults.max_reply_elements, codec.get_max_reply_elements());
+        let config = Config::sentinel(["s:1"], "m")
+            .unwrap()
+            .max_reply_bytes(1 << 20)
+            .max_reply_elements(1000);
+        let hub = Arc::new(EventHub::new(&[], false));
+        let limits = *config
+            .connection_config(ServerAddr::tcp("h", 1), &hub)
+            .get_limits();
+        assert_eq!(limits.get_max_reply_bytes(), 1 << 20);
+        assert_eq!(limits.get_max_reply_elements(), 1000);
+        let settings = config.settings();
+        assert!(settings.contains(&("max_reply_bytes", "1048576".to_string())));
+        assert!(settings.contains(&("max_reply_elements", "1000".to_string())));
     }
 
     #[test]

@@ -39,6 +39,8 @@ const PROFILE_KEYS: &[&str] = &[
     "spin_wait_us",
     "connections",
     "queue_capacity",
+    "max_reply_bytes",
+    "max_reply_elements",
     "fail_fast",
     "delivery",
     "read_from_replicas",
@@ -616,6 +618,12 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
     if let Some(n) = k.usize("queue_capacity")? {
         config = config.queue_capacity(n);
     }
+    if let Some(n) = k.usize("max_reply_bytes")? {
+        config = config.max_reply_bytes(n);
+    }
+    if let Some(n) = k.usize("max_reply_elements")? {
+        config = config.max_reply_elements(n);
+    }
     if let Some(b) = k.bool("fail_fast")? {
         config = config.fail_fast(b);
     }
@@ -773,6 +781,8 @@ mod tests {
         spin_wait_us = 0
         connections = 2
         queue_capacity = 5000
+        max_reply_bytes = 2097152
+        max_reply_elements = 100000
         fail_fast = true
         delivery = "at_least_once"
         protocol = "resp2"
@@ -838,6 +848,10 @@ mod tests {
         assert_eq!(local.spin_wait, Duration::from_micros(50));
         assert_eq!(c.connections, 2);
         assert_eq!(c.queue_capacity, 5000);
+        assert_eq!(
+            (c.max_reply_bytes, c.max_reply_elements),
+            (2 << 20, 100_000)
+        );
         assert!(c.fail_fast);
         assert_eq!(c.delivery, Delivery::AtLeastOnce);
         assert_eq!(c.protocol, Protocol::Resp2);

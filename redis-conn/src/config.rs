@@ -76,8 +76,11 @@ pub struct ConnectionConfig {
 impl ConnectionConfig {
     /// Defaults for `addr`: no TLS, no credentials, database 0, RESP3 with fallback, connect
     /// timeout 500 ms, response timeout 1 s, backoff 10 ms x2 up to 1 s with full jitter and no
-    /// attempt limit (starting over only after a connection proved healthy), 3 attempts per command, at-most-once delivery, a queue of 10,000 requests,
-    /// an idle health check every second, replies polled for up to 50 us before sleeping.
+    /// attempt limit (starting over only after a connection proved healthy), 3 attempts per
+    /// command, at-most-once delivery, a queue of 10,000 requests, a hang window of 2 s, an
+    /// idle health check every second, replies polled for up to 50 us before sleeping, and
+    /// resp-codec's default [`Limits`] (among them a reply of at most 513 MiB and 4 Mi values,
+    /// see [`ConnectionConfig::max_reply_bytes`]).
     pub fn new(addr: impl Into<ServerAddr>) -> Self {
         ConnectionConfig {
             addr: addr.into(),
@@ -264,6 +267,33 @@ impl ConnectionConfig {
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The most bytes one reply (or one handshake reply) may span, counted as they arrive
+    /// (default 513 MiB: one bulk of Redis's largest size, 512 MiB, and room around it). A reply
+    /// that passes it fails with a [`DecodeError::ReplyTooLarge`](resp_codec::DecodeError) and
+    /// closes the connection: [`Error::Protocol`](crate::Error::Protocol) from `connect`,
+    /// [`Error::ConnectionLost`](crate::Error::ConnectionLost) naming the limit for a call.
+    /// Shorthand for [`Limits::max_reply_bytes`] through [`ConnectionConfig::limits`].
+    #[must_use]
+    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.limits = self.limits.max_reply_bytes(bytes);
+        self
+    }
+
+    /// The most values one reply may hold, at every level of nesting, counted as they arrive
+    /// (default 4 Mi = 4,194,304: an endless reply of the smallest elements is cut off with less
+    /// than 200 MiB held, see [`resp_codec::DEFAULT_MAX_REPLY_ELEMENTS`]). Fails like
+    /// [`ConnectionConfig::max_reply_bytes`]. Shorthand for [`Limits::max_reply_elements`].
+    #[must_use]
+    pub fn max_reply_elements(mut self, elements: usize) -> Self {
+        self.limits = self.limits.max_reply_elements(elements);
+        self
+    }
+
+    /// The decoder limits in force.
+    pub fn get_limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Sends `READONLY` on every connect (cluster replica connections).

@@ -1149,6 +1149,11 @@ impl Driver {
         // timer of their own.
         let mut timer = Box::pin(tokio::time::sleep_until(Instant::now()));
         let mut armed: Option<Instant> = None;
+        // The armed moment has passed though the timer has not fired: the select below prefers
+        // reads, and a socket that never runs dry (a server flooding replies or pushes) would
+        // keep its timer from ever being polled, so calls would outlive their deadlines. Set
+        // after a read, it makes the next select skip reading until the timer has fired.
+        let mut overdue = false;
         let mut next_check: Option<Instant> = health.map(|i| last_activity + i);
         for req in &self.pending {
             bump(&mut next_check, req.deadline);
@@ -1325,7 +1330,7 @@ impl Driver {
             // Waiting for replies: note since when, and poll for them a little before sleeping
             // when they have lately come that soon (see `SpinGauge`).
             let mut spun = None;
-            if wbuf.is_empty() && !inflight.is_empty() && !closing {
+            if wbuf.is_empty() && !inflight.is_empty() && !closing && !overdue {
                 let (since, polled) =
                     *waiting.get_or_insert_with(|| (std::time::Instant::now(), gauge.begin()));
                 if polled {
@@ -1347,7 +1352,7 @@ impl Driver {
             } else {
                 tokio::select! {
                     biased;
-                    read = rd.read_buf(&mut rbuf) => read,
+                    read = rd.read_buf(&mut rbuf), if !overdue || armed.is_none() => read,
                     io = write_or_flush(&mut wr, &wbuf), if !wbuf.is_empty() || needs_flush => {
                         match io {
                             Ok(Some(0)) => {
@@ -1397,6 +1402,7 @@ impl Driver {
                     () = &mut timer, if armed.is_some() => {
                         let now = Instant::now();
                         armed = None;
+                        overdue = false;
                         next_check = None;
                         // Callers whose deadline passed get their answer now; their replies will be
                         // read and dropped when they come.
@@ -1458,6 +1464,7 @@ impl Driver {
                 Ok(_) => {
                     shared.reads.fetch_add(1, Ordering::Relaxed);
                     last_activity = Instant::now();
+                    overdue = armed.is_some_and(|at| at <= last_activity);
                 }
                 Err(e) => {
                     return broken(

@@ -14,7 +14,11 @@
 //!    payload copy, and no second parse of the headers).
 //!
 //! The check pass is also the guard against hostile peers: it enforces the [`Limits`] before anything
-//! is allocated, so an element count or a length a peer merely claims never reserves memory.
+//! is allocated, so an element count or a length a peer merely claims never reserves memory. It
+//! also charges what actually arrives: the offset it reached is the reply's bytes so far and its
+//! list of noted headers the reply's values so far, both checked on every header, so a reply that
+//! never completes (an endless aggregate of tiny elements) fails as soon as it passes
+//! `max_reply_bytes` or `max_reply_elements`, and the list stays within the latter.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -30,9 +34,16 @@ use crate::Value;
 /// | [`max_aggregate_len`](Limits::max_aggregate_len) | 4,294,967,295 elements |
 /// | [`max_depth`](Limits::max_depth) | 128 nested aggregates |
 /// | [`max_line_len`](Limits::max_line_len) | 1 MiB for a simple string, error, number or header line |
+/// | [`max_reply_bytes`](Limits::max_reply_bytes) | 513 MiB in one reply, counted as it arrives |
+/// | [`max_reply_elements`](Limits::max_reply_elements) | 4 Mi (4,194,304) values in one reply, counted as they arrive |
 ///
 /// Counts and lengths are only checked against these limits, never used to reserve memory before
-/// the bytes they describe have arrived.
+/// the bytes they describe have arrived. The first four bound what a peer *declares*; the last two
+/// bound what it actually *sends*: a reply of an endless stream of tiny elements (`_\r\n`, three
+/// bytes each) declares nothing wrong, yet each element costs the decoder a noted header (24 bytes)
+/// until the reply completes. Both are charged while the reply arrives, so such a reply fails as
+/// soon as it passes either limit, not when (if ever) it completes; what the decoder holds for an
+/// incomplete reply is then at most `max_reply_bytes` of buffer plus 24 bytes per element.
 ///
 /// ```
 /// use resp_codec::{Decoder, Limits};
@@ -46,7 +57,22 @@ pub struct Limits {
     max_aggregate_len: usize,
     max_depth: usize,
     max_line_len: usize,
+    max_reply_bytes: usize,
+    max_reply_elements: usize,
 }
+
+/// The default of [`Limits::max_reply_bytes`]: 513 MiB, one bulk of Redis's largest size
+/// (`proto-max-bulk-len`, 512 MiB) with 1 MiB of room for its header and its siblings.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 513 * 1024 * 1024;
+
+/// The default of [`Limits::max_reply_elements`]: 4 Mi (4,194,304) values.
+///
+/// Why this many: the decoder notes 24 bytes per value until its reply completes, so an endless
+/// aggregate of the smallest elements (`_\r\n`, 3 bytes; `$0\r\n\r\n`, 6 bytes) is cut off
+/// with about 96 MiB of notes and 12-24 MiB of buffer: under the client's promise of 200 MiB.
+/// It still admits an `LRANGE` of 4 million elements or an `HGETALL` of 2 million fields; raise
+/// it for larger replies (a complete reply costs about 24 + 32 bytes per value while it is built).
+pub const DEFAULT_MAX_REPLY_ELEMENTS: usize = 4 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -55,6 +81,8 @@ impl Default for Limits {
             max_aggregate_len: u32::MAX as usize,
             max_depth: 128,
             max_line_len: 1024 * 1024,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            max_reply_elements: DEFAULT_MAX_REPLY_ELEMENTS,
         }
     }
 }
@@ -89,6 +117,37 @@ impl Limits {
     pub fn max_line_len(mut self, bytes: usize) -> Self {
         self.max_line_len = bytes;
         self
+    }
+
+    /// The most bytes one reply may span, headers, payloads and CRLFs included, counted as they
+    /// arrive (and, for a bulk, as soon as its declared length would pass the limit). Defaults to
+    /// [`DEFAULT_MAX_REPLY_BYTES`] (513 MiB). Breaking it is [`DecodeError::ReplyTooLarge`] with
+    /// [`ReplyLimit::Bytes`]. Values below 16 count as 16.
+    #[must_use]
+    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes.max(16);
+        self
+    }
+
+    /// The most values one reply may hold, counted as they arrive: every value at every level of
+    /// nesting, aggregates included (an `HGETALL` reply of `n` fields is `2n + 1` values; a
+    /// scalar reply is 1). Defaults to [`DEFAULT_MAX_REPLY_ELEMENTS`] (4 Mi, see there why);
+    /// values below 1 count as 1. Breaking it is [`DecodeError::ReplyTooLarge`] with
+    /// [`ReplyLimit::Elements`].
+    #[must_use]
+    pub fn max_reply_elements(mut self, elements: usize) -> Self {
+        self.max_reply_elements = elements.max(1);
+        self
+    }
+
+    /// See [`Limits::max_reply_bytes`].
+    pub fn get_max_reply_bytes(&self) -> usize {
+        self.max_reply_bytes
+    }
+
+    /// See [`Limits::max_reply_elements`].
+    pub fn get_max_reply_elements(&self) -> usize {
+        self.max_reply_elements
     }
 
     /// See [`Limits::max_bulk_len`].
@@ -139,6 +198,18 @@ pub enum Malformed {
     Null,
 }
 
+/// Which of a reply's running totals passed its limit (see [`DecodeError::ReplyTooLarge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyLimit {
+    /// [`Limits::max_reply_bytes`].
+    #[error("bytes (max_reply_bytes)")]
+    Bytes,
+    /// [`Limits::max_reply_elements`].
+    #[error("elements (max_reply_elements)")]
+    Elements,
+}
+
 /// The byte stream is not valid RESP, or breaks a [`Limits`] bound. The stream cannot be
 /// resynchronised: the connection it came from must be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +247,15 @@ pub enum DecodeError {
         /// The limit in force.
         max: usize,
     },
+    /// One reply passed [`Limits::max_reply_bytes`] or [`Limits::max_reply_elements`], counted as
+    /// it arrived: raised as soon as the limit is passed, even by a reply that never completes.
+    #[error("RESP reply exceeds the limit of {max} {limit}")]
+    ReplyTooLarge {
+        /// Which limit.
+        limit: ReplyLimit,
+        /// The limit in force.
+        max: usize,
+    },
     /// A line is longer than allowed.
     #[error("RESP line longer than {max} bytes")]
     LineTooLong {
@@ -185,6 +265,26 @@ pub enum DecodeError {
     /// The stream ended in the middle of a frame (returned by [`Decoder::decode_eof`]).
     #[error("RESP stream ended in the middle of a frame")]
     Truncated,
+}
+
+impl Limits {
+    /// The error for a reply that passed `max_reply_bytes`.
+    #[cold]
+    fn too_many_bytes(&self) -> DecodeError {
+        DecodeError::ReplyTooLarge {
+            limit: ReplyLimit::Bytes,
+            max: self.max_reply_bytes,
+        }
+    }
+
+    /// The error for a reply that passed `max_reply_elements`.
+    #[cold]
+    fn too_many_elements(&self) -> DecodeError {
+        DecodeError::ReplyTooLarge {
+            limit: ReplyLimit::Elements,
+            max: self.max_reply_elements,
+        }
+    }
 }
 
 impl From<Malformed> for DecodeError {
@@ -477,6 +577,14 @@ impl Decoder {
     /// Decodes a frame that is one scalar, in one pass.
     fn decode_scalar(&mut self, src: &mut BytesMut) -> Result<Option<Value>, DecodeError> {
         let (head, next) = match read_head(src, 0, self.progress.scan_from, &self.limits) {
+            // (A bulk's length was checked against `max_reply_bytes` by `read_head`; a line's is
+            // checked here, as it arrives.)
+            Ok(Step::Done(_, next)) | Ok(Step::Need { need: next, .. })
+                if next > self.limits.max_reply_bytes =>
+            {
+                self.reset();
+                return Err(self.limits.too_many_bytes());
+            }
             Ok(Step::Done(head, next)) => (head, next),
             Ok(Step::Need { need, scan_from }) => {
                 self.progress.need = need;
@@ -532,9 +640,16 @@ impl Decoder {
         if buf.len() < p.need {
             return Ok(None);
         }
+        // What the reply may still grow by before it breaks a limit: its offsets are its bytes so
+        // far, its noted headers its values so far (see `Limits::max_reply_bytes`).
+        let max_bytes = self.limits.max_reply_bytes;
+        let max_elements = self.limits.max_reply_elements;
         loop {
             if p.pos >= buf.len() {
                 p.need = p.pos + 1;
+                if p.need > max_bytes {
+                    return Err(self.limits.too_many_bytes());
+                }
                 return Ok(None);
             }
             // Most elements of an aggregate are short bulks (MGET, LRANGE, HGETALL): read in place
@@ -550,6 +665,9 @@ impl Decoder {
                     Head::Bulk(start, end)
                 }
                 None => match read_head(buf, p.pos, p.scan_from, &self.limits)? {
+                    Step::Need { need, .. } if need > max_bytes => {
+                        return Err(self.limits.too_many_bytes());
+                    }
                     Step::Need { need, scan_from } => {
                         p.need = need;
                         p.scan_from = scan_from;
@@ -562,6 +680,12 @@ impl Decoder {
                     }
                 },
             };
+            if p.pos > max_bytes {
+                return Err(self.limits.too_many_bytes());
+            }
+            if p.heads.len() >= max_elements {
+                return Err(self.limits.too_many_elements());
+            }
             p.heads.push(head);
             if let Head::Aggregate(kind, n) = head {
                 let values = kind.values(n);
@@ -574,14 +698,18 @@ impl Decoder {
                     p.open.push(values);
                     // The short bulks that follow (the elements of an MGET, LRANGE, HGETALL
                     // reply), all but the aggregate's last value, in a tight loop.
+                    // (`short_bulk_at` takes none that would pass `max_reply_bytes`, and `room`
+                    // keeps the headers noted within `max_reply_elements`.)
                     let mut left = values;
-                    while left > 1 && buf.get(p.pos) == Some(&b'$') {
+                    let mut room = max_elements - p.heads.len();
+                    while left > 1 && room > 0 && buf.get(p.pos) == Some(&b'$') {
                         let Some((start, end)) = short_bulk_at(buf, p.pos, &self.limits) else {
                             break;
                         };
                         p.heads.push(Head::Bulk(start, end));
                         p.pos = end + 2;
                         left -= 1;
+                        room -= 1;
                     }
                     if let Some(top) = p.open.last_mut() {
                         *top = left;
@@ -821,7 +949,8 @@ fn short_bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Option<(usize, usiz
     }
     let start = at + 2;
     let end = start + len;
-    if buf.get(end..end + 2) != Some(b"\r\n") {
+    // Offsets are from the start of the reply, so `end + 2` is the reply's length so far.
+    if buf.get(end..end + 2) != Some(b"\r\n") || end + 2 > limits.max_reply_bytes {
         return None;
     }
     Some((start, end))
@@ -859,6 +988,11 @@ fn read_head(
             }
             // `len` fits in usize: it is at most `max_bulk_len`.
             let end = next.saturating_add(len as usize);
+            // `pos` is an offset from the start of the reply: a bulk that would take the reply
+            // past `max_reply_bytes` is refused on its header, before its bytes arrive.
+            if end.saturating_add(2) > limits.max_reply_bytes {
+                return Err(limits.too_many_bytes());
+            }
             if buf.len() < end.saturating_add(2) {
                 return Ok(Step::Need {
                     need: end.saturating_add(2),

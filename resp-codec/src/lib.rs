@@ -45,7 +45,10 @@ mod decode;
 mod encode;
 mod value;
 
-pub use decode::{DecodeError, Decoder, Limits, Malformed};
+pub use decode::{
+    DecodeError, Decoder, Limits, Malformed, ReplyLimit, DEFAULT_MAX_REPLY_BYTES,
+    DEFAULT_MAX_REPLY_ELEMENTS,
+};
 pub use encode::{
     array_header, encode_command, encode_value, write_array_header, write_bulk, write_bulk_int,
     ArrayHeader,

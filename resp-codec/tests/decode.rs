@@ -435,3 +435,122 @@ fn a_buffer_that_shrank_behind_the_decoders_back_is_rescanned_not_trusted() {
     let mut other = BytesMut::from(&b":5\r\n"[..]);
     assert_eq!(dec.decode(&mut other).unwrap(), Some(Value::Integer(5)));
 }
+
+/// Feeds `piece` to `dec` until it errs, `rounds` times at most; returns the error and how many
+/// pieces went in.
+fn feed_until_error(
+    dec: &mut Decoder,
+    buf: &mut BytesMut,
+    piece: &[u8],
+    rounds: usize,
+) -> Option<(DecodeError, usize)> {
+    for fed in 1..=rounds {
+        buf.extend_from_slice(piece);
+        match dec.decode(buf) {
+            Ok(None) => {}
+            Ok(Some(v)) => panic!("an endless reply completed: {v:?}"),
+            Err(e) => return Some((e, fed)),
+        }
+    }
+    None
+}
+
+#[test]
+fn an_endless_aggregate_of_tiny_elements_fails_as_its_elements_arrive() {
+    use resp_codec::ReplyLimit;
+    // Both the smallest RESP3 element and the smallest RESP2 one, fed a few at a time (the check
+    // pass resumes, so this is linear) and all at once (the short-bulk run inside an aggregate).
+    for (element, at_once) in [
+        (&b"_\r\n"[..], 1),
+        (b"_\r\n", 7),
+        (b"$0\r\n\r\n", 1),
+        (b"$0\r\n\r\n", 5000),
+    ] {
+        let limits = Limits::default().max_reply_elements(1000);
+        let mut dec = Decoder::with_limits(limits);
+        let mut buf = BytesMut::from(&b"*4294967295\r\n"[..]);
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        let piece = element.repeat(at_once);
+        let (err, fed) = feed_until_error(&mut dec, &mut buf, &piece, 10_000).unwrap();
+        assert_eq!(
+            err,
+            DecodeError::ReplyTooLarge {
+                limit: ReplyLimit::Elements,
+                max: 1000
+            }
+        );
+        // The header is one value: the 1000th element is the first one past the limit, and the
+        // error comes with the piece that brought it, not later.
+        assert_eq!(fed, 1000_usize.div_ceil(at_once), "{element:?} x{at_once}");
+    }
+    // The same by bytes: 3 bytes an element after a 13-byte header, refused once past 1 KiB.
+    let mut dec = Decoder::with_limits(Limits::default().max_reply_bytes(1024));
+    let mut buf = BytesMut::from(&b"*4294967295\r\n"[..]);
+    let (err, fed) = feed_until_error(&mut dec, &mut buf, b"_\r\n", 10_000).unwrap();
+    assert_eq!(
+        err,
+        DecodeError::ReplyTooLarge {
+            limit: ReplyLimit::Bytes,
+            max: 1024
+        }
+    );
+    // Refused once the reply is sure to pass the limit (1,024 bytes arrived, the aggregate still
+    // open), before a byte past it arrives.
+    assert_eq!(13 + 3 * fed, 1024);
+    assert!(err.to_string().contains("max_reply_bytes"), "{err}");
+}
+
+#[test]
+fn replies_within_the_reply_limits_decode_and_larger_ones_are_refused_early() {
+    use resp_codec::ReplyLimit;
+    let bytes = |max| DecodeError::ReplyTooLarge {
+        limit: ReplyLimit::Bytes,
+        max,
+    };
+    // Exactly at the limits: 1 + 3 values, 4 + 3 * 6 = 22 bytes.
+    let frame = b"*3\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n";
+    let exact = Limits::default().max_reply_elements(4).max_reply_bytes(22);
+    let mut buf = BytesMut::from(&frame[..]);
+    assert!(matches!(
+        Decoder::with_limits(exact).decode(&mut buf),
+        Ok(Some(Value::Array(items))) if items.len() == 3
+    ));
+    let err = |limits: Limits, input: &[u8]| {
+        Decoder::with_limits(limits)
+            .decode(&mut BytesMut::from(input))
+            .unwrap_err()
+    };
+    assert!(matches!(
+        err(exact.max_reply_elements(3), frame),
+        DecodeError::ReplyTooLarge {
+            limit: ReplyLimit::Elements,
+            max: 3
+        }
+    ));
+    assert_eq!(err(exact.max_reply_bytes(21), frame), bytes(21));
+    // A bulk that would pass the limit is refused on its header, before its payload arrives,
+    // alone or inside an aggregate, short or long.
+    let small = Limits::default().max_reply_bytes(100);
+    assert_eq!(err(small, b"$95\r\n"), bytes(100));
+    assert_eq!(err(small, b"*2\r\n$1\r\nx\r\n$85\r\n"), bytes(100));
+    assert_eq!(err(small, b"$200000\r\n"), bytes(100));
+    // A whole short bulk of 101 bytes is refused; one of exactly 100 is taken.
+    let bulk_of = |len: usize| {
+        let mut frame = format!("${len}\r\n").into_bytes();
+        frame.extend(std::iter::repeat_n(b'x', len));
+        frame.extend_from_slice(b"\r\n");
+        frame
+    };
+    assert_eq!(err(small, &bulk_of(94)), bytes(100));
+    let mut buf = BytesMut::from(&bulk_of(93)[..]);
+    assert_eq!(buf.len(), 100);
+    assert!(Decoder::with_limits(small)
+        .decode(&mut buf)
+        .unwrap()
+        .is_some());
+    // A line that keeps coming is refused once the reply passes the limit.
+    let mut dec = Decoder::with_limits(small.max_line_len(1 << 20));
+    let mut buf = BytesMut::from(&b"+"[..]);
+    let (e, fed) = feed_until_error(&mut dec, &mut buf, b"abcdefghij", 1000).unwrap();
+    assert_eq!((e, fed), (bytes(100), 10));
+}
