@@ -157,6 +157,7 @@ pub struct Config {
     pub(crate) delivery: Delivery,
     pub(crate) queue_capacity: usize,
     pub(crate) max_reply_bytes: usize,
+    pub(crate) hang_window: Duration,
     pub(crate) max_reply_elements: usize,
     pub(crate) fail_fast: bool,
     pub(crate) health_check_interval: Option<Duration>,
@@ -210,6 +211,7 @@ impl Config {
             delivery: Delivery::AtMostOnce,
             queue_capacity: 10_000,
             max_reply_bytes: redis_conn::Limits::default().get_max_reply_bytes(),
+            hang_window: ConnectionConfig::DEFAULT_HANG_WINDOW,
             max_reply_elements: redis_conn::Limits::default().get_max_reply_elements(),
             fail_fast: false,
             health_check_interval: Some(Duration::from_secs(1)),
@@ -465,6 +467,17 @@ impl Config {
     #[must_use]
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// How long a server may stay silent while calls wait before their connection counts as
+    /// hung and is replaced (default 2 s). A slow reply is not a dead connection: a call fails at
+    /// its own deadline ([`Config::response_timeout`]) and the connection carries on, so a 1.5 s
+    /// script costs errors only to the calls that waited past theirs. URL option and profile
+    /// key `hang_window_ms`. See [`ConnectionConfig::hang_window`].
+    #[must_use]
+    pub fn hang_window(mut self, window: Duration) -> Self {
+        self.hang_window = window;
         self
     }
 
@@ -753,6 +766,7 @@ impl Config {
                 .to_string(),
             ),
             ("queue_capacity", self.queue_capacity.to_string()),
+            ("hang_window_ms", self.hang_window.as_millis().to_string()),
             ("max_reply_bytes", self.max_reply_bytes.to_string()),
             ("max_reply_elements", self.max_reply_elements.to_string()),
             ("fail_fast", self.fail_fast.to_string()),
@@ -834,6 +848,7 @@ impl Config {
             .max_attempts(self.max_attempts)
             .delivery(self.delivery)
             .queue_capacity(self.queue_capacity)
+            .hang_window(self.hang_window)
             .max_reply_bytes(self.max_reply_bytes)
             .max_reply_elements(self.max_reply_elements)
             .fail_fast(self.fail_fast)
@@ -897,6 +912,7 @@ impl Config {
         let mut sentinel = ConnectionConfig::new(first)
             .connect_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
+            .hang_window(self.hang_window)
             .max_reply_bytes(self.max_reply_bytes)
             .max_reply_elements(self.max_reply_elements)
             .backoff(self.backoff());

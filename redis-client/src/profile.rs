@@ -39,6 +39,7 @@ const PROFILE_KEYS: &[&str] = &[
     "spin_wait_us",
     "connections",
     "queue_capacity",
+    "hang_window_ms",
     "max_reply_bytes",
     "max_reply_elements",
     "fail_fast",
@@ -618,6 +619,9 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
     if let Some(n) = k.usize("queue_capacity")? {
         config = config.queue_capacity(n);
     }
+    if let Some(ms) = k.millis("hang_window_ms")? {
+        config = config.hang_window(ms);
+    }
     if let Some(n) = k.usize("max_reply_bytes")? {
         config = config.max_reply_bytes(n);
     }
@@ -782,6 +786,7 @@ mod tests {
         connections = 2
         queue_capacity = 5000
         max_reply_bytes = 2097152
+        hang_window_ms = 4000
         max_reply_elements = 100000
         fail_fast = true
         delivery = "at_least_once"
@@ -852,6 +857,7 @@ mod tests {
             (c.max_reply_bytes, c.max_reply_elements),
             (2 << 20, 100_000)
         );
+        assert_eq!(c.hang_window, Duration::from_secs(4));
         assert!(c.fail_fast);
         assert_eq!(c.delivery, Delivery::AtLeastOnce);
         assert_eq!(c.protocol, Protocol::Resp2);
