@@ -158,6 +158,7 @@ pub struct Config {
     pub(crate) queue_capacity: usize,
     pub(crate) max_reply_bytes: usize,
     pub(crate) hang_window: Duration,
+    pub(crate) message_queue_bytes: usize,
     pub(crate) max_reply_elements: usize,
     pub(crate) fail_fast: bool,
     pub(crate) health_check_interval: Option<Duration>,
@@ -212,6 +213,7 @@ impl Config {
             queue_capacity: 10_000,
             max_reply_bytes: redis_conn::Limits::default().get_max_reply_bytes(),
             hang_window: ConnectionConfig::DEFAULT_HANG_WINDOW,
+            message_queue_bytes: ConnectionConfig::DEFAULT_MESSAGE_QUEUE_BYTES,
             max_reply_elements: redis_conn::Limits::default().get_max_reply_elements(),
             fail_fast: false,
             health_check_interval: Some(Duration::from_secs(1)),
@@ -478,6 +480,16 @@ impl Config {
     #[must_use]
     pub fn hang_window(mut self, window: Duration) -> Self {
         self.hang_window = window;
+        self
+    }
+
+    /// How many bytes of pub/sub messages may wait for the application to read them (default
+    /// 64 MiB), besides the queue capacity in messages: past either, a subscriber stops reading
+    /// its socket until the application catches up. URL option and profile key
+    /// `message_queue_bytes`. See [`ConnectionConfig::message_queue_bytes`].
+    #[must_use]
+    pub fn message_queue_bytes(mut self, bytes: usize) -> Self {
+        self.message_queue_bytes = bytes.max(1);
         self
     }
 
@@ -767,6 +779,7 @@ impl Config {
             ),
             ("queue_capacity", self.queue_capacity.to_string()),
             ("hang_window_ms", self.hang_window.as_millis().to_string()),
+            ("message_queue_bytes", self.message_queue_bytes.to_string()),
             ("max_reply_bytes", self.max_reply_bytes.to_string()),
             ("max_reply_elements", self.max_reply_elements.to_string()),
             ("fail_fast", self.fail_fast.to_string()),
@@ -848,6 +861,7 @@ impl Config {
             .max_attempts(self.max_attempts)
             .delivery(self.delivery)
             .queue_capacity(self.queue_capacity)
+            .message_queue_bytes(self.message_queue_bytes)
             .hang_window(self.hang_window)
             .max_reply_bytes(self.max_reply_bytes)
             .max_reply_elements(self.max_reply_elements)

@@ -46,6 +46,7 @@
 //!
 //! Query options: `db`, `protocol=resp2|resp3`, `client_name`, `timeout_ms`,
 //! `connect_timeout_ms`, `hang_window_ms`, `max_attempts`, `connections`, `max_reply_bytes`,
+//! `message_queue_bytes`,
 //! `max_reply_elements`, `pool_size`, `read_from_replicas`,
 //! `replica_selector=random|round_robin`, `topology_refresh_ms`, `sentinel_username`,
 //! `sentinel_password`, and for TLS `ca_file`, `cert_file`, `key_file`, `server_name`,
@@ -86,7 +87,8 @@
 //! Every key: `url`, `mode`, `nodes`, `sentinels`, `master_name`, `username`, `password`,
 //! `password_env`, `database`, `client_name`, `protocol`, `connect_timeout_ms`, `timeout_ms`,
 //! `health_check_interval_ms` (0: off), `spin_wait_us` (0: off), `connections`,
-//! `queue_capacity`, `hang_window_ms`, `max_reply_bytes`, `max_reply_elements`, `fail_fast`,
+//! `queue_capacity`, `hang_window_ms`, `message_queue_bytes`, `max_reply_bytes`,
+//! `max_reply_elements`, `fail_fast`,
 //! `delivery` (`at_most_once` | `at_least_once`), `read_from_replicas`, `replica_selector`,
 //! `topology_refresh_ms` (0: off), `min_topology_refresh_ms`, `max_redirects`,
 //! `sentinel_username`, `sentinel_password`, `sentinel_password_env`, `sentinel_tls`,

@@ -40,6 +40,7 @@ const PROFILE_KEYS: &[&str] = &[
     "connections",
     "queue_capacity",
     "hang_window_ms",
+    "message_queue_bytes",
     "max_reply_bytes",
     "max_reply_elements",
     "fail_fast",
@@ -622,6 +623,9 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
     if let Some(ms) = k.millis("hang_window_ms")? {
         config = config.hang_window(ms);
     }
+    if let Some(n) = k.usize("message_queue_bytes")? {
+        config = config.message_queue_bytes(n);
+    }
     if let Some(n) = k.usize("max_reply_bytes")? {
         config = config.max_reply_bytes(n);
     }
@@ -787,6 +791,7 @@ mod tests {
         queue_capacity = 5000
         max_reply_bytes = 2097152
         hang_window_ms = 4000
+        message_queue_bytes = 1048576
         max_reply_elements = 100000
         fail_fast = true
         delivery = "at_least_once"
@@ -858,6 +863,7 @@ mod tests {
             (2 << 20, 100_000)
         );
         assert_eq!(c.hang_window, Duration::from_secs(4));
+        assert_eq!(c.message_queue_bytes, 1 << 20);
         assert!(c.fail_fast);
         assert_eq!(c.delivery, Delivery::AtLeastOnce);
         assert_eq!(c.protocol, Protocol::Resp2);

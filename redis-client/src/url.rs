@@ -354,6 +354,7 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
             "max_attempts" => config.max_attempts(parse_num(&key, &value)?),
             "connections" => config.connections(parse_num(&key, &value)?),
             "hang_window_ms" => config.hang_window(millis(&value)?),
+            "message_queue_bytes" => config.message_queue_bytes(parse_num(&key, &value)?),
             "max_reply_bytes" => config.max_reply_bytes(parse_num(&key, &value)?),
             "max_reply_elements" => config.max_reply_elements(parse_num(&key, &value)?),
             "spin_wait_us" => config.spin_wait(Duration::from_micros(parse_num(&key, &value)?)),
@@ -404,6 +405,7 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
                     other,
                     "unknown URL option (known: db, protocol, client_name, timeout_ms, \
                      connect_timeout_ms, hang_window_ms, max_attempts, connections, max_reply_bytes, \
+                     message_queue_bytes, \
                      max_reply_elements, spin_wait_us, pool_size, \
                      read_from_replicas, replica_selector, topology_refresh_ms, master_name, \
                      sentinel_username, sentinel_password, ca_file, cert_file, key_file, \
@@ -462,7 +464,8 @@ mod tests {
 
     #[test]
     fn standalone_urls_carry_credentials_database_and_options() {
-        let c = parse("redis://app:p%40ss@cache.internal:6380/3?protocol=resp2&client_name=web&timeout_ms=250&spin_wait_us=20&max_reply_bytes=1048576&max_reply_elements=1000&hang_window_ms=3500").unwrap();
+        let c = parse("redis://app:p%40ss@cache.internal:6380/3?protocol=resp2&client_name=web&timeout_ms=250&spin_wait_us=20&max_reply_bytes=1048576&max_reply_elements=1000&hang_window_ms=3500&message_queue_bytes=1000000").unwrap();
+        assert_eq!(c.message_queue_bytes, 1_000_000);
         assert_eq!(c.hang_window, Duration::from_millis(3500));
         assert_eq!(c.spin_wait, Duration::from_micros(20));
         assert_eq!((c.max_reply_bytes, c.max_reply_elements), (1 << 20, 1000));

@@ -63,6 +63,7 @@ pub struct ConnectionConfig {
     pub(crate) max_attempts: u32,
     pub(crate) delivery: Delivery,
     pub(crate) queue_capacity: usize,
+    pub(crate) message_queue_bytes: usize,
     pub(crate) fail_fast: bool,
     pub(crate) health_check_interval: Option<Duration>,
     pub(crate) limits: Limits,
@@ -97,6 +98,7 @@ impl ConnectionConfig {
             max_attempts: 3,
             delivery: Delivery::default(),
             queue_capacity: 10_000,
+            message_queue_bytes: Self::DEFAULT_MESSAGE_QUEUE_BYTES,
             fail_fast: false,
             health_check_interval: Some(Duration::from_secs(1)),
             limits: Limits::default(),
@@ -217,6 +219,22 @@ impl ConnectionConfig {
     #[must_use]
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// The default of [`ConnectionConfig::message_queue_bytes`]: 64 MiB.
+    pub const DEFAULT_MESSAGE_QUEUE_BYTES: usize = 64 << 20;
+
+    /// How many bytes of pub/sub messages (payload, channel and pattern) may wait for the
+    /// application to read them (default 64 MiB), besides the queue capacity in messages. When
+    /// either is reached, a [`Subscriber`](crate::pubsub::Subscriber) stops reading its socket
+    /// until the application catches up: memory stays bounded, and a server whose pub/sub
+    /// output buffer limit is reached closes the connection (the subscriber then reconnects
+    /// and subscribes again, and says that messages may have been missed). One message larger
+    /// than the budget is still delivered, alone.
+    #[must_use]
+    pub fn message_queue_bytes(mut self, bytes: usize) -> Self {
+        self.message_queue_bytes = bytes.max(1);
         self
     }
 

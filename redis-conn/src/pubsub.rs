@@ -12,10 +12,16 @@
 //! [`BackoffConfig::healthy_after`](crate::BackoffConfig::healthy_after). A server that
 //! completes the handshake and closes is reconnected to no faster than one that refuses.
 //!
-//! Messages wait in a bounded queue (the configuration's queue capacity). When the application
-//! reads slower than messages arrive, the subscriber stops reading the socket: memory stays
-//! bounded, and the server applies its own output-buffer limit for pub/sub clients (it closes a
-//! subscriber too far behind; this one then reconnects and subscribes again).
+//! Messages wait in a queue bounded in messages (the configuration's queue capacity) and in
+//! bytes ([`ConnectionConfig::message_queue_bytes`]). When the application reads slower than
+//! messages arrive, the subscriber stops reading the socket: memory stays bounded, and the
+//! server applies its own output-buffer limit for pub/sub clients (it closes a subscriber too
+//! far behind; this one then reconnects and subscribes again).
+//!
+//! Every write (subscription changes, the health-check `PING`) is bounded by the response
+//! timeout, and only whole values from the server (a message, a confirmation, a `PONG`) count
+//! as activity: a peer that stops reading, or that trickles bytes without ever completing a
+//! value, is found by the health check and the connection replaced.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -141,6 +147,51 @@ struct Shared {
     connected: AtomicBool,
     closed: AtomicBool,
     timeout: Duration,
+    /// Bytes of the messages delivered to the queue and not yet read by the application.
+    queued: QueuedBytes,
+}
+
+/// The byte budget of the message queue: the driver reserves a message's size before queueing
+/// it (waiting while the budget is spent), the application's reads give it back.
+#[derive(Debug)]
+struct QueuedBytes {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+    freed: tokio::sync::Notify,
+}
+
+impl QueuedBytes {
+    fn new(max: usize) -> QueuedBytes {
+        QueuedBytes {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max,
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until `size` more bytes fit (or nothing waits: one message larger than the
+    /// budget still goes, alone), then counts them. One task reserves: the driver.
+    async fn reserve(&self, size: usize) {
+        loop {
+            let freed = self.freed.notified();
+            let used = self.used.load(Ordering::Acquire);
+            if used == 0 || used.saturating_add(size) <= self.max {
+                self.used.fetch_add(size, Ordering::AcqRel);
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    fn release(&self, size: usize) {
+        self.used.fetch_sub(size, Ordering::AcqRel);
+        self.freed.notify_one();
+    }
+}
+
+/// What a message costs in the queue's byte budget.
+fn message_size(m: &Message) -> usize {
+    m.payload.len() + m.channel.len() + m.pattern.as_ref().map_or(0, Bytes::len)
 }
 
 impl fmt::Debug for Shared {
@@ -236,6 +287,7 @@ impl Subscriber {
             connected: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             timeout: config.response_timeout,
+            queued: QueuedBytes::new(config.message_queue_bytes),
         });
         let (tx, ctl) = mpsc::unbounded_channel();
         let (out, rx) = mpsc::channel(config.queue_capacity);
@@ -262,7 +314,7 @@ impl Subscriber {
     /// connection's events as well).
     pub async fn next_message(&mut self) -> Option<Message> {
         loop {
-            match self.rx.recv().await? {
+            match self.next_event().await? {
                 SubscriberEvent::Message(m) => return Some(m),
                 other => tracing::debug!(event = ?other, "subscriber event"),
             }
@@ -271,7 +323,17 @@ impl Subscriber {
 
     /// The next message or other event; `None` once the subscriber is closed.
     pub async fn next_event(&mut self) -> Option<SubscriberEvent> {
-        self.rx.recv().await
+        let event = self.rx.recv().await?;
+        if let SubscriberEvent::Message(m) = &event {
+            self.handle.shared.queued.release(message_size(m));
+        }
+        Some(event)
+    }
+
+    /// Bytes of messages received and not read yet (at most about
+    /// [`ConnectionConfig::message_queue_bytes`]).
+    pub fn queued_bytes(&self) -> usize {
+        self.handle.shared.queued.used.load(Ordering::Acquire)
     }
 
     /// A cloneable handle, for subscribing from other tasks while this one reads.
@@ -742,10 +804,7 @@ impl Driver {
         if out.is_empty() {
             return Ok(());
         }
-        stream
-            .write_all(&out)
-            .await
-            .map_err(|e| format!("write failed: {e}"))
+        write_within(stream, &out, self.config.response_timeout).await
     }
 
     /// Handles one value from the server; `Err` when the connection must go.
@@ -760,6 +819,13 @@ impl Driver {
         }
         match incoming {
             Incoming::Message(m) => {
+                // The byte budget first (the socket is not read meanwhile), then a place in
+                // the queue; an application that went away ends both waits.
+                let size = message_size(&m);
+                tokio::select! {
+                    () = self.shared.queued.reserve(size) => {}
+                    () = self.out.closed() => return Err(Exit::Closed),
+                }
                 if self.out.send(SubscriberEvent::Message(m)).await.is_err() {
                     return Err(Exit::Closed);
                 }
@@ -886,6 +952,9 @@ impl Driver {
             loop {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(value)) => {
+                        // Whole values are activity; bytes alone (a value that never ends)
+                        // do not put the health check off.
+                        last_activity = Instant::now();
                         if let Err(exit) = self.handle(value, &mut ping_due).await {
                             return exit;
                         }
@@ -915,7 +984,7 @@ impl Driver {
             tokio::select! {
                 read = stream.read_buf(&mut rbuf) => match read {
                     Ok(0) => return Exit::Broken("closed by the server".into()),
-                    Ok(_) => last_activity = Instant::now(),
+                    Ok(_) => {}
                     Err(e) => return Exit::Broken(format!("read failed: {e}")),
                 },
                 control = self.ctl.recv() => match control {
@@ -956,8 +1025,8 @@ impl Driver {
                         None => {
                             let mut out = BytesMut::new();
                             Cmd::new("PING").write_to(&mut out);
-                            if let Err(e) = stream.write_all(&out).await {
-                                return Exit::Broken(format!("write failed: {e}"));
+                            if let Err(reason) = write_within(&mut stream, &out, patience).await {
+                                return Exit::Broken(reason);
                             }
                             ping_due = Some(now + patience);
                             last_activity = now;
@@ -967,6 +1036,18 @@ impl Driver {
                 () = self.out.closed() => return Exit::Closed,
             }
         }
+    }
+}
+
+/// Writes `bytes` within `timeout`: a peer that stops reading (its window full) cannot hold
+/// the subscriber in a write forever.
+async fn write_within(stream: &mut Stream, bytes: &[u8], timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!(
+            "a write did not complete within {timeout:?}: the server is not reading"
+        )),
     }
 }
 

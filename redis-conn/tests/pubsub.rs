@@ -224,3 +224,107 @@ async fn closing_ends_the_stream_and_refuses_changes() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_for_the_application_are_bounded_in_bytes() {
+    let server = RedisServer::start().unwrap();
+    let budget = 4 << 20;
+    let mut sub = Subscriber::connect(config(server.addr()).message_queue_bytes(budget))
+        .await
+        .unwrap();
+    sub.subscribe(["big"]).await.unwrap();
+    let publisher = redis_conn::Connection::connect(config(server.addr()))
+        .await
+        .unwrap();
+    let payload = vec![b'x'; 1 << 20];
+    for i in 0..20u8 {
+        let mut message = payload.clone();
+        message[0] = i;
+        let cmd = redis_conn::Cmd::new("PUBLISH").arg("big").arg(&message);
+        assert_eq!(publisher.send(cmd).await.unwrap(), Value::Integer(1));
+    }
+    // The application reads nothing for a while: the queue fills up to its budget and stops.
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < deadline {
+        most = most.max(sub.queued_bytes());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(most >= budget / 2, "the queue never filled: {most} bytes");
+    assert!(
+        most <= budget + (1 << 20) + 64,
+        "{most} bytes queued with a budget of {budget}"
+    );
+    // Then every message arrives, in order, and the budget is given back.
+    for i in 0..20u8 {
+        let message = next(&mut sub, Duration::from_secs(5)).await;
+        assert_eq!(message.payload.len(), 1 << 20);
+        assert_eq!(message.payload[0], i);
+    }
+    assert_eq!(sub.queued_bytes(), 0);
+}
+
+/// Answers the default handshake, then never reads again (its receive window fills up).
+async fn deaf_after_handshake_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let hello = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+            let mut chunk = [0u8; 256];
+            while !buf.ends_with(hello) {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = stream
+                .write_all(b"%2\r\n+server\r\n+redis\r\n+proto\r\n:3\r\n")
+                .await;
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_subscriber_whose_server_stops_reading_is_not_stuck_in_a_write() {
+    let addr = deaf_after_handshake_server().await;
+    let timeout = Duration::from_millis(500);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let sub = Subscriber::connect(
+        config(addr)
+            .response_timeout(timeout)
+            .health_check_interval(None)
+            .on_event(move |event| {
+                let _ = tx.send(event.clone());
+            }),
+    )
+    .await
+    .unwrap();
+    // Far more than the socket buffers hold: the write cannot complete.
+    let names: Vec<String> = (0..200_000).map(|i| format!("channel-{i:0>64}")).collect();
+    let started = Instant::now();
+    let result = sub.subscribe(&names).await;
+    assert!(result.is_err(), "nobody confirmed the subscription");
+    let reason = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Some(redis_conn::Event::Disconnected { reason, .. }) => return reason,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("the subscriber stayed in its write");
+    assert!(reason.contains("not reading"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
