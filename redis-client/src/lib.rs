@@ -129,11 +129,14 @@
 //! # Retries and delivery
 //! Default delivery is at most once for anything that may have been written:
 //! - a command never written (the connection broke first) is sent after the reconnect;
-//! - a command written and unanswered is resent only if it is read-only or idempotent by the
-//!   command table (GET, SET, DEL...), up to `max_attempts` (default 3) within the call's
-//!   deadline; otherwise (INCR, LPUSH, XADD, scripts...) the call fails with
-//!   `ConnectionLost { sent: Sent::Maybe }`: it may have run, and it is not run twice behind
-//!   your back;
+//! - a command written and unanswered is resent only if it is a read or retry-safe (a second
+//!   run leaves the same data and returns the same reply, judged with its arguments: GET,
+//!   `SET k v`, MSET, `ZADD k XX ...`), up to `max_attempts` (default 3) within the call's
+//!   deadline; otherwise (INCR, `SET k v NX`, DEL, SADD, LPUSH, XADD, scripts...) the call
+//!   fails with `ConnectionLost { sent: Sent::Maybe }`: it may have run, and it is not run
+//!   twice behind your back. Once an attempt may have run, every later error says so;
+//! - a slow reply fails its call at the call's deadline, not the connection: the connection is
+//!   replaced only after `hang_window_ms` (default 2 s) of silence while calls wait;
 //! - error replies are returned, except `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`,
 //!   `BUSY` (retried with backoff) and cluster redirects (followed).
 //!

@@ -247,9 +247,16 @@ struct Shared {
 ///
 /// # Delivery and retries
 /// A command that was never written is sent after the reconnect. A command that may have been
-/// written and got no reply is resent only when it is read-only or idempotent (or the caller said
-/// so, or [`Delivery::AtLeastOnce`] is set), up to `max_attempts`; otherwise the caller gets
-/// [`Error::ConnectionLost`] with [`Sent::Maybe`]. Server error replies are returned as they are,
+/// written and got no reply is resent only when it is a read or retry-safe: a second run leaves
+/// the same data and returns the same reply, judged with its arguments by the
+/// [`table`](crate::table) (or the caller said so, or [`Delivery::AtLeastOnce`] is set), up to
+/// `max_attempts`; otherwise the caller gets [`Error::ConnectionLost`] with [`Sent::Maybe`].
+/// Once an attempt may have run, every later error of the call says [`Sent::Maybe`].
+///
+/// # Slow replies
+/// A call fails at its own deadline and its late reply is read and dropped; the connection is
+/// replaced only when the server stays silent for the
+/// [`hang window`](ConnectionConfig::hang_window) while calls wait, or on a socket error. Server error replies are returned as they are,
 /// except `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN` and `BUSY`, which are retried with
 /// backoff within the deadline.
 ///

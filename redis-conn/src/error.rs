@@ -9,8 +9,9 @@ use bytes::Bytes;
 /// Whether a request's bytes may have reached the server when it failed.
 ///
 /// This is what makes retries honest: a command that was never written can always be sent again;
-/// one that may have been written and got no reply may have been executed, so a non-idempotent
-/// command (INCR, LPUSH) in that state is reported to the caller, not silently resent.
+/// one that may have been written and got no reply may have been executed, so a command that is
+/// not retry-safe (INCR, LPUSH, SET NX) in that state is reported to the caller, not silently
+/// resent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     /// Not a byte of the request was written: the server cannot have executed it.

@@ -18,8 +18,8 @@
 //!   BLOCK, WAIT...) and WATCH transactions use, so that they never hold up other callers.
 //! - [`pubsub`]: a [`Subscriber`] connection that subscribes again after every reconnect or
 //!   relocation.
-//! - [`Cmd`] and [`table`]: commands, and what each one does (read-only, idempotent, blocking,
-//!   key positions), which retries and cluster routing rely on.
+//! - [`Cmd`] and [`table`]: commands, and what each one does (a read, retry-safe with these
+//!   arguments or not, blocking, key positions), which retries and cluster routing rely on.
 //! - [`Batch`]: a pipeline encoded into one buffer as it is built, sent as it is by
 //!   [`Connection::send_batch`] (and the layers above), its commands readable for routing.
 //! - [`TlsConfig`]: trust roots, client certificates, and the explicit `dangerous()` switches.
