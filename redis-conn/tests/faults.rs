@@ -1132,3 +1132,153 @@ async fn a_slow_reply_within_the_response_timeout_costs_no_caller_anything() {
     assert_eq!(conn.stats().reconnects, 0);
     assert_eq!(conn.stats().errors, 0);
 }
+
+/// A fake RESP2 server that answers each command (one per read, as a caller sends them one at a
+/// time) with the next of `replies`, then repeats the last one.
+async fn scripted_server(replies: Vec<&'static str>) -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let commands = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&commands);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (replies, seen) = (replies.clone(), Arc::clone(&seen));
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let n = seen.fetch_add(1, Ordering::Relaxed) as usize;
+                    let reply = replies[n.min(replies.len() - 1)];
+                    if socket.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, commands)
+}
+
+#[tokio::test]
+async fn transient_error_replies_are_retried_with_backoff_until_the_server_runs_the_command() {
+    for code in ["LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BUSY"] {
+        let error: &'static str =
+            Box::leak(format!("-{code} not now, try again\r\n").into_boxed_str());
+        // Even INCR: the server says it did not run it, so sending it again is no second run.
+        let (addr, commands) = scripted_server(vec![error, error, ":1\r\n"]).await;
+        let conn = Connection::connect(fake_server_config(addr).max_attempts(3))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let reply = conn.send(Cmd::new("INCR").arg("n")).await;
+        assert_eq!(reply.unwrap(), Value::Integer(1), "{code}");
+        assert_eq!(commands.load(Ordering::Relaxed), 3, "{code}");
+        assert_eq!(conn.stats().retries, 2, "{code}");
+        // Two backoff pauses (10 ms, then up to 20 ms with full jitter): not a tight loop,
+        // not a long wait either.
+        assert!(started.elapsed() < Duration::from_millis(500), "{code}");
+
+        // Attempts run out: the caller gets the server's error, not a success.
+        let (addr, commands) = scripted_server(vec![error]).await;
+        let conn = Connection::connect(fake_server_config(addr).max_attempts(3))
+            .await
+            .unwrap();
+        let error = conn.send(Cmd::new("GET").arg("k")).await.unwrap_err();
+        assert_eq!(
+            error.server_error().map(|e| e.code().to_string()),
+            Some(code.to_string())
+        );
+        assert_eq!(commands.load(Ordering::Relaxed), 3, "{code}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_script_on_a_real_server_is_waited_out_within_the_deadline() {
+    let server = RedisServer::start().unwrap();
+    let mut admin = server.admin().unwrap();
+    admin
+        .cmd(&["CONFIG", "SET", "busy-reply-threshold", "100"])
+        .unwrap();
+    let busy =
+        Connection::connect(config_for(server.addr()).response_timeout(Duration::from_secs(5)))
+            .await
+            .unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .response_timeout(Duration::from_secs(3))
+            .max_attempts(20),
+    )
+    .await
+    .unwrap();
+    // A script that keeps the server busy for about 600 ms (past the 100 ms threshold, after
+    // which the server answers others with BUSY).
+    let script = "local t = redis.call('TIME') local start = t[1] * 1000 + t[2] / 1000 \
+                  repeat t = redis.call('TIME') until t[1] * 1000 + t[2] / 1000 - start > 600 \
+                  return 1";
+    let running = {
+        let busy = busy.clone();
+        tokio::spawn(async move { busy.send(Cmd::new("EVAL").arg(script).arg("0")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let reply = conn.send(Cmd::new("INCR").arg("after-busy")).await;
+    assert_eq!(reply.unwrap(), Value::Integer(1));
+    assert!(
+        conn.stats().retries >= 1,
+        "no BUSY was met: the test proved nothing"
+    );
+    assert_eq!(running.await.unwrap().unwrap(), Value::Integer(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_pause_write_holds_writes_while_reads_flow() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(config_for(server.addr()))
+        .await
+        .unwrap();
+    conn.send(Cmd::new("SET").arg("k").arg("v")).await.unwrap();
+    let mut admin = server.admin().unwrap();
+    admin.cmd(&["CLIENT", "PAUSE", "600", "WRITE"]).unwrap();
+    let paused_at = Instant::now();
+    let writer = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let result = conn.send(Cmd::new("SET").arg("k").arg("w")).await;
+            (result, paused_at.elapsed())
+        })
+    };
+    let reader = Connection::connect(config_for(server.addr()))
+        .await
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let started = Instant::now();
+        assert_eq!(
+            reader.send(Cmd::new("GET").arg("k")).await.unwrap(),
+            bulk("v")
+        );
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        paused_at.elapsed() < Duration::from_millis(500),
+        "the reads were held up"
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a read took {slowest:?}"
+    );
+    let (result, done_at) = writer.await.unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        done_at >= Duration::from_millis(500),
+        "the write was not held: {done_at:?}"
+    );
+    assert_eq!(conn.stats().reconnects, 0);
+    assert_eq!(
+        reader.send(Cmd::new("GET").arg("k")).await.unwrap(),
+        bulk("w")
+    );
+}
