@@ -366,13 +366,11 @@ async fn one_publishers_messages_to_a_channel_arrive_in_order_on_every_node() {
         assert_eq!(got[0], 0);
     }
     // Every PUBLISH went to the channel's slot's master.
-    let owner = NodeAddr::from(
-        client
-            .slot_map()
-            .master(slot(channel.as_bytes()))
-            .unwrap()
-            .clone(),
-    );
+    let owner = client
+        .slot_map()
+        .master(slot(channel.as_bytes()))
+        .unwrap()
+        .clone();
     for (node, before) in cluster.nodes().iter().zip(before) {
         let published = node.command_calls("publish").unwrap() - before;
         let expected = if NodeAddr::from(node.addr()) == owner {
