@@ -1,7 +1,7 @@
 //! The routing client: one multiplexed connection per node, commands sent to the master of their
 //! slot, `MOVED`/`ASK` followed, topology refreshed on triggers and on a timer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -103,13 +103,18 @@ impl ClusterConfig {
 }
 
 impl ClusterError {
-    /// Whether the command may have run (see `redis_conn::Error::sent`); errors found before
-    /// sending (CrossSlot) say `Sent::No`.
+    /// Whether the command may have run (see `redis_conn::Error::sent`). Errors found before
+    /// anything was sent say `Sent::No`: a key spanning slots, a slot nobody serves, no usable
+    /// topology, and a connection that could not be opened (refused, timed out, TLS or the
+    /// handshake refused: the command never reached a server).
     pub fn sent(&self) -> Option<redis_conn::Sent> {
         match self {
+            ClusterError::Node(e) if never_reached_a_server(e) => Some(redis_conn::Sent::No),
             ClusterError::Node(e) => e.sent(),
-            ClusterError::CrossSlot { .. } => Some(redis_conn::Sent::No),
-            _ => None,
+            ClusterError::CrossSlot { .. }
+            | ClusterError::Unassigned { .. }
+            | ClusterError::NoTopology(_) => Some(redis_conn::Sent::No),
+            ClusterError::TooManyRedirects { .. } | ClusterError::BadTopology { .. } => None,
         }
     }
 
@@ -119,6 +124,7 @@ impl ClusterError {
         match self {
             ClusterError::Node(e) => e.kind(),
             ClusterError::NoTopology(_) => "no_topology",
+            ClusterError::BadTopology { .. } => "bad_topology",
             ClusterError::Unassigned { .. } => "unassigned",
             ClusterError::CrossSlot { .. } => "cross_slot",
             ClusterError::TooManyRedirects { .. } => "too_many_redirects",
@@ -171,6 +177,16 @@ pub enum ClusterError {
     CrossSlot {
         /// The command's name.
         command: String,
+    },
+    /// A node's view of the cluster was refused: it broke a rule no real cluster breaks
+    /// (overlapping ranges, slots past 16383, more ranges or shards than slots...). The map in
+    /// force stays.
+    #[error("refused the topology from {node}: {error}")]
+    BadTopology {
+        /// The node that sent it.
+        node: NodeAddr,
+        /// What was wrong.
+        error: crate::TopologyError,
     },
     /// Redirects went on past the limit.
     #[error("gave up after {redirects} redirects for slot {slot}")]
@@ -383,12 +399,8 @@ impl ClusterClient {
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.shutdown.notify_one();
-        for conns in [&self.inner.conns, &self.inner.replica_conns] {
-            let mut conns = conns.lock();
-            for (_, node) in conns.drain() {
-                node.close();
-            }
-        }
+        self.inner.conns.close();
+        self.inner.replica_conns.close();
     }
 
     /// An exclusive connection to the master of `slot` (any master for `None`), from that node's
@@ -1000,13 +1012,16 @@ impl ClusterClient {
     /// Masters first, then replicas, then the seeds (nodes that are down last).
     fn refresh_candidates(&self) -> Vec<NodeAddr> {
         let map = self.slot_map();
-        let mut out: Vec<NodeAddr> = map.shards().iter().map(|s| s.master.clone()).collect();
+        let mut seen: HashSet<NodeAddr> = HashSet::new();
+        let mut out: Vec<NodeAddr> = Vec::new();
         for node in map
-            .nodes()
-            .into_iter()
+            .shards()
+            .iter()
+            .map(|s| s.master.clone())
+            .chain(map.nodes())
             .chain(self.inner.config.seeds.iter().cloned())
         {
-            if !out.contains(&node) {
+            if seen.insert(node.clone()) {
                 out.push(node);
             }
         }
@@ -1018,6 +1033,24 @@ impl ClusterClient {
         up.into_iter().chain(down).collect()
     }
 
+    /// One node's view: `CLUSTER SHARDS` (Redis 7+, it tells node health), or `CLUSTER SLOTS`
+    /// on older servers. A reply that is not a valid topology is an error naming what was wrong.
+    async fn view_of(&self, addr: &NodeAddr) -> Result<Topology, ClusterError> {
+        let conn = self.connection(addr).await?;
+        let view = match conn.send(Cmd::new("CLUSTER").arg("SHARDS")).await {
+            Ok(reply) => Topology::from_cluster_shards(&reply, addr),
+            Err(Error::Server(_)) => {
+                let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
+                Topology::from_cluster_slots(&reply, addr)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        view.map_err(|e| ClusterError::BadTopology {
+            node: addr.clone(),
+            error: e,
+        })
+    }
+
     /// Asks a few nodes for their view, keeps the one most agree on, and closes the connections
     /// of nodes that left.
     async fn refresh_from(&self, candidates: Vec<NodeAddr>) -> Result<(), ClusterError> {
@@ -1027,31 +1060,23 @@ impl ClusterClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let mut views = Vec::new();
-        let mut last_error = String::from("no node to ask");
+        // Every node tried and why it gave no view, so that a failure names them all.
+        let mut failures: Vec<String> = Vec::new();
         for batch in candidates.chunks(VIEWS_PER_REFRESH) {
             let mut asks = tokio::task::JoinSet::new();
             for addr in batch {
                 let (client, addr) = (self.clone(), addr.clone());
                 asks.spawn(async move {
-                    let conn = client.connection(&addr).await?;
-                    // CLUSTER SHARDS (Redis 7+) tells node health; older servers only know SLOTS.
-                    match conn.send(Cmd::new("CLUSTER").arg("SHARDS")).await {
-                        Ok(reply) => Topology::from_cluster_shards(&reply, &addr),
-                        Err(Error::Server(_)) => {
-                            let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
-                            Topology::from_cluster_slots(&reply, &addr)
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    .map_err(|e| Error::Unsupported(e.to_string()))
+                    let view = client.view_of(&addr).await;
+                    (addr, view)
                 });
             }
             while let Some(joined) = asks.join_next().await {
                 match joined {
-                    Ok(Ok(view)) if view.covered_slots() > 0 => views.push(view),
-                    Ok(Ok(_)) => last_error = "a node knows no slots".into(),
-                    Ok(Err(e)) => last_error = e.to_string(),
-                    Err(e) => last_error = e.to_string(),
+                    Ok((_, Ok(view))) if view.covered_slots() > 0 => views.push(view),
+                    Ok((addr, Ok(_))) => failures.push(format!("{addr}: knows no slots")),
+                    Ok((addr, Err(e))) => failures.push(format!("{addr}: {e}")),
+                    Err(e) => failures.push(format!("a view task failed: {e}")),
                 }
             }
             if !views.is_empty() {
@@ -1059,24 +1084,24 @@ impl ClusterClient {
             }
         }
         let Some((view, _agreeing)) = agreed_view(views) else {
-            return Err(ClusterError::NoTopology(last_error));
+            return Err(ClusterError::NoTopology(describe_failures(&failures)));
         };
         let map = view.slot_map();
-        let keep = map.nodes();
+        let keep: HashSet<NodeAddr> = map.nodes().into_iter().collect();
         let previous = std::mem::replace(
             &mut *self.inner.map.write().unwrap_or_else(|e| e.into_inner()),
             Arc::new(map.clone()),
         );
         self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
-        let before = previous.nodes();
+        let before: HashSet<NodeAddr> = previous.nodes().into_iter().collect();
         let added: Vec<NodeAddr> = keep
             .iter()
-            .filter(|n| !before.contains(n))
+            .filter(|n| !before.contains(*n))
             .cloned()
             .collect();
         let removed: Vec<NodeAddr> = before
             .iter()
-            .filter(|n| !keep.contains(n))
+            .filter(|n| !keep.contains(*n))
             .cloned()
             .collect();
         let moved_slots = (0..crate::SLOTS)
@@ -1109,6 +1134,26 @@ impl ClusterClient {
         }
         Ok(())
     }
+}
+
+/// How many failed nodes a `NoTopology` message names before it summarizes the rest.
+const FAILURES_NAMED: usize = 16;
+
+/// Every node tried and why it failed, in one line (the first [`FAILURES_NAMED`]).
+fn describe_failures(failures: &[String]) -> String {
+    if failures.is_empty() {
+        return "no node to ask".into();
+    }
+    let mut text = failures
+        .iter()
+        .take(FAILURES_NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures.len() > FAILURES_NAMED {
+        text.push_str(&format!("; and {} more", failures.len() - FAILURES_NAMED));
+    }
+    format!("tried {}: {text}", failures.len())
 }
 
 /// How the replies of a split multi-key command are put back together.
@@ -1228,43 +1273,150 @@ fn fanout_kind(cmd: &Cmd) -> Option<Fanout> {
 }
 
 /// The nodes a client keeps, by address, opened on first use: one `Node` per address, however
-/// many tasks ask for it at once (the first one dials, the others wait for it), so that a burst
-/// of redirects to a new master opens one set of connections, not one per caller.
+/// many tasks ask for it at once. The first caller starts one dial (a task of its own, so that a
+/// caller that gives up does not cancel it for the others); every caller waits for that dial's
+/// outcome, success or error, bounded by the connect timeout and the call's deadline, so that
+/// a burst of redirects to a new master opens one set of connections, and a burst sent to a dead
+/// address fails once, together, instead of dialling again caller after caller. A dial's entry
+/// is removed when it ends, so the map of dials in progress holds only dials in progress.
 #[derive(Debug, Default)]
 struct NodeSet {
-    nodes: Mutex<HashMap<NodeAddr, Node>>,
-    dialing: Mutex<HashMap<NodeAddr, Arc<tokio::sync::Mutex<()>>>>,
+    state: Arc<NodeSetState>,
 }
+
+/// What [`NodeSet`] shares with its dialling tasks.
+#[derive(Debug, Default)]
+struct NodeSetState {
+    nodes: Mutex<HashMap<NodeAddr, Node>>,
+    /// Dials in progress: each one's outcome, `None` until it ends.
+    dialing: Mutex<HashMap<NodeAddr, DialOutcome>>,
+    /// Set by `close`: a dial that ends afterwards closes its node instead of keeping it.
+    closed: AtomicBool,
+}
+
+/// The outcome of one dial, shared by everyone waiting for it.
+type DialOutcome = tokio::sync::watch::Receiver<Option<Result<Node, Error>>>;
+
+/// Scheduling slack given to a dial's waiters on top of the dial's own bound.
+const DIAL_SLACK: Duration = Duration::from_millis(100);
 
 impl NodeSet {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeAddr, Node>> {
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_nodes()
     }
 
     fn cached(&self, addr: &NodeAddr) -> Option<Node> {
-        self.lock().get(addr).filter(|n| !n.is_closed()).cloned()
+        self.state.cached(addr)
+    }
+
+    /// Closes every node, and those whose dial ends later.
+    fn close(&self) {
+        self.state.closed.store(true, Ordering::Release);
+        for (_, node) in self.lock().drain() {
+            node.close();
+        }
+    }
+
+    /// Dials in progress (for tests).
+    #[cfg(test)]
+    fn dials_in_progress(&self) -> usize {
+        self.state.lock_dialing().len()
     }
 
     async fn get_or_connect(&self, addr: &NodeAddr, config: NodeConfig) -> Result<Node, Error> {
         if let Some(node) = self.cached(addr) {
             return Ok(node);
         }
-        let gate = Arc::clone(
-            self.dialing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(addr.clone())
-                .or_default(),
-        );
-        let _dialing = gate.lock().await;
-        // Whoever held the gate before may have connected meanwhile.
-        if let Some(node) = self.cached(addr) {
-            return Ok(node);
+        // One dial of `shared_count` connections, each bounded by the connect timeout; a waiter
+        // also stops at the call's own deadline.
+        let connect = config.connection().get_connect_timeout();
+        let dial_bound =
+            connect.saturating_mul(u32::try_from(config.shared_count()).unwrap_or(u32::MAX));
+        let wait = (dial_bound + DIAL_SLACK).min(config.connection().get_response_timeout());
+        let mut outcome = {
+            let mut dialing = self.state.lock_dialing();
+            match dialing.get(addr) {
+                Some(outcome) => outcome.clone(),
+                None => {
+                    // A dial that ended between the first look and now left its node behind.
+                    if let Some(node) = self.cached(addr) {
+                        return Ok(node);
+                    }
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    dialing.insert(addr.clone(), rx.clone());
+                    let (state, addr) = (Arc::clone(&self.state), addr.clone());
+                    tokio::spawn(async move {
+                        let result = Node::connect(config).await;
+                        state.dial_ended(&addr, &result);
+                        tx.send_replace(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        let waited = tokio::time::timeout(wait, outcome.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(done)) => match &*done {
+                Some(result) => result.clone(),
+                None => Err(dial_gone(addr)),
+            },
+            // The dialling task ended without a word (the runtime is shutting down).
+            Ok(Err(_)) => Err(dial_gone(addr)),
+            Err(_) => Err(Error::ConnectTimeout {
+                addr: addr.to_string(),
+                timeout: wait,
+            }),
         }
-        let node = Node::connect(config).await?;
-        self.lock().insert(addr.clone(), node.clone());
-        Ok(node)
     }
+}
+
+fn dial_gone(addr: &NodeAddr) -> Error {
+    Error::Closed {
+        reason: format!("the dial to {addr} was abandoned"),
+    }
+}
+
+impl NodeSetState {
+    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, HashMap<NodeAddr, Node>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_dialing(&self) -> std::sync::MutexGuard<'_, HashMap<NodeAddr, DialOutcome>> {
+        self.dialing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cached(&self, addr: &NodeAddr) -> Option<Node> {
+        self.lock_nodes()
+            .get(addr)
+            .filter(|n| !n.is_closed())
+            .cloned()
+    }
+
+    /// Keeps the node a dial opened (unless the set was closed meanwhile), then forgets the
+    /// dial: in this order, so that a caller who finds no dial in progress finds the node.
+    fn dial_ended(&self, addr: &NodeAddr, result: &Result<Node, Error>) {
+        if let Ok(node) = result {
+            let mut nodes = self.lock_nodes();
+            if self.closed.load(Ordering::Acquire) {
+                node.close();
+            } else {
+                nodes.insert(addr.clone(), node.clone());
+            }
+        }
+        self.lock_dialing().remove(addr);
+    }
+}
+
+/// Errors of a connection that could not be opened: the command was never written.
+pub(crate) fn never_reached_a_server(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Tls { .. }
+            | Error::Auth { .. }
+            | Error::Handshake { .. }
+    )
 }
 
 /// Errors after which the topology may have changed.
@@ -1307,6 +1459,85 @@ fn keys_slot(name: &[u8], info: &CommandInfo, args: Args<'_>) -> Result<Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An address that refuses connections: a port that was free a moment ago.
+    fn dead_addr() -> NodeAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        NodeAddr::from(listener.local_addr().unwrap())
+    }
+
+    fn node_config(addr: &NodeAddr, connect_timeout: Duration) -> NodeConfig {
+        redis_conn::ConnectionConfig::new(ServerAddr::from(addr))
+            .connect_timeout(connect_timeout)
+            .into()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_map_of_dials_forgets_each_dial_when_it_ends() {
+        let set = NodeSet::default();
+        for _ in 0..50 {
+            let addr = dead_addr();
+            let result = set
+                .get_or_connect(&addr, node_config(&addr, Duration::from_millis(500)))
+                .await;
+            assert!(matches!(result, Err(Error::Connect { .. })), "{result:?}");
+            assert_eq!(
+                set.dials_in_progress(),
+                0,
+                "a finished dial stayed in the map"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_of_an_address_that_never_answers_share_one_dial_and_its_error() {
+        // Accepts TCP connections and never answers the handshake.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = NodeAddr::from(listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&accepted);
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(sock);
+            }
+        });
+        let set = Arc::new(NodeSet::default());
+        let connect_timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let callers: Vec<_> = (0..1000)
+            .map(|_| {
+                let (set, addr) = (Arc::clone(&set), addr.clone());
+                tokio::spawn(async move {
+                    let config = node_config(&addr, connect_timeout);
+                    let result = set.get_or_connect(&addr, config).await;
+                    (result, Instant::now())
+                })
+            })
+            .collect();
+        for caller in callers {
+            let (result, ended) = tokio::time::timeout(Duration::from_secs(10), caller)
+                .await
+                .expect("a caller still waits 10 s later")
+                .unwrap();
+            match result {
+                Err(Error::ConnectTimeout { addr: a, timeout }) => {
+                    assert_eq!(a, addr.to_string());
+                    assert_eq!(timeout, connect_timeout, "not the dial's own error");
+                }
+                other => panic!("expected the dial's timeout, got {other:?}"),
+            }
+            let waited = ended - started;
+            assert!(
+                waited < connect_timeout + Duration::from_millis(700),
+                "a caller waited {waited:?}"
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "more than one dial");
+        assert_eq!(set.dials_in_progress(), 0);
+        silent.abort();
+    }
 
     #[test]
     fn commands_map_to_the_slot_of_their_keys() {

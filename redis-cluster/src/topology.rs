@@ -1,7 +1,7 @@
 //! Cluster topology: who serves which slots (masters and replicas), read from `CLUSTER SLOTS`,
 //! agreed between several nodes, and kept as a slot map.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -63,16 +63,130 @@ impl From<&NodeAddr> for ServerAddr {
     }
 }
 
-/// Why a topology could not be read.
+/// The most nodes (masters and replicas together) a topology may name. Redis recommends at most
+/// about 1,000 nodes; a reply naming more than one node per slot is refused as absurd.
+pub const MAX_NODES: usize = SLOTS as usize;
+
+/// Why a topology could not be read, or was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TopologyError {
-    /// The reply did not have the shape of `CLUSTER SLOTS`.
+    /// The reply did not have the shape of `CLUSTER SLOTS` or `CLUSTER SHARDS`.
     #[error("unexpected CLUSTER SLOTS reply: {0}")]
     BadReply(String),
     /// An address could not be parsed.
     #[error("bad node address {0:?}")]
     BadAddress(String),
+    /// A slot number outside 0..=16383.
+    #[error("slot {0} is outside 0..=16383")]
+    SlotOutOfRange(i64),
+    /// A range that ends before it starts.
+    #[error("slot range {start}-{end} ends before it starts")]
+    BackwardRange {
+        /// The first slot.
+        start: u16,
+        /// The last slot.
+        end: u16,
+    },
+    /// More slot ranges than there are slots: no real cluster sends that.
+    #[error("{ranges} slot ranges, more than the 16384 slots")]
+    TooManyRanges {
+        /// How many ranges the reply held (at least).
+        ranges: usize,
+    },
+    /// More shards than there are slots.
+    #[error("{shards} shards, more than the 16384 slots")]
+    TooManyShards {
+        /// How many shards the reply held.
+        shards: usize,
+    },
+    /// More nodes than [`MAX_NODES`].
+    #[error("more than {max} nodes")]
+    TooManyNodes {
+        /// The limit ([`MAX_NODES`]).
+        max: usize,
+    },
+    /// Two shards claim the same slot.
+    #[error("slot {slot} is claimed by both {first} and {second}")]
+    Overlap {
+        /// The first slot claimed twice.
+        slot: u16,
+        /// The master that claimed it first.
+        first: NodeAddr,
+        /// The master that claimed it again.
+        second: NodeAddr,
+    },
+}
+
+/// Who owns each slot while a reply is read: refuses a slot claimed twice, in time linear in
+/// the slots covered (a claim stops at the first slot already taken).
+struct Claims {
+    owner: Vec<Option<NodeAddr>>,
+    ranges: usize,
+}
+
+impl Claims {
+    fn new() -> Self {
+        Claims {
+            owner: vec![None; usize::from(SLOTS)],
+            ranges: 0,
+        }
+    }
+
+    /// Claims `start..=end` for `master`. A master may repeat its own slot (a reply listing
+    /// one range twice); another master may not.
+    fn claim(&mut self, start: u16, end: u16, master: &NodeAddr) -> Result<(), TopologyError> {
+        if start > end {
+            return Err(TopologyError::BackwardRange { start, end });
+        }
+        self.ranges += 1;
+        if self.ranges > usize::from(SLOTS) {
+            return Err(TopologyError::TooManyRanges {
+                ranges: self.ranges,
+            });
+        }
+        for slot in start..=end {
+            match &mut self.owner[usize::from(slot)] {
+                Some(first) if first != master => {
+                    return Err(TopologyError::Overlap {
+                        slot,
+                        first: first.clone(),
+                        second: master.clone(),
+                    })
+                }
+                Some(_) => {
+                    return Err(TopologyError::BadReply(format!(
+                        "{master} lists slot {slot} twice"
+                    )))
+                }
+                owner @ None => *owner = Some(master.clone()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A slot number from a reply.
+fn slot_number(v: &Value) -> Result<u16, TopologyError> {
+    let n = int(v).ok_or_else(|| TopologyError::BadReply("a slot that is not a number".into()))?;
+    u16::try_from(n)
+        .ok()
+        .filter(|&s| s < SLOTS)
+        .ok_or(TopologyError::SlotOutOfRange(n))
+}
+
+/// Counts the nodes a reply names, and refuses past [`MAX_NODES`].
+#[derive(Default)]
+struct NodeCount(usize);
+
+impl NodeCount {
+    fn add(&mut self, n: usize) -> Result<(), TopologyError> {
+        self.0 = self.0.saturating_add(n);
+        if self.0 > MAX_NODES {
+            return Err(TopologyError::TooManyNodes { max: MAX_NODES });
+        }
+        Ok(())
+    }
 }
 
 /// One master with its slot ranges and replicas.
@@ -150,6 +264,13 @@ impl Topology {
             };
             Ok((NodeAddr::new(host, port), parts.get(2).and_then(text)))
         };
+        if ranges.len() > usize::from(SLOTS) {
+            return Err(TopologyError::TooManyRanges {
+                ranges: ranges.len(),
+            });
+        }
+        let mut claims = Claims::new();
+        let mut count = NodeCount::default();
         let mut by_master: BTreeMap<NodeAddr, Shard> = BTreeMap::new();
         for range in ranges {
             let Value::Array(parts) = range else {
@@ -158,17 +279,14 @@ impl Topology {
             let slot = |i: usize| {
                 parts
                     .get(i)
-                    .and_then(int)
-                    .and_then(|s| u16::try_from(s).ok())
-                    .filter(|&s| s < SLOTS)
                     .ok_or_else(|| bad("a range without valid slots"))
+                    .and_then(slot_number)
             };
             let (start, end) = (slot(0)?, slot(1)?);
-            if start > end {
-                return Err(bad("a range that ends before it starts"));
-            }
             let (master, master_id) =
                 node(parts.get(2).ok_or_else(|| bad("range without master"))?)?;
+            claims.claim(start, end, &master)?;
+            count.add(parts.len().saturating_sub(2))?;
             let shard = by_master.entry(master.clone()).or_insert_with(|| Shard {
                 ranges: Vec::new(),
                 master,
@@ -178,15 +296,14 @@ impl Topology {
             shard.ranges.push((start, end));
             for replica in &parts[3..] {
                 let (addr, _) = node(replica)?;
-                if !shard.replicas.contains(&addr) {
-                    shard.replicas.push(addr);
-                }
+                shard.replicas.push(addr);
             }
         }
         let mut shards: Vec<Shard> = by_master.into_values().collect();
         for shard in &mut shards {
             shard.ranges.sort_unstable();
             shard.replicas.sort();
+            shard.replicas.dedup();
         }
         Ok(Topology { shards })
     }
@@ -202,6 +319,13 @@ impl Topology {
         let Value::Array(entries) = reply else {
             return Err(bad("not an array"));
         };
+        if entries.len() > usize::from(SLOTS) {
+            return Err(TopologyError::TooManyShards {
+                shards: entries.len(),
+            });
+        }
+        let mut claims = Claims::new();
+        let mut count = NodeCount::default();
         let mut shards = Vec::new();
         for entry in entries {
             let shard_fields = fields(entry).ok_or_else(|| bad("a shard is not a map"))?;
@@ -214,22 +338,17 @@ impl Topology {
             let Some(Value::Array(bounds)) = get("slots") else {
                 return Err(bad("a shard without slots"));
             };
+            if bounds.len() / 2 > usize::from(SLOTS) {
+                return Err(TopologyError::TooManyRanges {
+                    ranges: bounds.len() / 2,
+                });
+            }
             let mut ranges = Vec::new();
             for pair in bounds.chunks(2) {
                 let [a, b] = pair else {
                     return Err(bad("odd slot bounds"));
                 };
-                let slot = |v: &Value| {
-                    int(v)
-                        .and_then(|s| u16::try_from(s).ok())
-                        .filter(|&s| s < SLOTS)
-                        .ok_or_else(|| bad("a bad slot"))
-                };
-                let (a, b) = (slot(a)?, slot(b)?);
-                if a > b {
-                    return Err(bad("a range that ends before it starts"));
-                }
-                ranges.push((a, b));
+                ranges.push((slot_number(a)?, slot_number(b)?));
             }
             if ranges.is_empty() {
                 continue;
@@ -237,6 +356,7 @@ impl Topology {
             let Some(Value::Array(nodes)) = get("nodes") else {
                 return Err(bad("a shard without nodes"));
             };
+            count.add(nodes.len())?;
             let mut master = None;
             let mut replicas = Vec::new();
             for node in nodes {
@@ -268,8 +388,12 @@ impl Topology {
                 // A shard whose master is gone from the view: its slots stay unowned here.
                 continue;
             };
+            for &(a, b) in &ranges {
+                claims.claim(a, b, &master)?;
+            }
             ranges.sort_unstable();
             replicas.sort();
+            replicas.dedup();
             shards.push(Shard {
                 ranges,
                 master,
@@ -298,10 +422,15 @@ impl Topology {
     /// The slot map.
     pub fn slot_map(&self) -> SlotMap {
         let mut owner = vec![NO_OWNER; usize::from(SLOTS)];
+        // A parsed topology has at most one shard per slot, so every index fits below NO_OWNER;
+        // shards past it (only a hand-built topology can have them) own nothing.
         for (i, shard) in self.shards.iter().enumerate() {
+            let Some(index) = u16::try_from(i).ok().filter(|&i| i < NO_OWNER) else {
+                break;
+            };
             for &(a, b) in &shard.ranges {
-                for slot in a..=b {
-                    owner[usize::from(slot)] = i as u16;
+                for slot in a..=b.min(SLOTS - 1) {
+                    owner[usize::from(slot)] = index;
                 }
             }
         }
@@ -358,11 +487,16 @@ impl SlotMap {
         self.owner.iter().filter(|&&o| o == NO_OWNER).count()
     }
 
-    /// Applies a `MOVED`: `slot` now lives on `addr` (a known master, or a new one).
-    pub fn patch_moved(&mut self, slot: u16, addr: &NodeAddr) {
+    /// Applies a `MOVED`: `slot` now lives on `addr` (a known master, or a new one). Returns
+    /// false, changing nothing, for a slot past 16383 or when the map already has one shard per
+    /// slot (MOVED to ever new addresses; a refresh rebuilds the map).
+    pub fn patch_moved(&mut self, slot: u16, addr: &NodeAddr) -> bool {
+        if slot >= SLOTS {
+            return false;
+        }
         let index = match self.shards.iter().position(|s| &s.master == addr) {
             Some(i) => i,
-            None => {
+            None if self.shards.len() < usize::from(SLOTS) => {
                 self.shards.push(Shard {
                     ranges: vec![(slot, slot)],
                     master: addr.clone(),
@@ -371,19 +505,24 @@ impl SlotMap {
                 });
                 self.shards.len() - 1
             }
+            None => return false,
         };
-        if let Some(o) = self.owner.get_mut(usize::from(slot)) {
-            *o = index as u16;
+        match (u16::try_from(index), self.owner.get_mut(usize::from(slot))) {
+            (Ok(index), Some(o)) => {
+                *o = index;
+                true
+            }
+            _ => false,
         }
     }
 
     /// Every node address (masters and replicas), without repeats.
     pub fn nodes(&self) -> Vec<NodeAddr> {
-        let mut seen: HashMap<&NodeAddr, ()> = HashMap::new();
+        let mut seen: HashSet<&NodeAddr> = HashSet::new();
         let mut out = Vec::new();
         for shard in &self.shards {
             for addr in std::iter::once(&shard.master).chain(&shard.replicas) {
-                if seen.insert(addr, ()).is_none() {
+                if seen.insert(addr) {
                     out.push(addr.clone());
                 }
             }
@@ -577,6 +716,194 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn range(lo: i64, hi: i64, port: i64) -> Value {
+        Value::Array(vec![
+            Value::Integer(lo),
+            Value::Integer(hi),
+            node("127.0.0.1", port, "x"),
+        ])
+    }
+
+    /// A `CLUSTER SHARDS` entry (RESP2 form) with one master and `replicas` online replicas.
+    fn shard_entry(bounds: Vec<i64>, port: i64, replicas: usize) -> Value {
+        let node = |port: i64, role: &str| {
+            Value::Array(vec![
+                b("port"),
+                Value::Integer(port),
+                b("ip"),
+                b("127.0.0.1"),
+                b("role"),
+                b(role),
+                b("health"),
+                b("online"),
+            ])
+        };
+        let mut nodes = vec![node(port, "master")];
+        nodes.extend((0..replicas).map(|i| node(20000 + i as i64, "replica")));
+        Value::Array(vec![
+            b("slots"),
+            Value::Array(bounds.into_iter().map(Value::Integer).collect()),
+            b("nodes"),
+            Value::Array(nodes),
+        ])
+    }
+
+    #[test]
+    fn cluster_slots_with_two_masters_claiming_a_slot_are_refused_naming_both() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let reply = Value::Array(vec![range(0, 100, 7000), range(100, 16383, 7001)]);
+        let err = Topology::from_cluster_slots(&reply, &asked).unwrap_err();
+        assert_eq!(
+            err,
+            TopologyError::Overlap {
+                slot: 100,
+                first: NodeAddr::new("127.0.0.1", 7000),
+                second: NodeAddr::new("127.0.0.1", 7001),
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("slot 100") && text.contains(":7000") && text.contains(":7001"),
+            "{text}"
+        );
+        // The same master listing a slot twice is no valid reply either.
+        let twice = Value::Array(vec![range(0, 10, 7000), range(5, 20, 7000)]);
+        assert!(Topology::from_cluster_slots(&twice, &asked).is_err());
+    }
+
+    #[test]
+    fn cluster_slots_with_more_ranges_than_slots_are_refused_at_once() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        // 100,000 one-slot ranges of one master: each one fine, the whole absurd.
+        let reply = Value::Array(
+            (0..100_000)
+                .map(|i| range(i % 16384, i % 16384, 7000))
+                .collect(),
+        );
+        let started = std::time::Instant::now();
+        let err = Topology::from_cluster_slots(&reply, &asked).unwrap_err();
+        assert_eq!(err, TopologyError::TooManyRanges { ranges: 100_000 });
+        assert!(err.to_string().contains("100000 slot ranges"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn slots_past_16383_and_backward_ranges_are_refused_naming_the_slot() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        for (reply, want) in [
+            (range(0, 16384, 7000), TopologyError::SlotOutOfRange(16384)),
+            (range(-1, 5, 7000), TopologyError::SlotOutOfRange(-1)),
+            (
+                range(70000, 70001, 7000),
+                TopologyError::SlotOutOfRange(70000),
+            ),
+            (
+                range(9, 3, 7000),
+                TopologyError::BackwardRange { start: 9, end: 3 },
+            ),
+        ] {
+            let reply = Value::Array(vec![reply]);
+            assert_eq!(
+                Topology::from_cluster_slots(&reply, &asked).unwrap_err(),
+                want
+            );
+        }
+        let shards = Value::Array(vec![shard_entry(vec![0, 16384], 7000, 0)]);
+        assert_eq!(
+            Topology::from_cluster_shards(&shards, &asked).unwrap_err(),
+            TopologyError::SlotOutOfRange(16384)
+        );
+    }
+
+    #[test]
+    fn cluster_shards_with_overlapping_shards_are_refused() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let reply = Value::Array(vec![
+            shard_entry(vec![0, 8191], 7000, 1),
+            shard_entry(vec![8000, 16383], 7001, 1),
+        ]);
+        assert_eq!(
+            Topology::from_cluster_shards(&reply, &asked).unwrap_err(),
+            TopologyError::Overlap {
+                slot: 8000,
+                first: NodeAddr::new("127.0.0.1", 7000),
+                second: NodeAddr::new("127.0.0.1", 7001),
+            }
+        );
+        // Split across ranges of one shard's list, too.
+        let reply = Value::Array(vec![
+            shard_entry(vec![0, 10, 20, 30], 7000, 0),
+            shard_entry(vec![31, 40, 5, 5], 7001, 0),
+        ]);
+        assert!(matches!(
+            Topology::from_cluster_shards(&reply, &asked),
+            Err(TopologyError::Overlap { slot: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn cluster_shards_with_absurd_sizes_are_refused() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        // More shards than slots.
+        let many = Value::Array(
+            (0..16_385)
+                .map(|i| shard_entry(vec![], 7000 + i, 0))
+                .collect(),
+        );
+        assert_eq!(
+            Topology::from_cluster_shards(&many, &asked).unwrap_err(),
+            TopologyError::TooManyShards { shards: 16_385 }
+        );
+        // One shard with 100,000 ranges.
+        let bounds: Vec<i64> = (0..100_000).flat_map(|i| [i % 16384, i % 16384]).collect();
+        let reply = Value::Array(vec![shard_entry(bounds, 7000, 0)]);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            Topology::from_cluster_shards(&reply, &asked).unwrap_err(),
+            TopologyError::TooManyRanges { ranges: 100_000 }
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Ranges that are fine one by one but more than the slots across shards.
+        let a: Vec<i64> = (0..8192).flat_map(|i| [i, i]).collect();
+        let b2: Vec<i64> = (8192..16384).flat_map(|i| [i, i]).collect();
+        let full = Value::Array(vec![shard_entry(a, 7000, 0), shard_entry(b2, 7001, 0)]);
+        assert_eq!(
+            Topology::from_cluster_shards(&full, &asked)
+                .unwrap()
+                .covered_slots(),
+            16384,
+            "one range per slot is still a valid cluster"
+        );
+        // A shard naming more nodes than MAX_NODES.
+        let crowded = Value::Array(vec![shard_entry(vec![0, 16383], 7000, MAX_NODES)]);
+        assert_eq!(
+            Topology::from_cluster_shards(&crowded, &asked).unwrap_err(),
+            TopologyError::TooManyNodes { max: MAX_NODES }
+        );
+    }
+
+    #[test]
+    fn a_slot_map_never_wraps_its_shard_index() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let mut map = Topology::from_cluster_slots(&reply(), &asked)
+            .unwrap()
+            .slot_map();
+        // MOVED to ever new addresses: the map grows to one shard per slot, then stops.
+        for i in 0..u32::from(SLOTS) + 100 {
+            let before = map.shards().len();
+            let addr = NodeAddr::new(format!("10.0.{}.{}", i / 250, i % 250), 7000);
+            let slot = (i % u32::from(SLOTS)) as u16;
+            assert_eq!(
+                map.patch_moved(slot, &addr),
+                before < usize::from(SLOTS),
+                "MOVED number {i}"
+            );
+        }
+        assert_eq!(map.shards().len(), usize::from(SLOTS));
+        assert!((0..SLOTS).all(|slot| map.master(slot).is_some()));
+        assert!(!map.patch_moved(SLOTS, &asked));
     }
 
     #[test]

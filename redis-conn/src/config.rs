@@ -243,6 +243,11 @@ impl ConnectionConfig {
         self.response_timeout
     }
 
+    /// The connect timeout in force (TCP, TLS and the Redis handshake together).
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// The queue capacity in force.
     pub fn get_queue_capacity(&self) -> usize {
         self.queue_capacity

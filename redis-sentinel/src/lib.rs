@@ -10,11 +10,13 @@
 //! failover, and writes sent there would be lost).
 //!
 //! On each poll it also learns the sentinels that joined (`SENTINEL SENTINELS`), so that losing
-//! the ones it was configured with does not leave it blind.
+//! the ones it was configured with does not leave it blind; it knows at most [`MAX_SENTINELS`]
+//! sentinels, configured and learned together.
 //!
 //! With [`SentinelConfig::read_from_replicas`], read-only commands go to a replica from
 //! `SENTINEL REPLICAS` chosen by a [`ReplicaSelector`] (the cluster's selectors), falling back to
-//! the master.
+//! the master. At most [`MAX_REPLICAS`] replicas are kept; they are dialled all at once, in a
+//! task of their own, so that a slow or dead replica never delays following a failover.
 //!
 //! Sentinels are reached with their own connection settings
 //! ([`SentinelConfig::sentinel_connection`]): a password or ACL user for the sentinels
@@ -29,7 +31,7 @@
 
 #![deny(missing_docs)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,13 @@ use redis_conn::{
     ReplicaSelector, ServerAddr, Stats, Subscriber, SubscriberHandle, TlsConfig, Value,
 };
 use tokio::sync::{broadcast, Notify};
+
+/// The most sentinels a client knows, configured and learned together: sentinels learned past
+/// it are left out (configured ones are always kept). A deployment has 3 or 5.
+pub const MAX_SENTINELS: usize = 64;
+
+/// The most replicas a client keeps for reads; a longer `SENTINEL REPLICAS` list is cut there.
+pub const MAX_REPLICAS: usize = 64;
 
 /// Settings of a sentinel client.
 #[derive(Debug, Clone)]
@@ -188,6 +197,23 @@ pub enum SentinelError {
 }
 
 impl SentinelError {
+    /// Whether the command may have run (see `redis_conn::Error::sent`). `Sent::No` when no
+    /// master was found, and when the connection could not be opened (refused, timed out, TLS or
+    /// the handshake refused): the command never reached a server.
+    pub fn sent(&self) -> Option<redis_conn::Sent> {
+        match self {
+            SentinelError::NoMaster { .. } => Some(redis_conn::Sent::No),
+            SentinelError::Node(
+                Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::Tls { .. }
+                | Error::Auth { .. }
+                | Error::Handshake { .. },
+            ) => Some(redis_conn::Sent::No),
+            SentinelError::Node(e) => e.sent(),
+        }
+    }
+
     /// A short, stable name of the variant; the master's error gives its own
     /// (`redis_conn::Error::kind`).
     pub fn kind(&self) -> &'static str {
@@ -250,6 +276,8 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     events: broadcast::Sender<SentinelEvent>,
     failovers: AtomicU64,
+    /// A replica refresh is running (in its own task): at most one at a time.
+    replicas_refreshing: AtomicBool,
 }
 
 /// A client of a Sentinel-managed deployment: cheap to clone, follows failovers by itself.
@@ -294,6 +322,7 @@ impl SentinelClient {
                 wake: Notify::new(),
                 events,
                 failovers: AtomicU64::new(0),
+                replicas_refreshing: AtomicBool::new(false),
             }),
         };
         if client.inner.config.read_from_replicas {
@@ -583,7 +612,7 @@ impl SentinelClient {
                 };
                 follow(&inner).await;
                 if inner.config.read_from_replicas {
-                    refresh_replicas(&inner).await;
+                    spawn_replica_refresh(&inner);
                 }
                 if woken.is_err() {
                     // On the poll (not on every event): learn sentinels that joined.
@@ -737,8 +766,13 @@ async fn follow(inner: &Inner) {
 
 /// Asks the sentinels in order for a list of nodes (`SENTINEL <subcommand> <master>`: SENTINELS,
 /// REPLICAS) and returns the addresses of the entries flagged with none of `skip`, from the first
-/// sentinel that answers.
-async fn listed_nodes(inner: &Inner, subcommand: &str, skip: &[&str]) -> Option<Vec<ServerAddr>> {
+/// sentinel that answers: the first `cap` of them, without repeats.
+async fn listed_nodes(
+    inner: &Inner,
+    subcommand: &str,
+    skip: &[&str],
+    cap: usize,
+) -> Option<Vec<ServerAddr>> {
     let known = inner
         .sentinels
         .lock()
@@ -760,8 +794,11 @@ async fn listed_nodes(inner: &Inner, subcommand: &str, skip: &[&str]) -> Option<
         let Ok(Value::Array(entries)) = reply else {
             continue;
         };
-        let mut addrs = Vec::new();
+        let mut addrs: Vec<ServerAddr> = Vec::new();
         for entry in &entries {
+            if addrs.len() >= cap {
+                break;
+            }
             let fields = field_map(entry);
             let get = |name: &str| {
                 fields
@@ -775,7 +812,10 @@ async fn listed_nodes(inner: &Inner, subcommand: &str, skip: &[&str]) -> Option<
                 continue;
             }
             if let Ok(port) = get("port").parse::<u16>() {
-                addrs.push(ServerAddr::tcp(get("ip"), port));
+                let addr = ServerAddr::tcp(get("ip"), port);
+                if !addrs.contains(&addr) {
+                    addrs.push(addr);
+                }
             }
         }
         return Some(addrs);
@@ -784,15 +824,17 @@ async fn listed_nodes(inner: &Inner, subcommand: &str, skip: &[&str]) -> Option<
 }
 
 /// Learns the sentinels not known yet (`SENTINEL SENTINELS`, skipping those flagged down), adds
-/// them at the end of the list, and returns them.
+/// them at the end of the list while it holds fewer than [`MAX_SENTINELS`], and returns them.
 async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
-    let listed = listed_nodes(inner, "SENTINELS", &["s_down", "o_down"])
+    let listed = listed_nodes(inner, "SENTINELS", &["s_down", "o_down"], MAX_SENTINELS)
         .await
         .unwrap_or_default();
     let mut list = inner.sentinels.lock().unwrap_or_else(|e| e.into_inner());
+    let room = MAX_SENTINELS.saturating_sub(list.len());
     let learned: Vec<ServerAddr> = listed
         .into_iter()
         .filter(|addr| !list.contains(addr))
+        .take(room)
         .collect();
     list.extend(learned.iter().cloned());
     if !learned.is_empty() {
@@ -801,36 +843,79 @@ async fn learn_sentinels(inner: &Inner) -> Vec<ServerAddr> {
     learned
 }
 
-/// Reloads the replicas (`SENTINEL REPLICAS`, skipping those flagged down or disconnected),
-/// keeping the connections of those that stay and closing the others.
+/// Starts a replica refresh in a task of its own, unless one is running: the follower never
+/// waits for replicas to answer.
+fn spawn_replica_refresh(inner: &Arc<Inner>) {
+    if inner.replicas_refreshing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        refresh_replicas(&inner).await;
+        inner.replicas_refreshing.store(false, Ordering::Release);
+    });
+}
+
+/// Reloads the replicas (`SENTINEL REPLICAS`, skipping those flagged down or disconnected, at
+/// most [`MAX_REPLICAS`]), keeping the connections of those that stay, dialling the new ones all
+/// at once (so it takes one connect timeout however many are dead), and closing the others.
 async fn refresh_replicas(inner: &Inner) {
-    let Some(addrs) = listed_nodes(inner, "REPLICAS", &["s_down", "o_down", "disconnected"]).await
+    let Some(addrs) = listed_nodes(
+        inner,
+        "REPLICAS",
+        &["s_down", "o_down", "disconnected"],
+        MAX_REPLICAS,
+    )
+    .await
     else {
         return;
     };
-    let old: Vec<(ServerAddr, Node)> =
-        std::mem::take(&mut *inner.replicas.write().unwrap_or_else(|e| e.into_inner()));
-    let mut next = Vec::new();
-    for addr in addrs {
+    let old: Vec<(ServerAddr, Node)> = inner
+        .replicas
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut dials = tokio::task::JoinSet::new();
+    let mut next: Vec<(ServerAddr, Option<Node>)> = Vec::with_capacity(addrs.len());
+    for (i, addr) in addrs.into_iter().enumerate() {
         let kept = old
             .iter()
             .find(|(a, c)| *a == addr && !c.is_closed())
             .map(|(_, c)| c.clone());
-        let conn = match kept {
-            Some(c) => c,
-            None => match Node::connect(inner.config.node_at(&addr)).await {
-                Ok(c) => c,
-                Err(_) => continue,
-            },
-        };
-        next.push((addr, conn));
+        if kept.is_none() {
+            let config = inner.config.node_at(&addr);
+            dials.spawn(async move { (i, Node::connect(config).await) });
+        }
+        next.push((addr, kept));
     }
-    for (addr, conn) in &old {
-        if !next.iter().any(|(a, _)| a == addr) {
+    while let Some(joined) = dials.join_next().await {
+        match joined {
+            Ok((i, Ok(node))) => next[i].1 = Some(node),
+            Ok((i, Err(e))) => {
+                tracing::debug!(replica = %next[i].0, error = %e, "cannot reach a replica");
+            }
+            Err(e) => tracing::debug!(error = %e, "a replica dial failed"),
+        }
+    }
+    let next: Vec<(ServerAddr, Node)> = next
+        .into_iter()
+        .filter_map(|(addr, node)| Some((addr, node?)))
+        .collect();
+    let closed = *inner.shutdown.borrow();
+    let previous = {
+        let mut slot = inner.replicas.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *slot, if closed { Vec::new() } else { next.clone() })
+    };
+    for (addr, conn) in &previous {
+        if closed || !next.iter().any(|(a, _)| a == addr) {
             conn.close();
         }
     }
-    *inner.replicas.write().unwrap_or_else(|e| e.into_inner()) = next;
+    if closed {
+        for (_, conn) in &next {
+            conn.close();
+        }
+    }
 }
 
 /// Field names and values of a sentinel reply entry (RESP2 flat array or RESP3 map).
