@@ -218,12 +218,20 @@ pub enum Error {
 impl Error {
     /// For a failed request, whether the command may have been executed. `None` when the error
     /// is not about a request's delivery (a server error reply means it *was* executed and failed).
+    ///
+    /// A connection that was never made (refused, timed out, TLS or the handshake refused)
+    /// carried nothing: `Sent::No`.
     pub fn sent(&self) -> Option<Sent> {
         match self {
             Error::ConnectionLost { sent, .. } | Error::Timeout { sent, .. } => Some(*sent),
-            Error::QueueFull { .. } | Error::PoolTimeout { .. } | Error::Closed { .. } => {
-                Some(Sent::No)
-            }
+            Error::QueueFull { .. }
+            | Error::PoolTimeout { .. }
+            | Error::Closed { .. }
+            | Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Tls { .. }
+            | Error::Auth { .. }
+            | Error::Handshake { .. } => Some(Sent::No),
             _ => None,
         }
     }
