@@ -40,6 +40,10 @@ struct Shared {
     open: AtomicUsize,
     accepted: AtomicU64,
     writes: AtomicU64,
+    /// Connections reset by `reset_all` (counted when the RST is set up, not when it is asked).
+    resets_applied: AtomicU64,
+    /// Chunks dropped by [`Fault::Blackhole`].
+    dropped: AtomicU64,
 }
 
 impl Shared {
@@ -95,6 +99,8 @@ impl FaultProxy {
             open: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            resets_applied: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         });
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -153,6 +159,19 @@ impl FaultProxy {
     /// Connections accepted since the start.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections actually reset by [`reset_all`](Self::reset_all) since the start: a reset
+    /// asked while no connection is open counts nothing, so a test can tell that its fault took
+    /// effect. A connection counts once it has set up its RST, a moment after the call.
+    pub fn resets_applied(&self) -> u64 {
+        self.shared.resets_applied.load(Ordering::SeqCst)
+    }
+
+    /// Chunks of traffic (either direction) that [`Fault::Blackhole`] dropped since the start:
+    /// zero means the blackhole swallowed nothing.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -216,6 +235,7 @@ async fn connection(mut client: TcpStream, mut server: TcpStream, shared: &Share
         // Closing with a zero linger sends RST instead of FIN.
         let _ = client.set_zero_linger();
         let _ = server.set_zero_linger();
+        shared.resets_applied.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -237,7 +257,10 @@ async fn pump(
                 Ok(n) => n,
             };
             let due = match shared.fault() {
-                Fault::Blackhole => continue,
+                Fault::Blackhole => {
+                    shared.dropped.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
                 Fault::Delay(d) => Instant::now() + d,
                 _ => Instant::now(),
             };
@@ -253,6 +276,7 @@ async fn pump(
             let mut data = &data[..];
             let fault = shared.fault();
             if fault == Fault::Blackhole {
+                shared.dropped.fetch_add(1, Ordering::SeqCst);
                 continue;
             }
             let mut close = false;

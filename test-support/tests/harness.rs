@@ -284,6 +284,8 @@ fn the_proxy_forwards_delays_blackholes_and_cuts() {
         roundtrip(&mut c, b"PING\r\n").is_err(),
         "blackhole answered"
     );
+    assert!(proxy.dropped() >= 1, "the blackhole dropped nothing");
+    assert_eq!(proxy.resets_applied(), 0);
 
     proxy.set(Fault::Pass);
     proxy.reset_all();
@@ -294,6 +296,7 @@ fn the_proxy_forwards_delays_blackholes_and_cuts() {
         matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "expected a reset, got {r:?}"
     );
+    assert_eq!(proxy.resets_applied(), 1);
 
     let mut c2 = TcpStream::connect(proxy.addr()).unwrap();
     c2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -3,6 +3,13 @@
 //! Writes `target/chaos/report.md` and `target/chaos/report.json` and fails when a criterion
 //! does not hold.
 //!
+//! Every scenario must show that its fault took effect (reconnects per kill, CLIENT KILL's count,
+//! the proxy's own counts, timeouts in a stall, MOVED/ASK where slots move, a followed
+//! failover), that the load was held (>= 80 % of the offered rate, >= 80 % of the SETs started
+//! outside the fault windows acknowledged, no panic), and that errors stayed within its bound
+//! (none, or only in calls overlapping a fault window plus a documented grace). Each criterion
+//! is reported with the value it was judged on.
+//!
 //! `--quick` (CI) runs a few fault cycles per scenario; the long mode runs many, and the decoder
 //! fuzz targets for a bounded time when a nightly toolchain with cargo-fuzz is there.
 
@@ -43,7 +50,17 @@ pub(crate) struct Report {
     pub(crate) failovers: u64,
     pub(crate) fd_delta: i64,
     pub(crate) seconds: f64,
-    pub(crate) criteria: Vec<(String, bool)>,
+    /// What the fault measurably did (the scenario's effect criterion, in short).
+    pub(crate) effect: String,
+    /// Median round trip of an idle `PING` before the load, in ms: latency bounds are set
+    /// relative to it.
+    pub(crate) idle_rtt_ms: f64,
+    pub(crate) timeouts: u64,
+    pub(crate) stale_reads: u64,
+    pub(crate) moved: u64,
+    pub(crate) ask: u64,
+    /// Each criterion: what must hold, the measured value, whether it held.
+    pub(crate) criteria: Vec<(String, String, bool)>,
     pub(crate) notes: Vec<String>,
     /// The step could not run here (a missing tool): neither a pass nor a failure.
     pub(crate) skipped: bool,
@@ -58,18 +75,42 @@ impl Report {
     }
 
     pub(crate) fn check(&mut self, what: &str, held: bool) {
-        self.criteria.push((what.to_string(), held));
+        self.criteria.push((what.to_string(), String::new(), held));
+    }
+
+    /// A criterion with the value it was judged on.
+    pub(crate) fn measure(&mut self, what: &str, measured: impl Into<String>, held: bool) {
+        self.criteria
+            .push((what.to_string(), measured.into(), held));
+    }
+
+    /// The criterion that the fault took effect; it fails with a message saying it took none.
+    pub(crate) fn effect(&mut self, what: &str, measured: impl Into<String>, held: bool) {
+        let measured = measured.into();
+        self.effect = if self.effect.is_empty() {
+            measured.clone()
+        } else {
+            format!("{}; {measured}", self.effect)
+        };
+        let what = if held {
+            format!("the fault took effect: {what}")
+        } else {
+            format!("the fault took NO effect (the scenario proves nothing): {what}")
+        };
+        self.criteria.push((what, measured, held));
     }
 
     pub(crate) fn pass(&self) -> bool {
-        !self.criteria.is_empty() && self.criteria.iter().all(|(_, held)| *held)
+        !self.criteria.is_empty() && self.criteria.iter().all(|(_, _, held)| *held)
     }
 
     fn json(&self) -> serde_json::Value {
         let criteria: Vec<serde_json::Value> = self
             .criteria
             .iter()
-            .map(|(what, held)| serde_json::json!({ "criterion": what, "held": held }))
+            .map(|(what, measured, held)| {
+                serde_json::json!({ "criterion": what, "measured": measured, "held": held })
+            })
             .collect();
         serde_json::json!({
             "name": self.name,
@@ -91,6 +132,12 @@ impl Report {
             "topology_refreshes": self.topology_refreshes,
             "failovers": self.failovers,
             "fd_delta": self.fd_delta,
+            "effect": self.effect,
+            "idle_rtt_ms": (self.idle_rtt_ms * 1000.0).round() / 1000.0,
+            "timeouts": self.timeouts,
+            "stale_reads": self.stale_reads,
+            "moved": self.moved,
+            "ask": self.ask,
             "seconds": (self.seconds * 10.0).round() / 10.0,
             "criteria": criteria,
             "notes": self.notes,
@@ -230,8 +277,16 @@ fn print_report(r: &Report) {
     for note in &r.notes {
         println!("  note: {note}");
     }
-    for (what, held) in &r.criteria {
-        println!("  [{}] {what}", if *held { "ok" } else { "FAIL" });
+    for (what, measured, held) in &r.criteria {
+        println!(
+            "  [{}] {what}{}",
+            if *held { "ok" } else { "FAIL" },
+            if measured.is_empty() {
+                String::new()
+            } else {
+                format!(" -- measured: {measured}")
+            }
+        );
     }
 }
 
@@ -258,23 +313,30 @@ fn write_reports(reports: &[Report], mode: Mode, took: Duration) -> Result<PathB
         "# Chaos report ({} mode, {:.0} s)\n\nLoad: 2,000 ops/s from 32 tasks (SET of unique keys, \
          ECHO tokens, INCR counters, GET), response timeout 1 s. Lost: acknowledged SETs missing \
          at the end. Misrouted: ECHO replies that were not their token. Past deadline: calls \
-         longer than 1 s + 250 ms. Recovery: fault healed to the next successful call.\n",
+         longer than 1 s + 250 ms. Recovery: fault healed to the next successful call (on the killed \
+         shard's keys for the cluster kill). Load held: >= 80 % of the offered rate and of the \
+         SETs started outside the fault windows acknowledged. Effect: \
+         what the fault measurably did (a scenario whose fault took no effect fails). Each \
+         criterion below carries the value it was judged on.\n",
         if mode.quick { "quick" } else { "long" },
         took.as_secs_f64()
     );
     let _ = writeln!(
         md,
-        "| scenario | ops/s | faults | errors | unknown | lost | misrouted | past deadline | \
-         recovery p50 / p99 ms | reconnect attempts | refreshes | pass |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| scenario | ops/s | faults | effect | errors | timeouts | unknown | lost | misrouted | \
+         past deadline | recovery p50 / p99 ms | reconnect attempts | refreshes | pass |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in reports {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {} |",
             r.name,
             r.ops_per_sec,
             r.faults,
+            r.effect,
             r.errors,
+            r.timeouts,
             r.unknown_outcome,
             r.lost,
             r.misrouted,
@@ -295,8 +357,12 @@ fn write_reports(reports: &[Report], mode: Mode, took: Duration) -> Result<PathB
     let _ = writeln!(md, "\n## Criteria and notes\n");
     for r in reports {
         let _ = writeln!(md, "**{}** ({:.0} s)", r.name, r.seconds);
-        for (what, held) in &r.criteria {
-            let _ = writeln!(md, "- [{}] {what}", if *held { "x" } else { " " });
+        for (what, measured, held) in &r.criteria {
+            let _ = write!(md, "- [{}] {what}", if *held { "x" } else { " " });
+            if !measured.is_empty() {
+                let _ = write!(md, " (measured: {measured})");
+            }
+            let _ = writeln!(md);
         }
         for note in &r.notes {
             let _ = writeln!(md, "- note: {note}");

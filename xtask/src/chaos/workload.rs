@@ -6,7 +6,12 @@
 //! write (so that faults also land mid-pipeline). Afterwards: `ECHO` replies that were not their token are
 //! misrouted; acknowledged `SET`s missing are lost; each counter must lie within `acked ..=
 //! acked + unknown` (below: a lost increment; above: one ran twice); a call that took longer
-//! than its deadline plus slack exceeded it.
+//! than its deadline plus slack exceeded it; a `GET` of a key the task wrote that does not return
+//! the acknowledged value is a stale read.
+//!
+//! Each call's start and end are kept with its outcome and its keys' slots, so that a scenario
+//! can tell errors inside its fault windows from errors outside them, and recovery on the keys
+//! of one cluster shard from recovery on any.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,11 +24,32 @@ use redis_client::{Cmd, Sent, Value};
 /// Scheduling slack on top of a call's deadline before it counts as exceeded (2 busy cores).
 const SLACK: Duration = Duration::from_millis(250);
 
+/// A failed call: when it ran, whether it timed out or may have run, and the slots of its keys (none for `ECHO`).
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
+    pub(crate) slots: Vec<u16>,
+    /// The call held a keyless command (`ECHO`, alone or in a pipeline), which a cluster
+    /// sends to any master: it cannot be told to one shard.
+    pub(crate) keyless: bool,
+    pub(crate) timeout: bool,
+    pub(crate) maybe: bool,
+}
+
 /// What the operations of a run came to.
 #[derive(Debug, Default)]
 pub(crate) struct Outcomes {
     pub(crate) ops: u64,
     pub(crate) ok: u64,
+    /// Every failed call, with its time span.
+    pub(crate) failures: Vec<Failure>,
+    /// Every SET (plain or in a pipeline): when it started and whether it was acknowledged.
+    pub(crate) sets: Vec<(Instant, bool)>,
+    /// GETs of a key the task had written that did not return its acknowledged value.
+    pub(crate) stale_reads: u64,
+    /// Successful calls on keys: when they ended and their key's slot (one entry per key).
+    pub(crate) ok_slots: Vec<(Instant, u16)>,
     pub(crate) errors_by_kind: BTreeMap<String, u64>,
     /// Writes that failed with `Sent::Maybe` (they may have run).
     pub(crate) unknown: u64,
@@ -43,6 +69,60 @@ pub(crate) struct Outcomes {
 impl Outcomes {
     pub(crate) fn errors(&self) -> u64 {
         self.errors_by_kind.values().sum()
+    }
+
+    /// Calls that failed by a deadline passing.
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.failures.iter().filter(|f| f.timeout).count() as u64
+    }
+
+    /// Calls that failed with `Sent::Maybe` (timeouts included).
+    pub(crate) fn maybe(&self) -> u64 {
+        self.failures.iter().filter(|f| f.maybe).count() as u64
+    }
+
+    /// Failed calls that overlap none of `windows` (each stretched by `grace` after its end).
+    pub(crate) fn errors_outside(&self, windows: &[(Instant, Instant)], grace: Duration) -> u64 {
+        self.failures
+            .iter()
+            .filter(|f| {
+                !windows
+                    .iter()
+                    .any(|(from, to)| f.end >= *from && f.start <= *to + grace)
+            })
+            .count() as u64
+    }
+
+    /// (SETs started outside `windows`, how many of them were acknowledged).
+    pub(crate) fn sets_outside(&self, windows: &[(Instant, Instant)]) -> (u64, u64) {
+        let outside: Vec<bool> = self
+            .sets
+            .iter()
+            .filter(|(t, _)| !windows.iter().any(|(from, to)| t >= from && t <= to))
+            .map(|(_, acked)| *acked)
+            .collect();
+        (
+            outside.len() as u64,
+            outside.iter().filter(|a| **a).count() as u64,
+        )
+    }
+
+    /// The first success on a key whose slot `on` accepts after each of `times`, in ms.
+    pub(crate) fn recovery_on_ms(&self, healed: &[Instant], on: impl Fn(u16) -> bool) -> Vec<f64> {
+        let mut ok: Vec<Instant> = self
+            .ok_slots
+            .iter()
+            .filter(|(_, s)| on(*s))
+            .map(|(t, _)| *t)
+            .collect();
+        ok.sort_unstable();
+        healed
+            .iter()
+            .filter_map(|h| {
+                let i = ok.partition_point(|t| t < h);
+                ok.get(i).map(|t| (*t - *h).as_secs_f64() * 1000.0)
+            })
+            .collect()
     }
 
     /// The first success after each of `times` (recovery after a fault is healed), in ms.
@@ -104,13 +184,15 @@ pub(crate) struct Running {
 }
 
 /// Starts `tasks` tasks sending `rate` operations per second in all, through `client`;
-/// `deadline` is the client's response timeout (what a call may take). Keys carry `prefix`.
+/// `deadline` is the client's response timeout (what a call may take). Keys carry `prefix`; with
+/// `hot_tag`, every other task puts all its keys under that hash tag (one cluster slot).
 pub(crate) fn start(
     client: &Client,
     rate: f64,
     tasks: usize,
     deadline: Duration,
     prefix: &str,
+    hot_tag: Option<&str>,
 ) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let interval = Duration::from_secs_f64(tasks as f64 / rate);
@@ -118,7 +200,10 @@ pub(crate) fn start(
     let handles = (0..tasks)
         .map(|t| {
             let (client, stop) = (client.clone(), Arc::clone(&stop));
-            let prefix = format!("{prefix}:{t}");
+            let prefix = match hot_tag {
+                Some(tag) if t % 2 == 0 => format!("{tag}:{prefix}:{t}"),
+                _ => format!("{prefix}:{t}"),
+            };
             tokio::spawn(async move { task(client, stop, interval, deadline, prefix).await })
         })
         .collect();
@@ -142,6 +227,10 @@ impl Running {
             };
             all.ops += o.ops;
             all.ok += o.ok;
+            all.failures.extend(o.failures);
+            all.sets.extend(o.sets);
+            all.stale_reads += o.stale_reads;
+            all.ok_slots.extend(o.ok_slots);
             for (k, v) in o.errors_by_kind {
                 *all.errors_by_kind.entry(k).or_default() += v;
             }
@@ -167,6 +256,7 @@ async fn task(
 ) -> Outcomes {
     let mut out = Outcomes::default();
     let counter = format!("{prefix}:counter");
+    let counter_slot = slot(&counter);
     let (mut incr_acked, mut incr_unknown) = (0u64, 0u64);
     let mut due = Instant::now();
     let mut i = 0u64;
@@ -191,6 +281,7 @@ async fn task(
             ];
             let result = client.send_pipeline(&cmds).await;
             let took = started.elapsed();
+            let slots = vec![slot(&key), counter_slot];
             out.ops += 1;
             if took > deadline + SLACK {
                 out.deadline_exceeded += 1;
@@ -198,18 +289,31 @@ async fn task(
             match result {
                 Ok(values) if values.len() == 3 => {
                     out.ok += 1;
-                    out.ok_at.push(Instant::now());
+                    let now = Instant::now();
+                    out.ok_at.push(now);
                     out.latency_us.push(took.as_micros() as u64);
                     match &values[0] {
                         Value::Error(e) => {
-                            *out.errors_by_kind
-                                .entry(format!(
-                                    "server:{}",
-                                    redis_client::ServerError::new(e.clone()).code()
-                                ))
-                                .or_default() += 1
+                            let kind = format!(
+                                "server:{}",
+                                redis_client::ServerError::new(e.clone()).code()
+                            );
+                            out.failures.push(Failure {
+                                start: started,
+                                end: now,
+                                slots: slots.clone(),
+                                keyless: true,
+                                timeout: false,
+                                maybe: false,
+                            });
+                            *out.errors_by_kind.entry(kind).or_default() += 1;
+                            out.sets.push((started, false));
                         }
-                        _ => out.acked.push((key, value)),
+                        _ => {
+                            out.ok_slots.extend(slots.iter().map(|s| (now, *s)));
+                            out.acked.push((key, value));
+                            out.sets.push((started, true));
+                        }
                     }
                     if matches!(values[1], Value::Integer(_)) {
                         incr_acked += 1;
@@ -220,9 +324,17 @@ async fn task(
                 }
                 Ok(_) => out.misrouted += 1,
                 Err(e) => {
-                    *out.errors_by_kind
-                        .entry(format!("pipeline:{}", kind(&e)))
-                        .or_default() += 1;
+                    out.sets.push((started, false));
+                    let kind = format!("pipeline:{}", kind(&e));
+                    out.failures.push(Failure {
+                        start: started,
+                        end: Instant::now(),
+                        slots,
+                        keyless: true,
+                        timeout: e.is_timeout(),
+                        maybe: e.sent() == Some(Sent::Maybe),
+                    });
+                    *out.errors_by_kind.entry(kind).or_default() += 1;
                     if e.sent() == Some(Sent::Maybe) {
                         out.unknown += 2;
                         incr_unknown += 1;
@@ -231,24 +343,34 @@ async fn task(
             }
             continue;
         }
-        let (cmd, token) = match step {
+        let (cmd, token, slots) = match step {
             0 => {
                 let key = format!("{prefix}:k{i}");
                 let value = format!("v{i}");
-                (Cmd::new("SET").arg(&key).arg(&value), Some((key, value)))
+                let slots = vec![slot(&key)];
+                (
+                    Cmd::new("SET").arg(&key).arg(&value),
+                    Some((key, value)),
+                    slots,
+                )
             }
             1 => {
                 let token = format!("{prefix}:echo{i}");
-                (Cmd::new("ECHO").arg(&token), Some((token, String::new())))
+                (
+                    Cmd::new("ECHO").arg(&token),
+                    Some((token, String::new())),
+                    Vec::new(),
+                )
             }
-            2 => (Cmd::new("INCR").arg(&counter), None),
+            2 => (Cmd::new("INCR").arg(&counter), None, vec![counter_slot]),
             _ => {
-                let key = out
+                let (key, value) = out
                     .acked
                     .last()
-                    .map(|(k, _)| k.clone())
-                    .unwrap_or_else(|| format!("{prefix}:none"));
-                (Cmd::new("GET").arg(key), None)
+                    .cloned()
+                    .unwrap_or_else(|| (format!("{prefix}:none"), String::new()));
+                let slots = vec![slot(&key)];
+                (Cmd::new("GET").arg(&key), Some((key, value)), slots)
             }
         };
         let result = client.send(cmd).await;
@@ -260,20 +382,41 @@ async fn task(
         match result {
             Ok(value) => {
                 out.ok += 1;
-                out.ok_at.push(Instant::now());
+                let now = Instant::now();
+                out.ok_at.push(now);
+                out.ok_slots.extend(slots.iter().map(|s| (now, *s)));
                 out.latency_us.push(took.as_micros() as u64);
                 match (step, token) {
-                    (0, Some(kv)) => out.acked.push(kv),
+                    (0, Some(kv)) => {
+                        out.acked.push(kv);
+                        out.sets.push((started, true));
+                    }
                     (1, Some((token, _)))
                         if value.as_bytes().map(|b| &b[..]) != Some(token.as_bytes()) =>
                     {
                         out.misrouted += 1;
                     }
                     (2, _) => incr_acked += 1,
+                    (3, Some((_, expected)))
+                        if !expected.is_empty() && text(&value) != expected =>
+                    {
+                        out.stale_reads += 1;
+                    }
                     _ => {}
                 }
             }
             Err(e) => {
+                if step == 0 {
+                    out.sets.push((started, false));
+                }
+                out.failures.push(Failure {
+                    start: started,
+                    end: Instant::now(),
+                    keyless: step == 1,
+                    slots,
+                    timeout: e.is_timeout(),
+                    maybe: e.sent() == Some(Sent::Maybe),
+                });
                 *out.errors_by_kind.entry(kind(&e)).or_default() += 1;
                 if e.sent() == Some(Sent::Maybe) && (step == 0 || step == 2) {
                     out.unknown += 1;
@@ -286,6 +429,11 @@ async fn task(
     }
     out.counters.push((counter, incr_acked, incr_unknown));
     out
+}
+
+/// The cluster slot of `key` (computed for every deployment; only a cluster uses it).
+pub(crate) fn slot(key: &str) -> u16 {
+    redis_client::layers::cluster::slot(key.as_bytes())
 }
 
 /// What the data on the servers says at the end.
