@@ -364,6 +364,7 @@ async fn connecting_to_a_server_that_never_answers_times_out() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
+    assert_eq!(err.sent(), Some(redis_conn::Sent::No), "a connect carries no command");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(290) && took < Duration::from_millis(800),
