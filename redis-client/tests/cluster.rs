@@ -250,8 +250,9 @@ async fn pub_sub_and_replica_reads_through_the_facade() {
     sub.subscribe(["news"]).await.unwrap();
     let channels: Vec<String> = (0..10).map(|i| format!("orders:{i}")).collect();
     sub.ssubscribe(&channels).await.unwrap();
-    // PUBLISH from the client reaches the subscriber whatever node each lands on.
-    assert!(c.publish("news", "hello").await.unwrap() <= 1);
+    // PUBLISH from the client reaches the subscriber whatever node each lands on (the count
+    // it answers is the node's own subscribers, so the arrival below is what proves it).
+    c.publish("news", "hello").await.unwrap();
     let m = tokio::time::timeout(Duration::from_secs(2), sub.next_message())
         .await
         .unwrap()

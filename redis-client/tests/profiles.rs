@@ -52,10 +52,17 @@ master_name = "{MASTER_NAME}"
     assert_eq!(source.file_from, "argument");
     let c = Client::connect(config).await.unwrap();
     c.set("k", "in-db-1").await.unwrap();
+    // The key went to database 1, not 0.
+    let mut in_db = a.admin().unwrap();
+    in_db.cmd(&["SELECT", "1"]).unwrap();
     assert_eq!(
-        a.cmd(&["SELECT", "1"]).ok().map(|_| ()),
-        Some(()),
-        "database 1 exists"
+        in_db.cmd(&["GET", "k"]).unwrap(),
+        redis_client::Value::BulkString("in-db-1".into())
+    );
+    in_db.cmd(&["SELECT", "0"]).unwrap();
+    assert_eq!(
+        in_db.cmd(&["EXISTS", "k"]).unwrap(),
+        redis_client::Value::Integer(0)
     );
     let list = a.admin().unwrap().cmd_string(&["CLIENT", "LIST"]).unwrap();
     assert!(

@@ -330,6 +330,10 @@ async fn a_killed_master_costs_errors_only_on_its_shard_and_only_until_promotion
     for w in workers {
         errors.extend(w.await.unwrap());
     }
+    assert!(
+        !errors.is_empty(),
+        "no write failed while the victim's master was dead: the load never reached its shard"
+    );
     for (key, at, e) in &errors {
         assert!(
             on_victim(key),

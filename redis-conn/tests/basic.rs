@@ -333,12 +333,23 @@ async fn a_pipeline_of_1000_commands_is_one_write_and_about_one_read_per_16_kib(
 async fn a_slow_event_callback_never_stalls_io() {
     let server = RedisServer::start().unwrap();
     // A callback that blocks its thread for a long time on every event.
-    let conn = Connection::connect(config(&server).on_event(|_| {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let conn = Connection::connect(config(&server).on_event(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(Duration::from_secs(2));
     }))
     .await
     .unwrap();
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
     let started = std::time::Instant::now();
+    // The connection is killed under the load: its disconnect and reconnect events reach the
+    // slow callback while the commands run (SET is retry-safe, so none of them fails).
+    server
+        .admin()
+        .unwrap()
+        .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .unwrap();
     for i in 0..200 {
         conn.send(Cmd::new("SET").arg(format!("k{i}")).arg("v"))
             .await
@@ -349,6 +360,15 @@ async fn a_slow_event_callback_never_stalls_io() {
         "commands waited for the callback: {:?}",
         started.elapsed()
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while calls.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event reached the callback during the load: the test proved nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(conn.stats().reconnects >= 1);
 }
 
 #[tokio::test]
@@ -364,7 +384,11 @@ async fn connecting_to_a_server_that_never_answers_times_out() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
-    assert_eq!(err.sent(), Some(redis_conn::Sent::No), "a connect carries no command");
+    assert_eq!(
+        err.sent(),
+        Some(redis_conn::Sent::No),
+        "a connect carries no command"
+    );
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(290) && took < Duration::from_millis(800),
