@@ -698,6 +698,21 @@ impl Connection {
             if verdict == Verdict::Done {
                 return match result {
                     Err(e) if may_have_run => Err(e.after_an_attempt_that_may_have_run()),
+                    // The last resend was refused as not executed (`LOADING`...), but an earlier
+                    // attempt may have run: a bare error reply would read as "did not run".
+                    Ok(Reply::One(Value::Error(e)))
+                        if may_have_run && ServerError::new(e.clone()).is_transient() =>
+                    {
+                        self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                        Err(Error::ConnectionLost {
+                            addr: shared.addr.clone(),
+                            reason: format!(
+                                "an earlier attempt may have run, and the resend was refused: {}",
+                                String::from_utf8_lossy(&e)
+                            ),
+                            sent: Sent::Maybe,
+                        })
+                    }
                     other => other,
                 };
             }

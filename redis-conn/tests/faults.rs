@@ -1132,3 +1132,69 @@ async fn a_slow_reply_within_the_response_timeout_costs_no_caller_anything() {
     assert_eq!(conn.stats().reconnects, 0);
     assert_eq!(conn.stats().errors, 0);
 }
+
+/// The first attempt of a retry-safe SET is read by the server, which then drops the
+/// connection; the resend reaches a server that answers `LOADING` until the call gives up. The
+/// call may have run (its first attempt), so its error must say `Sent::Maybe`, not be a bare
+/// server error that reads as "not executed".
+#[tokio::test]
+async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_run() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // First connection: read the SET, close without answering.
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !seen.windows(3).any(|w| w == b"SET") {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        drop(socket);
+        // Every later connection: each SET is refused with LOADING.
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            let sets = buf[..n].windows(3).filter(|w| *w == b"SET").count();
+                            for _ in 0..sets {
+                                let loading =
+                                    b"-LOADING Redis is loading the dataset in memory\r\n";
+                                if socket.write_all(loading).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let conn = Connection::connect(
+        fake_server_config(addr)
+            .max_attempts(3)
+            .response_timeout(Duration::from_millis(800)),
+    )
+    .await
+    .unwrap();
+    let error = conn
+        .send(Cmd::new("SET").arg("k").arg("v"))
+        .await
+        .expect_err("the resend is refused");
+    assert!(conn.stats().retries >= 1, "the SET was not resent: {error}");
+    assert_eq!(
+        error.sent(),
+        Some(Sent::Maybe),
+        "the first attempt may have run, yet the call reports {error:?}"
+    );
+}
