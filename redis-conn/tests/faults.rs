@@ -1198,3 +1198,37 @@ async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_ru
         "the first attempt may have run, yet the call reports {error:?}"
     );
 }
+
+/// A `BLPOP k 0` on the shared connection whose caller gave up: the server keeps that client
+/// blocked, silent, forever, and every call behind it waits in vain. Nobody waits for the
+/// BLPOP any more, so its "forever" no longer holds the connection: silence past the hang
+/// window with calls waiting must replace it, as for any other request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_endless_blocking_command_does_not_wedge_the_shared_connection() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .response_timeout(Duration::from_millis(300))
+            .hang_window(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let blpop = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(Cmd::new("BLPOP").arg("nosuch").arg("0")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    blpop.abort();
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        match conn.send(Cmd::new("PING")).await {
+            Ok(_) => {
+                eprintln!("served again after {:?}", started.elapsed());
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("the shared connection stayed wedged behind an abandoned BLPOP 0: {last:?}");
+}
