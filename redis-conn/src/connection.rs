@@ -141,9 +141,9 @@ struct InFlight {
     /// How long the server may stay silent while this request is the oldest unanswered one
     /// (`None`: forever, a blocking command without a timeout); see [`allowance`].
     allowance: Option<Duration>,
-    /// When it was written plus its allowance: the connection counts as hung if it is still
-    /// unanswered then and nothing was read for its allowance either.
-    due: Option<Instant>,
+    /// When it was written: the connection counts as hung if it is still unanswered its
+    /// allowance later and nothing was read for its allowance either.
+    written: Instant,
     got: Vec<Value>,
 }
 
@@ -151,9 +151,24 @@ impl InFlight {
     /// When the connection counts as hung with this request the oldest unanswered one, given
     /// when bytes last arrived: silent for its whole allowance since it was written and since
     /// the last read. `None`: never.
-    fn hung_at(&self, last_read: Instant) -> Option<Instant> {
-        let due = self.due?;
-        let quiet_until = last_read.checked_add(self.allowance?)?;
+    ///
+    /// A request nobody waits for any more (its caller timed out or went away) while other
+    /// callers wait behind it allows no more than the hang window: an abandoned `BLPOP k 0`
+    /// keeps the server silent on this connection forever, and would otherwise wedge every
+    /// call behind it.
+    fn hung_at(
+        &self,
+        last_read: Instant,
+        hang_window: Duration,
+        others_wait: bool,
+    ) -> Option<Instant> {
+        let allowance = if others_wait && self.req.abandoned() {
+            self.allowance.map_or(hang_window, |a| a.min(hang_window))
+        } else {
+            self.allowance?
+        };
+        let due = self.written.checked_add(allowance)?;
+        let quiet_until = last_read.checked_add(allowance)?;
         Some(due.max(quiet_until))
     }
 }
@@ -705,6 +720,21 @@ impl Connection {
             if verdict == Verdict::Done {
                 return match result {
                     Err(e) if may_have_run => Err(e.after_an_attempt_that_may_have_run()),
+                    // The last resend was refused as not executed (`LOADING`...), but an earlier
+                    // attempt may have run: a bare error reply would read as "did not run".
+                    Ok(Reply::One(Value::Error(e)))
+                        if may_have_run && ServerError::new(e.clone()).is_transient() =>
+                    {
+                        self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                        Err(Error::ConnectionLost {
+                            addr: shared.addr.clone(),
+                            reason: format!(
+                                "an earlier attempt may have run, and the resend was refused: {}",
+                                String::from_utf8_lossy(&e)
+                            ),
+                            sent: Sent::Maybe,
+                        })
+                    }
                     other => other,
                 };
             }
@@ -1298,6 +1328,14 @@ impl Driver {
                     let due = allowance.and_then(|a| now.checked_add(a));
                     bump(&mut next_check, req.deadline);
                     bump(&mut next_check, due);
+                    if inflight
+                        .front()
+                        .is_some_and(|f: &InFlight| f.allowance.is_none())
+                    {
+                        // Behind a request that may block forever: check on it once the hang
+                        // window has passed (see `InFlight::hung_at`).
+                        bump(&mut next_check, now.checked_add(shared.config.hang_window));
+                    }
                     let got = if req.replies > 1 {
                         Vec::with_capacity(req.replies.min(1024))
                     } else {
@@ -1307,7 +1345,7 @@ impl Driver {
                         req,
                         start,
                         allowance,
-                        due,
+                        written: now,
                         got,
                     });
                     gathered += 1;
@@ -1434,7 +1472,13 @@ impl Driver {
                         // not hung (`last_activity` is the last read, or the write of the idle
                         // health check, which is then the only request).
                         if let Some(front) = inflight.front() {
-                            let hung_at = front.hung_at(last_activity);
+                            let others_wait =
+                                inflight.iter().skip(1).any(|e| !e.req.abandoned());
+                            let hung_at = front.hung_at(
+                                last_activity,
+                                shared.config.hang_window,
+                                others_wait,
+                            );
                             if hung_at.is_some_and(|t| t <= now) {
                                 let reason = format!(
                                     "silent for {:?} while a call waited: the connection is considered hung",

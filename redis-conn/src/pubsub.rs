@@ -810,11 +810,11 @@ impl Driver {
     /// Handles one value from the server; `Err` when the connection must go.
     async fn handle(&mut self, value: Value, ping_due: &mut Option<Instant>) -> Result<(), Exit> {
         let incoming = classify(value);
-        // A message, a confirmation or a PONG: the server serves this subscriber.
-        if matches!(
-            incoming,
-            Incoming::Message(_) | Incoming::Confirmation { .. } | Incoming::Pong
-        ) {
+        // A message or a PONG (to a health check, sent after an idle interval): the server
+        // serves this subscriber. Not a confirmation: every connection starts by
+        // re-subscribing, so a confirmation is part of setting it up, as the handshake is, and
+        // a server that confirms and closes would otherwise get reconnects without backoff.
+        if matches!(incoming, Incoming::Message(_) | Incoming::Pong) {
             self.schedule.served();
         }
         match incoming {

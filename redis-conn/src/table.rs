@@ -114,10 +114,11 @@ enum Options {
     None,
     /// `SET k v [NX|XX] [GET] [EX..]`: not with `NX` or `GET`.
     Set,
-    /// `EXPIRE k secs [NX|XX|GT|LT]`: a positive time, and no option but `XX` (`NX` answers 0
-    /// the second time; `GT` against the first run's own expiry does; a time of 0 or less
-    /// deletes the key, so the second run answers 0).
-    Expire,
+    /// `EXPIRE k secs [NX|XX|GT|LT]` (`PEXPIRE` in milliseconds when `millis`): a time of at
+    /// least [`MIN_RESENDABLE_TTL`], and no option but `XX` (`NX` answers 0 the second time;
+    /// `GT` against the first run's own expiry does; a time of 0 or less deletes the key, and
+    /// a short one lets it expire before the resend, so the second run answers 0).
+    Expire { millis: bool },
     /// `ZADD`/`GEOADD k [NX|XX] [GT|LT] [CH] [INCR] ...`: only with `XX` and neither `CH` nor
     /// `INCR` (the reply then counts added members, none both times).
     AddExisting,
@@ -134,7 +135,8 @@ enum Options {
     /// `SORT`: reads unless it `STORE`s.
     Sort,
     /// `GETEX k [EX|PX|PERSIST]`: not with an absolute `EXAT`/`PXAT` (one in the past deletes
-    /// the key: the second run answers nil).
+    /// the key: the second run answers nil), nor with an `EX`/`PX` shorter than
+    /// [`MIN_RESENDABLE_TTL`] (the key may be gone by the resend).
     GetEx,
     /// A container command (`CLUSTER`, `CLIENT`, `SCRIPT`...): its subcommand decides.
     Subcommand,
@@ -284,7 +286,8 @@ command_table! {
     b"SET" => safe_unless(Options::Set, one(1)),
     // SETRANGE answers the string's length, the same after a second run.
     b"SETEX" | b"PSETEX" | b"SETRANGE" => info(RetrySafe, one(1)),
-    b"EXPIRE" | b"PEXPIRE" => safe_unless(Options::Expire, one(1)),
+    b"EXPIRE" => safe_unless(Options::Expire { millis: false }, one(1)),
+    b"PEXPIRE" => safe_unless(Options::Expire { millis: true }, one(1)),
     b"GETEX" => safe_unless(Options::GetEx, one(1)),
     b"RESTORE" => safe_unless(Options::Replace, one(1)),
     // SETNX and GETSET answer what the first run changed; SETBIT the bit it set; PERSIST and
@@ -453,6 +456,22 @@ fn upper_name(name: &[u8]) -> Vec<u8> {
     name.to_ascii_uppercase()
 }
 
+/// The shortest relative expiry (`EXPIRE k 10`, `GETEX k PX 10000`) with which a command is
+/// retry-safe: a resend comes within its call's deadline, normally well under this; with a
+/// shorter time the key may have expired by then, and the resend answers 0 (or nil).
+pub const MIN_RESENDABLE_TTL: Duration = Duration::from_secs(10);
+
+/// Whether a relative expiry of `t` seconds (milliseconds when `millis`) is at least
+/// [`MIN_RESENDABLE_TTL`].
+fn lasts_past_a_resend(t: i64, millis: bool) -> bool {
+    let min = MIN_RESENDABLE_TTL.as_millis() as i64;
+    if millis {
+        t >= min
+    } else {
+        t >= min / 1000
+    }
+}
+
 /// An argument as a decimal integer, if it is one.
 fn integer(arg: Option<&[u8]>) -> Option<i64> {
     std::str::from_utf8(arg?).ok()?.parse().ok()
@@ -506,8 +525,8 @@ impl CommandInfo {
         let safe = match self.options {
             Options::None => true,
             Options::Set => !has_from(3, b"NX") && !has_from(3, b"GET"),
-            Options::Expire => {
-                integer(arg(2)).is_some_and(|t| t > 0)
+            Options::Expire { millis } => {
+                integer(arg(2)).is_some_and(|t| lasts_past_a_resend(t, millis))
                     && args.clone().skip(3).all(|a| a.eq_ignore_ascii_case(b"XX"))
             }
             Options::AddExisting => {
@@ -539,7 +558,26 @@ impl CommandInfo {
                 _ => false,
             },
             Options::Sort => !has_from(2, b"STORE"),
-            Options::GetEx => !has_from(2, b"EXAT") && !has_from(2, b"PXAT"),
+            Options::GetEx => {
+                let mut rest = args.clone().skip(2);
+                let mut safe = true;
+                while let Some(a) = rest.next() {
+                    let millis = match a.to_ascii_uppercase().as_slice() {
+                        b"EX" => false,
+                        b"PX" => true,
+                        b"PERSIST" => continue,
+                        _ => {
+                            safe = false;
+                            break;
+                        }
+                    };
+                    if !integer(rest.next()).is_some_and(|t| lasts_past_a_resend(t, millis)) {
+                        safe = false;
+                        break;
+                    }
+                }
+                safe
+            }
             Options::Subcommand => {
                 return subcommand_effect(
                     arg(0).unwrap_or_default(),
@@ -691,7 +729,13 @@ mod tests {
             (&["SET", "k", "v", "nx"], No),
             (&["SET", "k", "v", "XX", "GET"], No),
             (&["EXPIRE", "k", "10"], Yes),
-            (&["PEXPIRE", "k", "10", "xx"], Yes),
+            (&["EXPIRE", "k", "1"], No),
+            (&["PEXPIRE", "k", "10000", "xx"], Yes),
+            (&["PEXPIRE", "k", "10", "xx"], No),
+            (&["GETEX", "k", "px", "5"], No),
+            (&["GETEX", "k", "EX", "1"], No),
+            (&["GETEX", "k", "PERSIST"], Yes),
+            (&["GETEX", "k"], Yes),
             (&["EXPIRE", "k", "10", "NX"], No),
             (&["EXPIRE", "k", "10", "GT"], No),
             (&["EXPIRE", "k", "0"], No),

@@ -1282,3 +1282,103 @@ async fn client_pause_write_holds_writes_while_reads_flow() {
         bulk("w")
     );
 }
+
+/// The first attempt of a retry-safe SET is read by the server, which then drops the
+/// connection; the resend reaches a server that answers `LOADING` until the call gives up. The
+/// call may have run (its first attempt), so its error must say `Sent::Maybe`, not be a bare
+/// server error that reads as "not executed".
+#[tokio::test]
+async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_run() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // First connection: read the SET, close without answering.
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !seen.windows(3).any(|w| w == b"SET") {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        drop(socket);
+        // Every later connection: each SET is refused with LOADING.
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            let sets = buf[..n].windows(3).filter(|w| *w == b"SET").count();
+                            for _ in 0..sets {
+                                let loading =
+                                    b"-LOADING Redis is loading the dataset in memory\r\n";
+                                if socket.write_all(loading).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let conn = Connection::connect(
+        fake_server_config(addr)
+            .max_attempts(3)
+            .response_timeout(Duration::from_millis(800)),
+    )
+    .await
+    .unwrap();
+    let error = conn
+        .send(Cmd::new("SET").arg("k").arg("v"))
+        .await
+        .expect_err("the resend is refused");
+    assert!(conn.stats().retries >= 1, "the SET was not resent: {error}");
+    assert_eq!(
+        error.sent(),
+        Some(Sent::Maybe),
+        "the first attempt may have run, yet the call reports {error:?}"
+    );
+}
+
+/// A `BLPOP k 0` on the shared connection whose caller gave up: the server keeps that client
+/// blocked, silent, forever, and every call behind it waits in vain. Nobody waits for the
+/// BLPOP any more, so its "forever" no longer holds the connection: silence past the hang
+/// window with calls waiting must replace it, as for any other request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_endless_blocking_command_does_not_wedge_the_shared_connection() {
+    let server = RedisServer::start().unwrap();
+    let conn = Connection::connect(
+        config_for(server.addr())
+            .response_timeout(Duration::from_millis(300))
+            .hang_window(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let blpop = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(Cmd::new("BLPOP").arg("nosuch").arg("0")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    blpop.abort();
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        match conn.send(Cmd::new("PING")).await {
+            Ok(_) => {
+                eprintln!("served again after {:?}", started.elapsed());
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("the shared connection stayed wedged behind an abandoned BLPOP 0: {last:?}");
+}

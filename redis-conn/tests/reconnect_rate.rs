@@ -249,3 +249,49 @@ async fn a_subscriber_that_received_messages_is_reconnected_at_once_after_every_
         "{total:?} of downtime over {KILLS} kills: the backoff punishes a healthy server"
     );
 }
+
+/// A fake server that completes the handshake, confirms the subscriber's (automatic)
+/// re-subscription and closes. The confirmation is part of setting the connection up, as the
+/// handshake is: it proves nothing, and must not reset the backoff.
+#[tokio::test]
+async fn a_subscriber_gets_backoff_from_a_server_that_confirms_the_resubscription_and_closes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    answer_hello(&mut stream).await?;
+                    let mut buf = BytesMut::with_capacity(256);
+                    while !buf.windows(4).any(|w| w == b"news") {
+                        if stream.read_buf(&mut buf).await? == 0 {
+                            return Ok(());
+                        }
+                    }
+                    stream
+                        .write_all(b">3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n")
+                        .await
+                })
+                .await;
+            });
+        }
+    });
+    let started = Instant::now();
+    let subscriber = Subscriber::connect(ConnectionConfig::new(ServerAddr::from(addr)))
+        .await
+        .unwrap();
+    let handle = subscriber.handle();
+    tokio::spawn(async move { handle.subscribe(["news"]).await });
+    tokio::time::sleep(WINDOW.saturating_sub(started.elapsed())).await;
+    let closed = accepted.load(Ordering::Relaxed);
+    eprintln!("Subscriber, {WINDOW:?}: {closed} connections to a server that confirms and closes");
+    assert!(
+        closed <= MAX_IN_WINDOW,
+        "{closed} connections in {WINDOW:?}: a re-subscription's confirmation resets the backoff"
+    );
+    assert!(closed >= 3, "only {closed} connections");
+    subscriber.close();
+}

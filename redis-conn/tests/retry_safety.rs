@@ -727,3 +727,30 @@ async fn the_writes_the_table_refuses_to_resend_would_answer_or_change_something
         "these ran twice with no difference, so they do not show why the table refuses them: {harmless:?}"
     );
 }
+
+/// A resend comes some time after the first run (a reconnect, a backoff), not at once as in
+/// the cases above: with a short relative expiry the key is gone by then and the resend
+/// answers 0 or nil. The table must not call such commands retry-safe.
+#[tokio::test]
+async fn a_short_expiry_is_not_retry_safe_because_the_resend_comes_later() {
+    let server = RedisServer::start().unwrap();
+    let bench = Bench::new(server.addr(), false).await;
+    for line in [
+        "PEXPIRE s 20",
+        "EXPIRE s 1",
+        "GETEX s PX 20",
+        "GETEX s EX 1",
+    ] {
+        bench.reset(BASE, "").await;
+        let first = reply(bench.conn.send(bench.command(line).await).await);
+        let wait = if line.contains(" 1") { 1100 } else { 60 };
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let resend = reply(bench.conn.send(bench.command(line).await).await);
+        assert_ne!(first, resend, "{line}: the case shows nothing");
+        assert_eq!(
+            effect_of(line),
+            Effect::NotRetrySafe,
+            "{line}: answered {first:?}, then {resend:?} when resent later"
+        );
+    }
+}
