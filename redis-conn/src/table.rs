@@ -494,7 +494,8 @@ impl CommandInfo {
     /// ```
     #[inline]
     pub fn effect(&self, args: Args<'_>) -> Effect {
-        if self.options == Options::None {
+        // The name decides, or (`SET k v`, most pipelines' bulk) no option follows.
+        if self.options == Options::None || (self.options == Options::Set && args.len() <= 3) {
             return self.effect;
         }
         self.effect_with_options(args)
@@ -524,7 +525,10 @@ impl CommandInfo {
             |i: usize, word: &[u8]| args.clone().skip(i).any(|a| a.eq_ignore_ascii_case(word));
         let safe = match self.options {
             Options::None => true,
-            Options::Set => !has_from(3, b"NX") && !has_from(3, b"GET"),
+            Options::Set => !args
+                .clone()
+                .skip(3)
+                .any(|a| a.eq_ignore_ascii_case(b"NX") || a.eq_ignore_ascii_case(b"GET")),
             Options::Expire { millis } => {
                 integer(arg(2)).is_some_and(|t| lasts_past_a_resend(t, millis))
                     && args.clone().skip(3).all(|a| a.eq_ignore_ascii_case(b"XX"))
