@@ -13,6 +13,9 @@ use redis_conn::{
 };
 use test_support::{Fault, FaultProxy, RedisServer};
 
+/// Timing-sensitive: the tests of this file run one at a time, whatever the test threads.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config_for(addr: std::net::SocketAddr) -> ConnectionConfig {
     ConnectionConfig::new(ServerAddr::from(addr))
 }
@@ -69,6 +72,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_server_restart_with_backoff_and_reports_events() {
+    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::builder().aof().start().unwrap();
     let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
     let (s1, s2, s3) = (Arc::clone(&seen), Arc::clone(&seen), Arc::clone(&seen));
@@ -160,6 +164,7 @@ async fn reconnects_after_server_restart_with_backoff_and_reports_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill9_and_incr_counts_are_honest() {
+    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::builder().aof().start().unwrap();
     let conn = Connection::connect(config_for(server.addr()))
         .await
@@ -233,6 +238,7 @@ async fn acknowledged_writes_survive_kill9_and_incr_counts_are_honest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_kill_mid_pipeline_surfaces_maybe_for_incr_and_retries_reads() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(config_for(server.addr()))
         .await
@@ -306,6 +312,7 @@ async fn client_kill_mid_pipeline_surfaces_maybe_for_incr_and_retries_reads() {
 
 #[tokio::test]
 async fn a_blackholed_connection_times_out_and_is_replaced() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let conn = Connection::connect(
@@ -358,6 +365,7 @@ async fn a_blackholed_connection_times_out_and_is_replaced() {
 
 #[tokio::test]
 async fn an_idle_connection_to_a_silently_dead_peer_is_found_by_the_health_check() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let conn = Connection::connect(
@@ -391,6 +399,7 @@ async fn an_idle_connection_to_a_silently_dead_peer_is_found_by_the_health_check
 
 #[tokio::test]
 async fn a_stalled_server_times_calls_out_and_no_reply_goes_astray_afterwards() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn =
         Connection::connect(config_for(server.addr()).response_timeout(Duration::from_millis(500)))
@@ -435,6 +444,7 @@ fn thread_cpu() -> Duration {
 /// runtime), so its CPU time is the connection's.
 #[tokio::test]
 async fn polling_for_replies_stops_for_a_server_that_answers_later_than_its_budget() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let budget = Duration::from_millis(2);
@@ -461,6 +471,7 @@ async fn polling_for_replies_stops_for_a_server_that_answers_later_than_its_budg
 
 #[tokio::test]
 async fn a_paused_server_times_calls_out_and_they_recover_after_sigcont() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn =
         Connection::connect(config_for(server.addr()).response_timeout(Duration::from_millis(400)))
@@ -478,6 +489,7 @@ async fn a_paused_server_times_calls_out_and_they_recover_after_sigcont() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_sliced_into_single_bytes_decode_without_errors() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let conn =
@@ -508,6 +520,7 @@ async fn replies_sliced_into_single_bytes_decode_without_errors() {
 
 #[tokio::test]
 async fn a_server_that_accepts_and_closes_still_gets_backoff() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let conn = Connection::connect(config_for(proxy.addr())).await.unwrap();
@@ -528,6 +541,7 @@ async fn a_server_that_accepts_and_closes_still_gets_backoff() {
 
 #[tokio::test]
 async fn unwritten_commands_wait_for_the_reconnect_and_run_once() {
+    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::builder().aof().start().unwrap();
     let conn = Connection::connect(
         config_for(server.addr())
@@ -559,6 +573,7 @@ async fn unwritten_commands_wait_for_the_reconnect_and_run_once() {
 
 #[tokio::test]
 async fn blocking_commands_wait_past_the_response_timeout_without_marking_the_connection_hung() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn =
         Connection::connect(config_for(server.addr()).response_timeout(Duration::from_millis(300)))
@@ -577,6 +592,7 @@ async fn blocking_commands_wait_past_the_response_timeout_without_marking_the_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_calls_never_receive_or_cause_wrong_replies() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(config_for(server.addr()))
         .await
@@ -616,6 +632,7 @@ async fn cancelled_calls_never_receive_or_cause_wrong_replies() {
 /// caller sending anything after.
 #[tokio::test]
 async fn replies_read_together_reach_every_caller_though_no_more_bytes_come() {
+    let _serial = SERIAL.lock().await;
     const CALLERS: usize = 40;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -669,6 +686,7 @@ async fn replies_read_together_reach_every_caller_though_no_more_bytes_come() {
 /// break the connection with a protocol error, the replies read before it notwithstanding.
 #[tokio::test]
 async fn a_pipeline_read_in_a_run_skips_pushes_and_stops_at_a_malformed_frame() {
+    let _serial = SERIAL.lock().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -726,6 +744,7 @@ async fn a_pipeline_read_in_a_run_skips_pushes_and_stops_at_a_malformed_frame() 
 /// A fake server for what a real one never does: claim a 1 GiB bulk and drip bytes.
 #[tokio::test]
 async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {
+    let _serial = SERIAL.lock().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicU64::new(0));
@@ -784,6 +803,7 @@ async fn a_hostile_server_claiming_a_huge_reply_is_cut_off_at_once() {
 
 #[tokio::test]
 async fn credentials_refused_on_reconnect_are_reported_once_and_not_hammered() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::builder().password("first").start().unwrap();
     let conn = Connection::connect(
         config_for(server.addr())
@@ -824,6 +844,7 @@ async fn credentials_refused_on_reconnect_are_reported_once_and_not_hammered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_reset_mid_pipeline_is_handled_like_a_kill() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let conn = Connection::connect(config_for(proxy.addr())).await.unwrap();
@@ -869,6 +890,7 @@ async fn a_proxy_reset_mid_pipeline_is_handled_like_a_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_outage_keeps_the_queue_bounded_and_every_call_resolves() {
+    let _serial = SERIAL.lock().await;
     // AOF, so that the restarted server would show any write that arrived late.
     let mut server = RedisServer::builder().aof().start().unwrap();
     let conn = Connection::connect(
@@ -924,6 +946,7 @@ async fn a_long_outage_keeps_the_queue_bounded_and_every_call_resolves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_delivery_resends_what_may_have_run() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn =
         Connection::connect(config_for(server.addr()).delivery(redis_conn::Delivery::AtLeastOnce))
@@ -973,6 +996,7 @@ async fn at_least_once_delivery_resends_what_may_have_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_network_adds_latency_but_no_reconnects() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).unwrap();
     let conn = Connection::connect(config_for(proxy.addr())).await.unwrap();
@@ -1011,6 +1035,7 @@ async fn a_slow_network_adds_latency_but_no_reconnects() {
 
 #[tokio::test]
 async fn a_call_whose_first_attempt_may_have_run_never_reports_not_sent() {
+    let _serial = SERIAL.lock().await;
     // The server reads the SET, closes without answering, and is gone: the resend (SET k v is
     // retry-safe) is never written and times out. The call as a whole may have run.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1051,6 +1076,7 @@ fn debug_sleep(secs: f64) -> Cmd {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_slower_than_one_callers_deadline_fails_only_the_calls_that_waited_past_theirs() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(
         config_for(server.addr())
@@ -1105,6 +1131,7 @@ async fn a_reply_slower_than_one_callers_deadline_fails_only_the_calls_that_wait
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reply_within_the_response_timeout_costs_no_caller_anything() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(
         config_for(server.addr())
@@ -1165,6 +1192,7 @@ async fn scripted_server(replies: Vec<&'static str>) -> (std::net::SocketAddr, A
 
 #[tokio::test]
 async fn transient_error_replies_are_retried_with_backoff_until_the_server_runs_the_command() {
+    let _serial = SERIAL.lock().await;
     for code in ["LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BUSY"] {
         let error: &'static str =
             Box::leak(format!("-{code} not now, try again\r\n").into_boxed_str());
@@ -1198,6 +1226,7 @@ async fn transient_error_replies_are_retried_with_backoff_until_the_server_runs_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_script_on_a_real_server_is_waited_out_within_the_deadline() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let mut admin = server.admin().unwrap();
     admin
@@ -1235,6 +1264,7 @@ async fn a_busy_script_on_a_real_server_is_waited_out_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_pause_write_holds_writes_while_reads_flow() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(config_for(server.addr()))
         .await
@@ -1289,6 +1319,7 @@ async fn client_pause_write_holds_writes_while_reads_flow() {
 /// server error that reads as "not executed".
 #[tokio::test]
 async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_run() {
+    let _serial = SERIAL.lock().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1355,6 +1386,7 @@ async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_ru
 /// window with calls waiting must replace it, as for any other request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_endless_blocking_command_does_not_wedge_the_shared_connection() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(
         config_for(server.addr())

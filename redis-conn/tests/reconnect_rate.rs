@@ -19,6 +19,9 @@ use test_support::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Timing-sensitive: the tests of this file run one at a time, whatever the test threads.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long the rate is measured.
 const WINDOW: Duration = Duration::from_secs(4);
 /// About 15 are expected with the default backoff (full jitter: ~0.64 s to reach the 1 s cap,
@@ -89,6 +92,7 @@ fn counting_failures(addr: SocketAddr) -> (ConnectionConfig, Arc<AtomicU32>) {
 #[tokio::test]
 async fn a_connection_gets_no_more_connections_to_a_server_that_closes_after_the_handshake_than_to_one_that_refuses(
 ) {
+    let _serial = SERIAL.lock().await;
     let (closing, accepted) = handshake_then_close_server().await;
     let refusing = serve_once_then_refuse_server().await;
     let (refusing_config, failures) = counting_failures(refusing);
@@ -122,6 +126,7 @@ async fn a_connection_gets_no_more_connections_to_a_server_that_closes_after_the
 #[tokio::test]
 async fn a_subscriber_gets_no_more_connections_to_a_server_that_closes_after_the_handshake_than_to_one_that_refuses(
 ) {
+    let _serial = SERIAL.lock().await;
     let (closing, accepted) = handshake_then_close_server().await;
     let refusing = serve_once_then_refuse_server().await;
     let (refusing_config, failures) = counting_failures(refusing);
@@ -164,6 +169,7 @@ const MAX_TOTAL_DOWNTIME: Duration = Duration::from_millis(1000);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_served_replies_is_reconnected_at_once_after_every_kill() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let conn = Connection::connect(ConnectionConfig::new(ServerAddr::from(server.addr())))
         .await
@@ -205,6 +211,7 @@ async fn a_connection_that_served_replies_is_reconnected_at_once_after_every_kil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_received_messages_is_reconnected_at_once_after_every_kill() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let mut sub = Subscriber::connect(ConnectionConfig::new(ServerAddr::from(server.addr())))
         .await
@@ -255,6 +262,7 @@ async fn a_subscriber_that_received_messages_is_reconnected_at_once_after_every_
 /// handshake is: it proves nothing, and must not reset the backoff.
 #[tokio::test]
 async fn a_subscriber_gets_backoff_from_a_server_that_confirms_the_resubscription_and_closes() {
+    let _serial = SERIAL.lock().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicU32::new(0));
