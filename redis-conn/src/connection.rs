@@ -720,10 +720,13 @@ impl Connection {
             if verdict == Verdict::Done {
                 return match result {
                     Err(e) if may_have_run => Err(e.after_an_attempt_that_may_have_run()),
-                    // The last resend was refused as not executed (`LOADING`...), but an earlier
-                    // attempt may have run: a bare error reply would read as "did not run".
+                    // The last resend was refused as not executed (`LOADING`..., or a redirect:
+                    // `MOVED`, `ASK`, `READONLY`), but an earlier attempt may have run: a bare
+                    // error reply would read as "did not run", and a layer that follows the
+                    // redirect could no longer tell that the call may have run. Reported, not
+                    // followed.
                     Ok(Reply::One(Value::Error(e)))
-                        if may_have_run && ServerError::new(e.clone()).is_transient() =>
+                        if may_have_run && refused_unexecuted(&ServerError::new(e.clone())) =>
                     {
                         self.shared.errors.fetch_add(1, Ordering::Relaxed);
                         Err(Error::ConnectionLost {
@@ -843,6 +846,12 @@ async fn answer(
         },
         Err(e) => (Err(*e), None),
     }
+}
+
+/// Error replies that say the server did not run the command: transient refusals and
+/// redirects.
+fn refused_unexecuted(e: &ServerError) -> bool {
+    e.is_transient() || e.is_moved() || e.is_ask() || e.is_readonly()
 }
 
 fn unsupported(name: &[u8], info: &crate::table::CommandInfo) -> Error {

@@ -1320,6 +1320,26 @@ async fn client_pause_write_holds_writes_while_reads_flow() {
 #[tokio::test]
 async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_run() {
     let _serial = SERIAL.lock().await;
+    assert_a_refused_resend_reports_maybe(b"-LOADING Redis is loading the dataset in memory\r\n")
+        .await;
+}
+
+/// The same with a redirect: the resend is MOVED (or met a demoted master). A cluster layer
+/// following it could not tell that the first attempt may have run, so the call ends here with
+/// `Sent::Maybe`.
+#[tokio::test]
+async fn a_redirected_resend_still_reports_that_the_call_may_have_run() {
+    let _serial = SERIAL.lock().await;
+    for refusal in [
+        &b"-MOVED 3999 127.0.0.1:1\r\n"[..],
+        b"-ASK 3999 127.0.0.1:1\r\n",
+        b"-READONLY You can't write against a read only replica.\r\n",
+    ] {
+        assert_a_refused_resend_reports_maybe(refusal).await;
+    }
+}
+
+async fn assert_a_refused_resend_reports_maybe(refusal: &'static [u8]) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1349,9 +1369,7 @@ async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_ru
                         Ok(n) => {
                             let sets = buf[..n].windows(3).filter(|w| *w == b"SET").count();
                             for _ in 0..sets {
-                                let loading =
-                                    b"-LOADING Redis is loading the dataset in memory\r\n";
-                                if socket.write_all(loading).await.is_err() {
+                                if socket.write_all(refusal).await.is_err() {
                                     return;
                                 }
                             }

@@ -258,6 +258,19 @@ impl Cluster {
     /// KEYS` in batches of `batch`, then `SETSLOT NODE` on every master. Clients see `ASK` while
     /// it runs and `MOVED` after. Returns how many keys moved.
     pub fn migrate_slot(&self, slot: u16, from: usize, to: usize, batch: usize) -> Result<usize> {
+        self.migrate_slot_paced(slot, from, to, batch, std::time::Duration::ZERO)
+    }
+
+    /// [`Cluster::migrate_slot`] with a pause between batches: a migration that lasts long
+    /// enough for a load to meet its keys half moved (ASK), whatever the machine's speed.
+    pub fn migrate_slot_paced(
+        &self,
+        slot: u16,
+        from: usize,
+        to: usize,
+        batch: usize,
+        pause: std::time::Duration,
+    ) -> Result<usize> {
         let id = |i: usize| self.nodes[i].admin()?.cmd_string(&["CLUSTER", "MYID"]);
         let (from_id, to_id) = (id(from)?, id(to)?);
         let slot_arg = slot.to_string();
@@ -289,6 +302,9 @@ impl Cluster {
             migrate.extend(keys.iter().filter_map(|k| k.as_bytes().map(|b| b.to_vec())));
             moved += keys.len();
             admin.cmd(&migrate)?;
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
         }
         for node in self.nodes.iter().take(self.masters) {
             node.cmd(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id])?;
