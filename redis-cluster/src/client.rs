@@ -961,8 +961,19 @@ impl ClusterClient {
         if shards.is_empty() {
             return Err(ClusterError::NoTopology("no master known".into()));
         }
-        let i = rand::random_range(0..shards.len());
-        Ok(shards[i].master.clone())
+        // A keyless command goes to a master at random, but not to one whose connection is
+        // known to be down (a master killed a moment ago) while another is up: it would wait out
+        // its deadline there for nothing.
+        let start = rand::random_range(0..shards.len());
+        let up = (0..shards.len())
+            .map(|k| &shards[(start + k) % shards.len()].master)
+            .find(|addr| {
+                self.inner
+                    .conns
+                    .cached(addr)
+                    .is_none_or(|node| node.connection().is_connected())
+            });
+        Ok(up.unwrap_or(&shards[start].master).clone())
     }
 
     fn patch_moved(&self, slot: u16, addr: &NodeAddr) {

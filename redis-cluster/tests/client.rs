@@ -727,3 +727,30 @@ async fn a_pipeline_that_partly_ran_never_says_it_was_not_sent() {
     let err = client.send(mset).await.unwrap_err();
     assert_eq!(err.sent(), Some(redis_conn::Sent::Maybe), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_commands_avoid_a_master_whose_connection_is_down() {
+    let mut cluster = Cluster::start().unwrap();
+    let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    // Connections to every master.
+    for i in 0..300 {
+        client
+            .send(Cmd::new("SET").arg(format!("warm:{i}")).arg("v"))
+            .await
+            .unwrap();
+    }
+    cluster.nodes_mut()[0].kill9();
+    // The client sees the EOF at once; give its driver a moment to notice.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    for i in 0..30 {
+        let token = format!("keyless-{i}");
+        let reply = client.send(Cmd::new("ECHO").arg(&token)).await;
+        assert_eq!(reply.unwrap(), bulk(&token), "ECHO {i}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "keyless commands waited on the dead master: {:?}",
+        started.elapsed()
+    );
+}
