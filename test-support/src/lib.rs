@@ -7,6 +7,11 @@
 //! included), and also when the test process itself dies: children are forked by one long-lived
 //! thread with a parent-death signal, so no `redis-server` outlives the binary that started it.
 //!
+//! The server binary is `redis-server` (sentinels: `redis-sentinel`), or the one named by the
+//! `REDIS_SERVER_BIN` environment variable ([`SERVER_BIN_ENV`]): a path to Valkey's
+//! `valkey-server`, say, which then also runs the sentinels (`--sentinel`). `cargo xtask chaos
+//! --server valkey` fetches Valkey 8.1 and runs the fault scenarios against it.
+//!
 //! This crate is `publish = false`: it is the project's test harness, not part of the client.
 //! It drives servers with its own small blocking client ([`AdminConn`]), never with the client
 //! under test.
@@ -35,7 +40,7 @@ pub use error::{HarnessError, Result};
 pub use process::free_port;
 pub use proxy::{Fault, FaultProxy};
 pub use sentinel::{SentinelBuilder, SentinelSet, MASTER_NAME};
-pub use server::{RedisServer, ServerBuilder, ServerTls};
+pub use server::{server_binary, RedisServer, ServerBuilder, ServerTls, SERVER_BIN_ENV};
 pub use tls::{CertFiles, TestCerts};
 
 /// An in-memory, cloneable `Write` sink, for capturing log output in tests (give a clone of it

@@ -94,8 +94,11 @@ pub(crate) fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `binary` can be found on PATH.
+/// Whether `binary` can be found: a path to a file, or a name on PATH.
 pub(crate) fn installed(binary: &str) -> bool {
+    if binary.contains('/') {
+        return std::path::Path::new(binary).is_file();
+    }
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
         .unwrap_or(false)

@@ -165,7 +165,7 @@ impl ServerBuilder {
             }
             args.extend(self.args.iter().cloned());
             let mut server = RedisServer {
-                binary: "redis-server",
+                binary: server_binary(),
                 child: None,
                 port,
                 tls_port,
@@ -207,7 +207,7 @@ impl ServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct RedisServer {
-    binary: &'static str,
+    binary: String,
     child: Option<Child>,
     port: u16,
     tls_port: Option<u16>,
@@ -215,6 +215,24 @@ pub struct RedisServer {
     dir: Arc<TempDir>,
     args: Vec<String>,
     auth: Option<(String, String)>,
+}
+
+/// The variable naming the server binary the harness runs (a path, or a name on PATH).
+pub const SERVER_BIN_ENV: &str = "REDIS_SERVER_BIN";
+
+/// The server binary the harness runs: [`SERVER_BIN_ENV`] when set (Valkey's `valkey-server`
+/// runs the same tests), else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_BIN_ENV).unwrap_or_else(|_| "redis-server".to_string())
+}
+
+/// How a sentinel is started: `redis-sentinel <conf>` with the default server, the chosen
+/// server binary in sentinel mode (`<bin> <conf> --sentinel`) otherwise.
+fn sentinel_command(conf: String) -> (String, Vec<String>) {
+    match std::env::var(SERVER_BIN_ENV) {
+        Ok(binary) => (binary, vec![conf, "--sentinel".to_string()]),
+        Err(_) => ("redis-sentinel".to_string(), vec![conf]),
+    }
 }
 
 pub(crate) fn temp_dir() -> Result<TempDir> {
@@ -271,14 +289,15 @@ impl RedisServer {
             }
             std::fs::write(&conf, text)
                 .map_err(|e| HarnessError::io("writing sentinel.conf", e))?;
+            let (binary, args) = sentinel_command(conf.display().to_string());
             let mut server = RedisServer {
-                binary: "redis-sentinel",
+                binary,
                 child: None,
                 port,
                 tls_port,
                 cluster_port: None,
                 dir: Arc::clone(&dir),
-                args: vec![conf.display().to_string()],
+                args,
                 auth: password.map(|p| ("default".to_string(), p.to_string())),
             };
             match server.launch() {
@@ -293,12 +312,12 @@ impl RedisServer {
     }
 
     fn launch(&mut self) -> Result<()> {
-        if !installed(self.binary) {
+        if !installed(&self.binary) {
             return Err(HarnessError::NotInstalled {
-                binary: self.binary.into(),
+                binary: self.binary.clone(),
             });
         }
-        let mut cmd = Command::new(self.binary);
+        let mut cmd = Command::new(&self.binary);
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

