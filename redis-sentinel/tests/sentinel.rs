@@ -288,3 +288,49 @@ async fn reads_go_to_replicas_and_fall_back_to_the_master() {
     }
     assert!(get_calls(&set.servers()[master]) >= 19);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_that_announce_hostnames_are_followed_by_name() {
+    let set = SentinelSet::builder().hostnames(true).start().unwrap();
+    // What the sentinels answer is a name, not an address.
+    let answer = set.sentinels()[0]
+        .cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME])
+        .unwrap();
+    let host = match &answer {
+        Value::Array(parts) => parts[0].as_bytes().cloned().unwrap_or_default(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(&host[..], b"localhost", "{answer:?}");
+    let client = SentinelClient::connect(config(addrs(&set))).await.unwrap();
+    client
+        .send(Cmd::new("SET").arg("by-name").arg("1"))
+        .await
+        .unwrap();
+    let old = set.master_addr().unwrap();
+    set.sentinels()[0]
+        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
+        .unwrap();
+    let new = set
+        .wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    // The client follows the failover to the master the sentinels name by host name.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let written = client.send(Cmd::new("SET").arg("after").arg("1")).await;
+        let role = set
+            .servers()
+            .iter()
+            .find(|s| s.addr() == new)
+            .unwrap()
+            .cmd(&["GET", "after"])
+            .unwrap();
+        if written.is_ok() && role == Value::BulkString("1".into()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never wrote to the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

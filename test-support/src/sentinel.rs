@@ -23,6 +23,7 @@ pub struct SentinelBuilder {
     password: Option<String>,
     sentinel_password: Option<String>,
     sentinel_tls: Option<ServerTls>,
+    hostnames: bool,
 }
 
 impl Default for SentinelBuilder {
@@ -36,6 +37,7 @@ impl Default for SentinelBuilder {
             password: None,
             sentinel_password: None,
             sentinel_tls: None,
+            hostnames: false,
         }
     }
 }
@@ -91,11 +93,30 @@ impl SentinelBuilder {
         self
     }
 
+    /// Every address by name: replicas announce `localhost` (`replica-announce-ip`), the
+    /// sentinels monitor `localhost` with `resolve-hostnames yes` and `announce-hostnames yes`,
+    /// so what they answer (`SENTINEL get-master-addr-by-name`, replicas, sentinels) is
+    /// `localhost:<port>`.
+    #[must_use]
+    pub fn hostnames(mut self, on: bool) -> Self {
+        self.hostnames = on;
+        self
+    }
+
     /// Starts the master, the replicas (waiting until they are in sync), then the sentinels, and
     /// waits until every sentinel sees every replica and every other sentinel.
     pub fn start(self) -> Result<SentinelSet> {
+        let host = if self.hostnames {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
         let data = || {
-            let builder = RedisServer::builder();
+            let builder = if self.hostnames {
+                RedisServer::builder().args(["--replica-announce-ip", "localhost"])
+            } else {
+                RedisServer::builder()
+            };
             match &self.password {
                 Some(pw) => builder
                     .password(pw.clone())
@@ -107,11 +128,7 @@ impl SentinelBuilder {
         let mut servers = vec![master];
         for _ in 0..self.replicas {
             let port = servers[0].port().to_string();
-            servers.push(
-                data()
-                    .args(["--replicaof", "127.0.0.1", port.as_str()])
-                    .start()?,
-            );
+            servers.push(data().args(["--replicaof", host, port.as_str()]).start()?);
         }
         wait_until("replicas to sync with the master", || {
             for replica in &servers[1..] {
@@ -125,7 +142,7 @@ impl SentinelBuilder {
             Ok(true)
         })?;
         let mut config = format!(
-            "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} {quorum}\n\
+            "sentinel monitor {MASTER_NAME} {host} {port} {quorum}\n\
              sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
              sentinel failover-timeout {MASTER_NAME} {failover}\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n",
@@ -136,6 +153,13 @@ impl SentinelBuilder {
         );
         if let Some(pw) = &self.password {
             config.push_str(&format!("sentinel auth-pass {MASTER_NAME} {pw}\n"));
+        }
+        if self.hostnames {
+            // resolve-hostnames must come before the monitor line names a host.
+            config = format!(
+                "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n\
+                 sentinel announce-ip localhost\n{config}"
+            );
         }
         let sentinels = (0..self.sentinels)
             .map(|_| {
@@ -247,8 +271,12 @@ impl SentinelSet {
                             .map(|b| String::from_utf8_lossy(b).into_owned())
                             .unwrap_or_default()
                     };
+                    // A host name when the sentinels announce hostnames (`localhost`).
                     let addr = format!("{}:{}", text(&parts[0]), text(&parts[1]));
-                    if let Ok(addr) = addr.parse() {
+                    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+                        .ok()
+                        .and_then(|mut all| all.find(SocketAddr::is_ipv4));
+                    if let Some(addr) = resolved {
                         return Ok(addr);
                     }
                 }
