@@ -754,3 +754,139 @@ async fn keyless_commands_avoid_a_master_whose_connection_is_down() {
         started.elapsed()
     );
 }
+
+/// Live scale-out and scale-in the way operators do it, with `redis-cli --cluster`, under
+/// writers: a master joins and takes 500 slots, a replica joins it, the slots go back, both
+/// leave. No write fails, none is lost, and no connection stays on the nodes that left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_and_in_with_redis_cli_keeps_every_write() {
+    use test_support::{redis_cli, wait_cluster_agrees, RedisServer};
+    let cluster = Arc::new(Cluster::start().unwrap());
+    let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, stop) = (client.clone(), Arc::clone(&stop));
+        writers.push(tokio::spawn(async move {
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("scale:{w}:{i}");
+                match client.send(Cmd::new("SET").arg(&key).arg(&key)).await {
+                    Ok(_) => acked.push(key),
+                    Err(e) => failed.push(format!("{key}: {e}")),
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (acked, failed)
+        }));
+    }
+    let operator = {
+        let cluster = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || {
+            let within = Duration::from_secs(20);
+            let seed = cluster.nodes()[0].addr().to_string();
+            let newcomer = RedisServer::builder().cluster().start().unwrap();
+            let replica = RedisServer::builder().cluster().start().unwrap();
+            let (new_id, replica_id) = (newcomer.node_id().unwrap(), replica.node_id().unwrap());
+            let first_id = cluster.nodes()[0].node_id().unwrap();
+            let new_addr = newcomer.addr().to_string();
+            let replica_addr = replica.addr().to_string();
+            wait_cluster_agrees(&seed, within).unwrap();
+            redis_cli(&["--cluster", "add-node", &new_addr, &seed]).unwrap();
+            cluster.wait_all_know(&new_id, within).unwrap();
+            newcomer.wait_cluster_ok(within).unwrap();
+            wait_cluster_agrees(&seed, within).unwrap();
+            let reshard = |from: &str, to: &str| {
+                redis_cli(&[
+                    "--cluster",
+                    "reshard",
+                    &seed,
+                    "--cluster-from",
+                    from,
+                    "--cluster-to",
+                    to,
+                    "--cluster-slots",
+                    "500",
+                    "--cluster-yes",
+                ])
+                .unwrap();
+                wait_cluster_agrees(&seed, within).unwrap();
+            };
+            reshard("all", &new_id);
+            redis_cli(&[
+                "--cluster",
+                "add-node",
+                &replica_addr,
+                &seed,
+                "--cluster-slave",
+                "--cluster-master-id",
+                &new_id,
+            ])
+            .unwrap();
+            cluster.wait_all_know(&replica_id, within).unwrap();
+            replica.wait_cluster_ok(within).unwrap();
+            wait_cluster_agrees(&seed, within).unwrap();
+            let before = newcomer.command_calls("set").unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            let served = newcomer.command_calls("set").unwrap() - before;
+            reshard(&new_id, &first_id);
+            redis_cli(&["--cluster", "del-node", &seed, &replica_id]).unwrap();
+            wait_cluster_agrees(&seed, within).unwrap();
+            redis_cli(&["--cluster", "del-node", &seed, &new_id]).unwrap();
+            wait_cluster_agrees(&seed, within).unwrap();
+            (newcomer, replica, served)
+        })
+    };
+    let (newcomer, replica, served) = operator.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    for w in writers {
+        let (a, f) = w.await.unwrap();
+        acked.extend(a);
+        failed.extend(f);
+    }
+    assert!(
+        served > 0,
+        "the new master served no SET while it held 500 slots"
+    );
+    assert!(acked.len() > 1000, "{} writes acknowledged", acked.len());
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    for key in &acked {
+        let value = client.send(Cmd::new("GET").arg(key)).await.unwrap();
+        assert_eq!(value, bulk(key), "an acknowledged write was lost");
+    }
+    // The client lets go of the nodes that left (a refresh drops them from its map).
+    client.trigger_refresh();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ours: usize = [&newcomer, &replica]
+            .iter()
+            .map(|n| {
+                let list = n.admin().unwrap().cmd_string(&["CLIENT", "LIST"]).unwrap();
+                list.lines()
+                    .filter(|l| {
+                        !l.contains("cmd=client|list")
+                            && !l.contains("cmd=restore-asking")
+                            && !l.contains("flags=S")
+                    })
+                    .count()
+            })
+            .sum();
+        if ours == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ours} connections left on departed nodes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -64,6 +64,14 @@ pub enum HarnessError {
         /// The error message.
         message: String,
     },
+    /// A tool the harness ran (`redis-cli --cluster ...`) failed.
+    #[error("`{command}` failed: {output}")]
+    Tool {
+        /// The command line.
+        command: String,
+        /// The end of its output, its exit status and its error output.
+        output: String,
+    },
     /// A server's reply did not have the expected shape.
     #[error("unexpected reply from {addr} to `{command}`: {reply}")]
     Unexpected {

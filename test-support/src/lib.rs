@@ -26,6 +26,7 @@
 //! - [`FaultProxy`] / [`Fault`]: pass, delay, slice, blackhole, close-after, refuse-new, reset.
 
 mod admin;
+mod cli;
 mod cluster;
 mod error;
 mod process;
@@ -35,6 +36,7 @@ mod server;
 mod tls;
 
 pub use admin::{info_field, AdminConn};
+pub use cli::{cli_binary, redis_cli, wait_cluster_agrees, CLI_BIN_ENV};
 pub use cluster::{Cluster, ClusterBuilder, SLOTS};
 pub use error::{HarnessError, Result};
 pub use process::free_port;

@@ -206,7 +206,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if valkey {
         let (binary, cli) = crate::deps::valkey()?;
         std::env::set_var(test_support::SERVER_BIN_ENV, &binary);
-        std::env::set_var("REDIS_CLI_BIN", &cli);
+        std::env::set_var(test_support::CLI_BIN_ENV, &cli);
     }
     let server = server_version();
     println!("chaos against {server}");

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use redis_client::prelude::*;
 use redis_client::Value;
 use test_support::{
-    Cluster, Fault, FaultProxy, RedisServer, SentinelSet, ServerTls, TestCerts, MASTER_NAME,
+    redis_cli, wait_cluster_agrees, Cluster, Fault, FaultProxy, RedisServer, SentinelSet,
+    ServerTls, TestCerts, MASTER_NAME,
 };
 
 use super::workload::{self, open_fds, rss_kib, Outcomes, Verdict};
@@ -1074,97 +1075,6 @@ pub(crate) fn cluster_resharding(mode: Mode) -> Outcome {
     Ok(r)
 }
 
-/// `redis-cli` (or the binary `REDIS_CLI_BIN` names: Valkey's `valkey-cli`), its output on
-/// success, its output and status on failure.
-fn redis_cli(args: &[&str]) -> Result<String, String> {
-    let binary = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".to_string());
-    let out = std::process::Command::new(&binary)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {binary}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(text)
-    } else {
-        let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-        Err(format!(
-            "{binary} {} failed ({}): {tail} {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Waits until `redis-cli --cluster check` finds every node agreeing and every slot covered.
-fn wait_cluster_agrees(seed: &str, within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    loop {
-        match redis_cli(&["--cluster", "check", seed]) {
-            Ok(out)
-                if out.contains("All nodes agree") && out.contains("All 16384 slots covered") =>
-            {
-                return Ok(())
-            }
-            other if Instant::now() >= deadline => {
-                return Err(format!(
-                    "the cluster did not settle in {within:?}: {other:?}"
-                ))
-            }
-            _ => sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// Waits until every node of `cluster` lists the node `id` in its `CLUSTER NODES` (gossip
-/// spreads a newcomer in a few hundred milliseconds).
-fn wait_all_know(cluster: &Cluster, id: &str, within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let all = cluster.nodes().iter().all(|n| {
-            n.admin()
-                .and_then(|mut a| a.cmd_string(&["CLUSTER", "NODES"]))
-                .is_ok_and(|nodes| nodes.contains(id))
-        });
-        if all {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "node {id} was not known to every node within {within:?}"
-            ));
-        }
-        sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until `server` sees the cluster as up (`cluster_state:ok`): a newcomer refuses
-/// migrations with CLUSTERDOWN until it has learnt every slot's owner.
-fn wait_state_ok(server: &RedisServer, within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let ok = server
-            .admin()
-            .and_then(|mut a| a.cmd_string(&["CLUSTER", "INFO"]))
-            .is_ok_and(|info| info.contains("cluster_state:ok"));
-        if ok {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("{} never saw the cluster up", server.addr()));
-        }
-        sleep(Duration::from_millis(100));
-    }
-}
-
-fn node_id(server: &RedisServer) -> Result<String, String> {
-    server
-        .admin()
-        .and_then(|mut a| a.cmd_string(&["CLUSTER", "MYID"]))
-        .map_err(harness)
-}
-
 /// Live scale-out and scale-in with Redis's own tools under a verified load (issue 20): a new
 /// master joins with `redis-cli --cluster add-node` and takes slots from every master with
 /// `reshard`, a replica joins it with `--cluster-slave`, the new master serves its share; then
@@ -1183,17 +1093,21 @@ pub(crate) fn cluster_scale_out_and_in(mode: Mode) -> Outcome {
         newcomer.addr().to_string(),
         newcomer_replica.addr().to_string(),
     );
-    let new_id = node_id(&newcomer)?;
-    let replica_id = node_id(&newcomer_replica)?;
-    let first_id = node_id(&cluster.nodes()[0])?;
+    let new_id = newcomer.node_id().map_err(harness)?;
+    let replica_id = newcomer_replica.node_id().map_err(harness)?;
+    let first_id = cluster.nodes()[0].node_id().map_err(harness)?;
     let mut served = 0;
     let data = run.load("scale", None, |_| {
         let at = Instant::now();
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
-        redis_cli(&["--cluster", "add-node", &new_addr, &seed])?;
-        wait_all_know(&cluster, &new_id, Duration::from_secs(20))?;
-        wait_state_ok(&newcomer, Duration::from_secs(20))?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
+        redis_cli(&["--cluster", "add-node", &new_addr, &seed]).map_err(harness)?;
+        cluster
+            .wait_all_know(&new_id, Duration::from_secs(20))
+            .map_err(harness)?;
+        newcomer
+            .wait_cluster_ok(Duration::from_secs(20))
+            .map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
         redis_cli(&[
             "--cluster",
             "reshard",
@@ -1205,8 +1119,9 @@ pub(crate) fn cluster_scale_out_and_in(mode: Mode) -> Outcome {
             "--cluster-slots",
             &slots_arg,
             "--cluster-yes",
-        ])?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        ])
+        .map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
         redis_cli(&[
             "--cluster",
             "add-node",
@@ -1215,10 +1130,15 @@ pub(crate) fn cluster_scale_out_and_in(mode: Mode) -> Outcome {
             "--cluster-slave",
             "--cluster-master-id",
             &new_id,
-        ])?;
-        wait_all_know(&cluster, &replica_id, Duration::from_secs(20))?;
-        wait_state_ok(&newcomer_replica, Duration::from_secs(20))?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        ])
+        .map_err(harness)?;
+        cluster
+            .wait_all_know(&replica_id, Duration::from_secs(20))
+            .map_err(harness)?;
+        newcomer_replica
+            .wait_cluster_ok(Duration::from_secs(20))
+            .map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
         // The new master serves its share of the load for a while.
         let before = newcomer.command_calls("set").map_err(harness)?;
         sleep(Duration::from_secs(1));
@@ -1234,14 +1154,15 @@ pub(crate) fn cluster_scale_out_and_in(mode: Mode) -> Outcome {
             "--cluster-slots",
             &slots_arg,
             "--cluster-yes",
-        ])?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
-        redis_cli(&["--cluster", "del-node", &seed, &replica_id])?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
-        redis_cli(&["--cluster", "del-node", &seed, &new_id])?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
-        redis_cli(&["--cluster", "rebalance", &seed])?;
-        wait_cluster_agrees(&seed, Duration::from_secs(20))?;
+        ])
+        .map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
+        redis_cli(&["--cluster", "del-node", &seed, &replica_id]).map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
+        redis_cli(&["--cluster", "del-node", &seed, &new_id]).map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
+        redis_cli(&["--cluster", "rebalance", &seed]).map_err(harness)?;
+        wait_cluster_agrees(&seed, Duration::from_secs(20)).map_err(harness)?;
         Ok(vec![(at, Instant::now())])
     })?;
     // No connection of the client stays on a node that left (the admin's own is the one left).
