@@ -1034,11 +1034,18 @@ impl ClusterClient {
     }
 
     /// One node's view: `CLUSTER SHARDS` (Redis 7+, it tells node health), or `CLUSTER SLOTS`
-    /// on older servers. A reply that is not a valid topology is an error naming what was wrong.
+    /// on older servers (or where `CLUSTER SHARDS` is refused). Nodes are given the port for the
+    /// client's transport (`tls-port` when the settings carry a TLS configuration). A reply that
+    /// is not a valid topology is an error naming what was wrong.
     async fn view_of(&self, addr: &NodeAddr) -> Result<Topology, ClusterError> {
         let conn = self.connection(addr).await?;
+        let transport = if self.inner.config.node.connection().tls_config().is_some() {
+            crate::Transport::Tls
+        } else {
+            crate::Transport::Plain
+        };
         let view = match conn.send(Cmd::new("CLUSTER").arg("SHARDS")).await {
-            Ok(reply) => Topology::from_cluster_shards(&reply, addr),
+            Ok(reply) => Topology::from_cluster_shards_over(&reply, addr, transport),
             Err(Error::Server(_)) => {
                 let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
                 Topology::from_cluster_slots(&reply, addr)
