@@ -164,6 +164,28 @@
 //! as dangerous: `TlsConfig::builder().dangerous()` in code, `insecure = true` (all three) or a
 //! `skip_*` switch (one each) in a profile, `insecure=true` in a URL; each logs one warning per
 //! client.
+//!
+//! ## TLS clusters
+//! A cluster whose nodes listen only for TLS (`port 0`, `tls-port 6380`, `tls-cluster yes`,
+//! `tls-replication yes`) is reached with `rediss+cluster://`. The TLS settings (CA file,
+//! client certificate, `insecure` and each `skip_*` switch) apply to every node the topology
+//! names, not only to the seeds; each node is dialled on the `tls-port` it announces in
+//! `CLUSTER SHARDS` (or the port `CLUSTER SLOTS` reports to a TLS connection). With
+//! `cluster-announce-hostname` and `cluster-preferred-endpoint-type hostname`, nodes are dialled
+//! by the hostname they announce and their certificates verified against it (SNI), so
+//! certificates must name those hostnames. When every seed fails its TLS handshake, connecting
+//! fails with the TLS error itself (`Error::Connection` holding `Tls`).
+//! ```no_run
+//! # async fn demo() -> redis_client::Result<()> {
+//! use redis_client::prelude::*;
+//!
+//! let client = Client::open(
+//!     "rediss+cluster://redis-1.internal:6380,redis-2.internal:6380?ca_file=/etc/redis/ca.pem",
+//! )
+//! .await?;
+//! client.set("user:1", "Ada").await?;
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
 #![recursion_limit = "512"]

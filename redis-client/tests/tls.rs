@@ -148,3 +148,39 @@ async fn the_insecure_switch_warns_once_per_client_and_mtls_works_from_a_profile
     .unwrap();
     assert_eq!(with.ping().await.unwrap(), "PONG");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rediss_cluster_url_reaches_a_tls_only_cluster_and_a_wrong_ca_is_a_tls_error() {
+    let certs = TestCerts::generate().unwrap();
+    let cluster = test_support::Cluster::builder()
+        .replicas_per_master(0)
+        .tls(ServerTls {
+            cert: certs.server.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    let seeds: Vec<String> = cluster.seeds().iter().map(|a| a.to_string()).collect();
+    let ca = certs.ca.display().to_string();
+    let url = format!("rediss+cluster://{}?ca_file={ca}", seeds.join(","));
+    let client = Client::open(&url).await.unwrap();
+    for i in 0..100 {
+        let key = format!("tls:{i}");
+        client.set(&key, i).await.unwrap();
+    }
+    for i in 0..100 {
+        let key = format!("tls:{i}");
+        assert_eq!(client.get::<Option<i64>>(&key).await.unwrap(), Some(i));
+    }
+
+    // The same seeds, trusting another CA: the typed TLS error, not a topology complaint.
+    let other = TestCerts::generate().unwrap();
+    let url = format!(
+        "rediss+cluster://{}?ca_file={}",
+        seeds.join(","),
+        other.ca.display()
+    );
+    let refused = Client::open(&url).await;
+    assert!(is_tls_error(&refused), "{refused:?}");
+}

@@ -278,7 +278,9 @@ impl ClusterClient {
     /// periodic refresh.
     ///
     /// # Errors
-    /// [`ClusterError::NoTopology`] when no seed answers `CLUSTER SLOTS` usably.
+    /// [`ClusterError::NoTopology`] when no seed answers `CLUSTER SHARDS`/`CLUSTER SLOTS`
+    /// usably; [`ClusterError::Node`] with `redis_conn::Error::Tls` when every seed failed its
+    /// TLS handshake (an unknown CA, a certificate that does not name the host).
     pub async fn connect(config: ClusterConfig) -> Result<ClusterClient, ClusterError> {
         let seeds = config.seeds.clone();
         let interval = config.refresh_interval;
@@ -1054,11 +1056,18 @@ impl ClusterClient {
     }
 
     /// One node's view: `CLUSTER SHARDS` (Redis 7+, it tells node health), or `CLUSTER SLOTS`
-    /// on older servers. A reply that is not a valid topology is an error naming what was wrong.
+    /// on older servers (or where `CLUSTER SHARDS` is refused). Nodes are given the port for the
+    /// client's transport (`tls-port` when the settings carry a TLS configuration). A reply that
+    /// is not a valid topology is an error naming what was wrong.
     async fn view_of(&self, addr: &NodeAddr) -> Result<Topology, ClusterError> {
         let conn = self.connection(addr).await?;
+        let transport = if self.inner.config.node.connection().tls_config().is_some() {
+            crate::Transport::Tls
+        } else {
+            crate::Transport::Plain
+        };
         let view = match conn.send(Cmd::new("CLUSTER").arg("SHARDS")).await {
-            Ok(reply) => Topology::from_cluster_shards(&reply, addr),
+            Ok(reply) => Topology::from_cluster_shards_over(&reply, addr, transport),
             Err(Error::Server(_)) => {
                 let reply = conn.send(Cmd::new("CLUSTER").arg("SLOTS")).await?;
                 Topology::from_cluster_slots(&reply, addr)
@@ -1082,6 +1091,10 @@ impl ClusterClient {
         let mut views = Vec::new();
         // Every node tried and why it gave no view, so that a failure names them all.
         let mut failures: Vec<String> = Vec::new();
+        // The first TLS failure, while every node tried failed TLS: certificates that do not
+        // verify are a setting to fix, reported as the typed error rather than as text.
+        let mut tls_failure: Option<Error> = None;
+        let mut only_tls = true;
         for batch in candidates.chunks(VIEWS_PER_REFRESH) {
             let mut asks = tokio::task::JoinSet::new();
             for addr in batch {
@@ -1094,9 +1107,23 @@ impl ClusterClient {
             while let Some(joined) = asks.join_next().await {
                 match joined {
                     Ok((_, Ok(view))) if view.covered_slots() > 0 => views.push(view),
-                    Ok((addr, Ok(_))) => failures.push(format!("{addr}: knows no slots")),
-                    Ok((addr, Err(e))) => failures.push(format!("{addr}: {e}")),
-                    Err(e) => failures.push(format!("a view task failed: {e}")),
+                    Ok((addr, Ok(_))) => {
+                        only_tls = false;
+                        failures.push(format!("{addr}: knows no slots"));
+                    }
+                    Ok((addr, Err(e))) => {
+                        match &e {
+                            ClusterError::Node(tls @ Error::Tls { .. }) => {
+                                tls_failure.get_or_insert_with(|| tls.clone());
+                            }
+                            _ => only_tls = false,
+                        }
+                        failures.push(format!("{addr}: {e}"));
+                    }
+                    Err(e) => {
+                        only_tls = false;
+                        failures.push(format!("a view task failed: {e}"));
+                    }
                 }
             }
             if !views.is_empty() {
@@ -1104,7 +1131,10 @@ impl ClusterClient {
             }
         }
         let Some((view, _agreeing)) = agreed_view(views) else {
-            return Err(ClusterError::NoTopology(describe_failures(&failures)));
+            return Err(match tls_failure {
+                Some(tls) if only_tls => ClusterError::Node(tls),
+                _ => ClusterError::NoTopology(describe_failures(&failures)),
+            });
         };
         let map = view.slot_map();
         let keep: HashSet<NodeAddr> = map.nodes().into_iter().collect();

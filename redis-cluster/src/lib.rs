@@ -54,4 +54,6 @@ pub use pubsub::ClusterSubscriber;
 pub use redirect::{Redirect, RedirectKind};
 pub use redis_conn::{RandomSelector, ReplicaSelector, RoundRobinSelector};
 pub use slot::{slot, SLOTS};
-pub use topology::{agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError, MAX_NODES};
+pub use topology::{
+    agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError, Transport, MAX_NODES,
+};

@@ -63,6 +63,18 @@ impl From<&NodeAddr> for ServerAddr {
     }
 }
 
+/// How the client reaches nodes, which decides the port it takes from a topology: a node of a
+/// TLS cluster (`tls-cluster yes`) announces a `tls-port`, and may also announce a plain `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP: a node's `port` (the default).
+    #[default]
+    Plain,
+    /// TLS: a node's `tls-port`.
+    Tls,
+}
+
 /// The most nodes (masters and replicas together) a topology may name. Redis recommends at most
 /// about 1,000 nodes; a reply naming more than one node per slot is refused as absurd.
 pub const MAX_NODES: usize = SLOTS as usize;
@@ -235,7 +247,10 @@ fn int(v: &Value) -> Option<i64> {
 
 impl Topology {
     /// Reads a `CLUSTER SLOTS` reply. `asked` is the node that sent it: an empty host in the reply
-    /// means "the address you reached me at".
+    /// means "the address you reached me at". `?` (a node with no hostname while the cluster
+    /// prefers hostnames) means the node's `ip` from the entry's metadata, or, without one, the
+    /// host of `asked`. The port is the one the server chose for the connection that asked (with
+    /// `tls-cluster yes`, the TLS port for a TLS connection), so no [`Transport`] is needed.
     ///
     /// # Errors
     /// [`TopologyError`] when the reply is not shaped like `CLUSTER SLOTS`.
@@ -257,8 +272,19 @@ impl Topology {
                 .and_then(int)
                 .and_then(|p| u16::try_from(p).ok())
                 .ok_or_else(|| bad("node without a valid port"))?;
-            let host = if host.is_empty() || host == "?" {
+            let host = if host.is_empty() {
                 asked.host.clone()
+            } else if host == "?" {
+                parts
+                    .get(3)
+                    .and_then(fields)
+                    .and_then(|meta| {
+                        meta.iter()
+                            .find(|(k, _)| k == "ip")
+                            .and_then(|(_, v)| text(v))
+                    })
+                    .filter(|ip| !ip.is_empty() && ip != "?")
+                    .unwrap_or_else(|| asked.host.clone())
             } else {
                 host
             };
@@ -308,13 +334,36 @@ impl Topology {
         Ok(Topology { shards })
     }
 
-    /// Reads a `CLUSTER SHARDS` reply (Redis 7+; RESP2 or RESP3). It reports node health, so
-    /// replicas that are not `online` are left out, and lists replicas as soon as they are attached.
-    /// `asked` stands in for nodes that announce no address.
+    /// Reads a `CLUSTER SHARDS` reply (Redis 7+; RESP2 or RESP3) for a plain-TCP client: see
+    /// [`Topology::from_cluster_shards_over`].
     ///
     /// # Errors
     /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`.
     pub fn from_cluster_shards(reply: &Value, asked: &NodeAddr) -> Result<Topology, TopologyError> {
+        Topology::from_cluster_shards_over(reply, asked, Transport::Plain)
+    }
+
+    /// Reads a `CLUSTER SHARDS` reply (Redis 7+; RESP2 or RESP3). It reports node health, so
+    /// replicas that are not `online` are left out, and lists replicas as soon as they are attached.
+    ///
+    /// Each node's address is its `endpoint` (the hostname when the cluster prefers hostnames),
+    /// else its `ip`; `asked` stands in for nodes that announce neither (empty or `?`). Its port
+    /// is the one for `transport`: `tls-port` for [`Transport::Tls`], `port` for
+    /// [`Transport::Plain`]; a node announcing only the other one is given that one (its
+    /// connection then fails with the transport's own error).
+    ///
+    /// # Errors
+    /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`, or names a node with
+    /// neither a valid `port` nor a valid `tls-port`.
+    pub fn from_cluster_shards_over(
+        reply: &Value,
+        asked: &NodeAddr,
+        transport: Transport,
+    ) -> Result<Topology, TopologyError> {
+        let (wanted, other) = match transport {
+            Transport::Plain => ("port", "tls-port"),
+            Transport::Tls => ("tls-port", "port"),
+        };
         let bad = |what: &str| TopologyError::BadReply(format!("CLUSTER SHARDS: {what}"));
         let Value::Array(entries) = reply else {
             return Err(bad("not an array"));
@@ -367,12 +416,16 @@ impl Topology {
                         .and_then(|(_, v)| text(v))
                         .unwrap_or_default()
                 };
-                let port = f
-                    .iter()
-                    .find(|(k, _)| k == "port")
-                    .and_then(|(_, v)| int(v))
-                    .and_then(|p| u16::try_from(p).ok())
-                    .ok_or_else(|| bad("a node without a valid port"))?;
+                let port_of = |name: &str| {
+                    f.iter()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| int(v))
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|&p| p != 0)
+                };
+                let port = port_of(wanted)
+                    .or_else(|| port_of(other))
+                    .ok_or_else(|| bad("a node without a valid port or tls-port"))?;
                 let host = [text_of("endpoint"), text_of("ip")]
                     .into_iter()
                     .find(|h| !h.is_empty() && h != "?")
@@ -687,6 +740,125 @@ mod tests {
         );
         assert_eq!(Topology::from_cluster_shards(&resp3, &asked).unwrap(), t);
         assert!(Topology::from_cluster_shards(&Value::Integer(1), &asked).is_err());
+    }
+
+    /// One `CLUSTER SHARDS` entry covering every slot, its nodes given as (field, value) lists.
+    fn one_shard(nodes: Vec<Vec<(&str, Value)>>) -> Value {
+        let nodes = nodes
+            .into_iter()
+            .map(|f| Value::Array(f.into_iter().flat_map(|(k, v)| [b(k), v]).collect()))
+            .collect();
+        Value::Array(vec![Value::Array(vec![
+            b("slots"),
+            Value::Array(vec![Value::Integer(0), Value::Integer(16383)]),
+            b("nodes"),
+            Value::Array(nodes),
+        ])])
+    }
+
+    #[test]
+    fn cluster_shards_give_each_node_the_port_of_the_clients_transport() {
+        let asked = NodeAddr::new("127.0.0.1", 8000);
+        let (i, s) = (Value::Integer, b);
+        // A master with both ports, a replica with only a TLS port (`port 0` servers announce no
+        // `port`), a replica with only a plain one.
+        let reply = one_shard(vec![
+            vec![("id", s("a")), ("port", i(7000)), ("tls-port", i(8000))]
+                .into_iter()
+                .chain([("ip", s("127.0.0.1")), ("role", s("master"))])
+                .collect(),
+            vec![
+                ("id", s("b")),
+                ("tls-port", i(8001)),
+                ("ip", s("127.0.0.1")),
+            ]
+            .into_iter()
+            .chain([("role", s("replica")), ("health", s("online"))])
+            .collect(),
+            vec![("id", s("c")), ("port", i(7002)), ("ip", s("127.0.0.1"))]
+                .into_iter()
+                .chain([("role", s("replica")), ("health", s("online"))])
+                .collect(),
+        ]);
+        let tls = Topology::from_cluster_shards_over(&reply, &asked, Transport::Tls).unwrap();
+        assert_eq!(tls.shards()[0].master, NodeAddr::new("127.0.0.1", 8000));
+        assert_eq!(
+            tls.shards()[0].replicas,
+            vec![
+                NodeAddr::new("127.0.0.1", 7002),
+                NodeAddr::new("127.0.0.1", 8001)
+            ]
+        );
+        let plain = Topology::from_cluster_shards_over(&reply, &asked, Transport::Plain).unwrap();
+        assert_eq!(plain.shards()[0].master, NodeAddr::new("127.0.0.1", 7000));
+        assert_eq!(
+            Topology::from_cluster_shards(&reply, &asked).unwrap(),
+            plain
+        );
+
+        // Neither port (or only zeros) is still refused, for either transport.
+        let portless = one_shard(vec![vec![
+            ("id", s("a")),
+            ("port", i(0)),
+            ("ip", s("127.0.0.1")),
+            ("role", s("master")),
+        ]]);
+        for transport in [Transport::Tls, Transport::Plain] {
+            assert!(matches!(
+                Topology::from_cluster_shards_over(&portless, &asked, transport),
+                Err(TopologyError::BadReply(m)) if m.contains("port")
+            ));
+        }
+    }
+
+    #[test]
+    fn announced_hostnames_are_used_and_unknown_endpoints_fall_back_to_the_ip() {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let (i, s) = (Value::Integer, b);
+        let shards = one_shard(vec![
+            vec![
+                ("id", s("a")),
+                ("tls-port", i(7000)),
+                ("ip", s("127.0.0.1")),
+            ]
+            .into_iter()
+            .chain([("endpoint", s("localhost")), ("hostname", s("localhost"))])
+            .chain([("role", s("master"))])
+            .collect(),
+            vec![("id", s("b")), ("tls-port", i(7001)), ("ip", s("10.0.0.2"))]
+                .into_iter()
+                .chain([("endpoint", s("?")), ("role", s("replica"))])
+                .chain([("health", s("online"))])
+                .collect(),
+        ]);
+        let t = Topology::from_cluster_shards_over(&shards, &asked, Transport::Tls).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("localhost", 7000));
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![NodeAddr::new("10.0.0.2", 7001)]
+        );
+
+        // CLUSTER SLOTS: the hostname first, `?` resolved through the metadata's `ip`, or to
+        // the node that was asked when there is none.
+        let with_meta = |host: &str, port: i64, meta: Vec<Value>| {
+            Value::Array(vec![b(host), i(port), b("id"), Value::Array(meta)])
+        };
+        let slots = Value::Array(vec![Value::Array(vec![
+            i(0),
+            i(16383),
+            with_meta("localhost", 7000, vec![b("ip"), b("127.0.0.1")]),
+            with_meta("?", 7001, vec![b("ip"), b("10.0.0.2")]),
+            with_meta("?", 7002, vec![]),
+        ])]);
+        let t = Topology::from_cluster_slots(&slots, &asked).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("localhost", 7000));
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![
+                NodeAddr::new("10.0.0.2", 7001),
+                NodeAddr::new("127.0.0.1", 7002)
+            ]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,31 +15,105 @@ use crate::{HarnessError, Result};
 #[derive(Debug)]
 pub struct AdminConn {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     decoder: Decoder,
+}
+
+/// Plain TCP, or TLS over it (for servers that listen only for TLS).
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 impl AdminConn {
     /// Connects with a 2 s connect timeout and a 10 s read timeout.
     pub fn connect(addr: SocketAddr) -> Result<AdminConn> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .map_err(|e| HarnessError::io(format!("connecting to {addr}"), e))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .and_then(|()| stream.set_nodelay(true))
-            .map_err(|e| HarnessError::io(format!("configuring the socket to {addr}"), e))?;
-        Ok(AdminConn {
+        let stream = tcp(addr)?;
+        Ok(AdminConn::over(addr, Stream::Plain(stream)))
+    }
+
+    /// Connects over TLS (same timeouts as [`AdminConn::connect`]), for a server that listens only
+    /// for TLS. The harness is not what a test examines, so it accepts any server certificate and
+    /// presents none of its own.
+    pub fn connect_tls(addr: SocketAddr) -> Result<AdminConn> {
+        let stream = tcp(addr)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HarnessError::io("configuring TLS", std::io::Error::other(e)))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::from(addr.ip());
+        let conn = rustls::ClientConnection::new(Arc::new(config), name)
+            .map_err(|e| HarnessError::io(format!("TLS to {addr}"), std::io::Error::other(e)))?;
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        // Finish the handshake now, so a failure shows here rather than on the first command.
+        while tls.conn.is_handshaking() {
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| HarnessError::io(format!("TLS handshake with {addr}"), e))?;
+        }
+        Ok(AdminConn::over(addr, Stream::Tls(Box::new(tls))))
+    }
+
+    fn over(addr: SocketAddr, stream: Stream) -> AdminConn {
+        AdminConn {
             addr,
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
             decoder: Decoder::new(),
-        })
+        }
     }
 
     /// Connects and authenticates (`AUTH [user] password`) when a password is given.
     pub fn connect_auth(addr: SocketAddr, auth: Option<(&str, &str)>) -> Result<AdminConn> {
-        let mut conn = AdminConn::connect(addr)?;
+        AdminConn::connect(addr)?.authenticated(auth)
+    }
+
+    /// [`AdminConn::connect_auth`] over TLS ([`AdminConn::connect_tls`]).
+    pub fn connect_tls_auth(addr: SocketAddr, auth: Option<(&str, &str)>) -> Result<AdminConn> {
+        AdminConn::connect_tls(addr)?.authenticated(auth)
+    }
+
+    fn authenticated(self, auth: Option<(&str, &str)>) -> Result<AdminConn> {
+        let mut conn = self;
         if let Some((user, password)) = auth {
             conn.cmd(&["AUTH", user, password])?;
         }
@@ -53,6 +128,7 @@ impl AdminConn {
     /// Changes the read timeout (for commands that block, like `DEBUG SLEEP`).
     pub fn set_read_timeout(&mut self, timeout: Duration) -> Result<()> {
         self.stream
+            .tcp()
             .set_read_timeout(Some(timeout))
             .map_err(|e| HarnessError::io("setting the read timeout", e))
     }
@@ -145,6 +221,66 @@ impl AdminConn {
     pub fn info_field(&mut self, section: &str, field: &str) -> Result<Option<String>> {
         let info = self.cmd_string(&["INFO", section])?;
         Ok(info_field(&info, field))
+    }
+}
+
+fn tcp(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| HarnessError::io(format!("connecting to {addr}"), e))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| stream.set_nodelay(true))
+        .map_err(|e| HarnessError::io(format!("configuring the socket to {addr}"), e))?;
+    Ok(stream)
+}
+
+/// The harness's TLS verifier: any certificate is accepted (signatures are still checked, so the
+/// handshake itself is real).
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

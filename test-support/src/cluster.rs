@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use resp_codec::Value;
 
 use crate::admin::info_field;
-use crate::{HarnessError, RedisServer, Result};
+use crate::{HarnessError, RedisServer, Result, ServerTls};
 
 /// Options for [`Cluster::builder`].
 #[derive(Debug, Clone)]
@@ -14,6 +14,7 @@ pub struct ClusterBuilder {
     masters: usize,
     replicas_per_master: usize,
     args: Vec<String>,
+    tls: Option<ServerTls>,
 }
 
 impl Default for ClusterBuilder {
@@ -22,6 +23,7 @@ impl Default for ClusterBuilder {
             masters: 3,
             replicas_per_master: 1,
             args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -52,6 +54,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// A TLS-only cluster (default: plain TCP): every node runs with `--port 0`, `--tls-port`,
+    /// `--tls-cluster yes` and `--tls-replication yes` and this certificate
+    /// ([`crate::ServerBuilder::tls_only`]), so clients, the cluster bus, replication and
+    /// `MIGRATE` all speak TLS, and `CLUSTER SHARDS` reports only `tls-port`. [`Cluster::seeds`]
+    /// are then the TLS addresses; the harness forms and inspects the cluster over TLS itself.
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts the nodes and forms the cluster: `CLUSTER ADDSLOTSRANGE` on the masters, `CLUSTER
     /// MEET` from the first node, `CLUSTER REPLICATE` on the replicas, then waits until every node
     /// reports `cluster_state:ok`, every replica's link is up, and `CLUSTER SLOTS` lists every
@@ -60,12 +73,11 @@ impl ClusterBuilder {
         let total = self.masters * (1 + self.replicas_per_master);
         let mut nodes = Vec::with_capacity(total);
         for _ in 0..total {
-            nodes.push(
-                RedisServer::builder()
-                    .cluster()
-                    .args(self.args.iter().cloned())
-                    .start()?,
-            );
+            let mut builder = RedisServer::builder().cluster();
+            if let Some(tls) = &self.tls {
+                builder = builder.tls_only(tls.clone());
+            }
+            nodes.push(builder.args(self.args.iter().cloned()).start()?);
         }
         let cluster = Cluster {
             nodes,
@@ -204,7 +216,7 @@ impl Cluster {
         &mut self.nodes
     }
 
-    /// Addresses of every node, to use as seeds.
+    /// Addresses of every node, to use as seeds (the TLS addresses of a TLS-only cluster).
     pub fn seeds(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(RedisServer::addr).collect()
     }

@@ -20,9 +20,32 @@
 //! - [`RedisServer`] / [`ServerBuilder`]: one process; `kill9`, `pause` (SIGSTOP), `resume`,
 //!   `restart` on the same port and directory.
 //! - [`Cluster`]: 3 masters + 3 replicas (or another shape), formed with `ADDSLOTSRANGE` / `MEET` /
-//!   `REPLICATE`.
+//!   `REPLICATE`. [`ClusterBuilder::tls`] makes it TLS-only (see below).
 //! - [`SentinelSet`]: a master, replicas and sentinels (quorum 2, down-after 1000 ms).
-//! - [`TestCerts`]: a CA and good/self-signed/wrong-host/expired/client certificates.
+//! - [`TestCerts`]: a CA and good/self-signed/wrong-host/expired/client certificates, and
+//!   certificates naming only `localhost` or only `127.0.0.1`.
+//!
+//! # TLS-only clusters
+//! `Cluster::builder().tls(ServerTls { .. })` starts every node with `--port 0 --tls-port P
+//! --tls-cluster yes --tls-replication yes` and the given certificate and CA
+//! ([`ServerBuilder::tls_only`]): no plain port is open, the bus, replication and `MIGRATE` speak
+//! TLS, `CLUSTER SHARDS` reports only `tls-port`, and [`Cluster::seeds`] are the TLS addresses.
+//! The harness forms and inspects the cluster over TLS itself ([`AdminConn::connect_tls`], which
+//! trusts any certificate, so a test can give the nodes certificates its client must refuse).
+//! Add `.args(["--cluster-announce-hostname", "localhost", "--cluster-preferred-endpoint-type",
+//! "hostname"])` for nodes that announce a hostname.
+//! ```no_run
+//! use test_support::{Cluster, ServerTls, TestCerts};
+//!
+//! let certs = TestCerts::generate().unwrap();
+//! let cluster = Cluster::builder()
+//!     .tls(ServerTls { cert: certs.server.clone(), ca: certs.ca.clone(), require_client_cert: false })
+//!     .start()
+//!     .unwrap();
+//! // Seeds for a client that trusts `certs.ca`, e.g. `rediss+cluster://<seeds>?ca_file=...`.
+//! let seeds = cluster.seeds();
+//! # let _ = seeds;
+//! ```
 //! - [`FaultProxy`] / [`Fault`]: pass, delay, slice, blackhole, close-after, refuse-new, reset.
 
 mod admin;

@@ -36,6 +36,7 @@ pub struct ServerBuilder {
     acl_users: Vec<(String, String)>,
     aof: bool,
     tls: Option<ServerTls>,
+    tls_only: bool,
     cluster: bool,
     args: Vec<String>,
     dir: Option<Arc<TempDir>>,
@@ -71,6 +72,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Listens only for TLS: `--port 0` and `--tls-port`, and for a cluster node also
+    /// `--tls-cluster yes --tls-replication yes` (the bus, replication and `MIGRATE` speak TLS,
+    /// and `CLUSTER SLOTS`/`SHARDS` announce the TLS port). [`RedisServer::addr`] is then the TLS
+    /// address, [`RedisServer::url`] a `rediss://` URL, and the harness's own admin connections
+    /// speak TLS too ([`AdminConn::connect_tls`], which presents no client certificate: leave
+    /// [`ServerTls::require_client_cert`] false).
+    #[must_use]
+    pub fn tls_only(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self.tls_only = true;
+        self
+    }
+
     /// `cluster-enabled yes`, with `cluster-node-timeout 1000` and an explicit bus port.
     #[must_use]
     pub fn cluster(mut self) -> Self {
@@ -101,7 +115,11 @@ impl ServerBuilder {
             let port = free_port()?;
             let mut args = vec![
                 "--port".to_string(),
-                port.to_string(),
+                if self.tls_only {
+                    "0".to_string()
+                } else {
+                    port.to_string()
+                },
                 "--bind".into(),
                 "127.0.0.1".into(),
                 "--save".into(),
@@ -127,7 +145,8 @@ impl ServerBuilder {
             }
             let mut tls_port = None;
             if let Some(tls) = &self.tls {
-                let p = free_port()?;
+                // A TLS-only server's one port is its TLS port.
+                let p = if self.tls_only { port } else { free_port()? };
                 tls_port = Some(p);
                 args.extend([
                     "--tls-port".to_string(),
@@ -141,6 +160,12 @@ impl ServerBuilder {
                     "--tls-auth-clients".into(),
                     if tls.require_client_cert { "yes" } else { "no" }.into(),
                 ]);
+                if self.tls_only {
+                    args.extend(["--tls-replication", "yes"].map(String::from));
+                    if self.cluster {
+                        args.extend(["--tls-cluster", "yes"].map(String::from));
+                    }
+                }
             }
             let mut cluster_port = None;
             if self.cluster {
@@ -169,6 +194,7 @@ impl ServerBuilder {
                 child: None,
                 port,
                 tls_port,
+                tls_only: self.tls_only,
                 cluster_port,
                 dir: Arc::clone(&dir),
                 args,
@@ -211,6 +237,7 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     tls_port: Option<u16>,
+    tls_only: bool,
     cluster_port: Option<u16>,
     dir: Arc<TempDir>,
     args: Vec<String>,
@@ -295,6 +322,7 @@ impl RedisServer {
                 child: None,
                 port,
                 tls_port,
+                tls_only: false,
                 cluster_port: None,
                 dir: Arc::clone(&dir),
                 args,
@@ -342,7 +370,7 @@ impl RedisServer {
                     });
                 }
             }
-            if let Ok(mut conn) = AdminConn::connect(self.addr()) {
+            if let Ok(mut conn) = self.connect_admin(None) {
                 match conn.raw(&["PING"]) {
                     Ok(Value::Error(e)) if e.starts_with(b"LOADING") => {}
                     Ok(_) => return Ok(()),
@@ -364,12 +392,26 @@ impl RedisServer {
         format!("{} on port {}", self.binary, self.port)
     }
 
-    /// The plain TCP address, `127.0.0.1:<port>`.
+    fn connect_admin(&self, auth: Option<(&str, &str)>) -> Result<AdminConn> {
+        if self.tls_only {
+            AdminConn::connect_tls_auth(self.addr(), auth)
+        } else {
+            AdminConn::connect_auth(self.addr(), auth)
+        }
+    }
+
+    /// The plain TCP address, `127.0.0.1:<port>`; for a server started with
+    /// [`ServerBuilder::tls_only`], its only address, the TLS one.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// The plain TCP port.
+    /// Whether the server listens only for TLS ([`ServerBuilder::tls_only`]).
+    pub fn is_tls_only(&self) -> bool {
+        self.tls_only
+    }
+
+    /// The plain TCP port; for a TLS-only server, its TLS port.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -384,9 +426,10 @@ impl RedisServer {
         self.cluster_port
     }
 
-    /// `redis://127.0.0.1:<port>` (without credentials).
+    /// `redis://127.0.0.1:<port>` (without credentials); `rediss://` for a TLS-only server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_only { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The process id, while it runs.
@@ -401,10 +444,7 @@ impl RedisServer {
 
     /// A new authenticated admin connection.
     pub fn admin(&self) -> Result<AdminConn> {
-        AdminConn::connect_auth(
-            self.addr(),
-            self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
-        )
+        self.connect_admin(self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())))
     }
 
     /// Runs one command on a fresh admin connection.

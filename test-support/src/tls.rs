@@ -31,6 +31,8 @@ pub struct CertFiles {
 /// | [`wrong_host`](TestCerts::wrong_host) | signed by the CA, for `localhost.example.com` only |
 /// | [`expired`](TestCerts::expired) | signed by the CA, right names, expired yesterday |
 /// | [`client`](TestCerts::client) | a client certificate signed by the CA, for mTLS |
+/// | [`localhost_only`](TestCerts::localhost_only) | signed by the CA, for the name `localhost` only (no IP address) |
+/// | [`ip_only`](TestCerts::ip_only) | signed by the CA, for `127.0.0.1` only (no name) |
 #[derive(Debug)]
 pub struct TestCerts {
     dir: TempDir,
@@ -46,6 +48,10 @@ pub struct TestCerts {
     pub expired: CertFiles,
     /// A CA-signed client certificate.
     pub client: CertFiles,
+    /// A CA-signed server certificate naming only `localhost`: verified by name, refused on an IP.
+    pub localhost_only: CertFiles,
+    /// A CA-signed server certificate naming only `127.0.0.1`: refused for the name `localhost`.
+    pub ip_only: CertFiles,
 }
 
 const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "::1", "localhost"];
@@ -82,11 +88,16 @@ impl TestCerts {
             params.not_after = not_after;
             params.use_authority_key_identifier_extension = true;
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            params.extended_key_usages = vec![if client {
-                ExtendedKeyUsagePurpose::ClientAuth
+            // Server certificates also serve as client certificates: a TLS cluster node presents
+            // its own on the cluster bus and to its master, where they are always verified.
+            params.extended_key_usages = if client {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
             } else {
-                ExtendedKeyUsagePurpose::ServerAuth
-            }];
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ]
+            };
             Ok::<_, rcgen::Error>(params)
         };
         let valid_until = now + Duration::days(30);
@@ -119,6 +130,12 @@ impl TestCerts {
             false,
         )?;
         let client = files("client", leaf(&["client"], valid_until, true)?, false)?;
+        let localhost_only = files(
+            "localhost-only",
+            leaf(&["localhost"], valid_until, false)?,
+            false,
+        )?;
+        let ip_only = files("ip-only", leaf(&["127.0.0.1"], valid_until, false)?, false)?;
         Ok(TestCerts {
             dir,
             ca: ca_path,
@@ -127,6 +144,8 @@ impl TestCerts {
             wrong_host,
             expired,
             client,
+            localhost_only,
+            ip_only,
         })
     }
 

@@ -316,3 +316,40 @@ fn the_proxy_forwards_delays_blackholes_and_cuts() {
     );
     assert!(proxy.accepted() >= 3);
 }
+
+#[test]
+fn a_tls_only_cluster_forms_and_announces_only_tls_ports() {
+    let certs = TestCerts::generate().unwrap();
+    let cluster = Cluster::builder()
+        .tls(ServerTls {
+            cert: certs.server.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    for node in cluster.nodes() {
+        assert!(node.is_tls_only());
+        assert_eq!(node.tls_addr(), Some(node.addr()));
+        assert!(node.url().starts_with("rediss://"), "{}", node.url());
+        // Plain RESP on the only port meets a TLS listener: no PONG comes back.
+        let mut plain = TcpStream::connect(node.addr()).unwrap();
+        plain
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let reply = roundtrip(&mut plain, b"PING\r\n").unwrap_or_default();
+        assert!(!reply.starts_with(b"+PONG"), "plain TCP answered");
+        // An independent TLS client trusting the CA gets in.
+        let (ok, out) = redis_cli_tls(node.port(), &certs.ca, &[]);
+        assert!(ok, "{out}");
+        let port_fields = node.admin().unwrap().cmd(&["CLUSTER", "SHARDS"]).unwrap();
+        let text = format!("{port_fields:?}");
+        assert!(text.contains("tls-port"), "{text}");
+        assert!(
+            !text.contains("\"port\""),
+            "a plain port is announced: {text}"
+        );
+    }
+    // The slot owner is found by the TLS port CLUSTER SLOTS announces.
+    assert!(cluster.master_of_slot(0).unwrap() < 3);
+}
