@@ -203,8 +203,8 @@ pub use url::redact_url;
 pub use bytes::Bytes;
 pub use redis_cluster::{ClusterError, ClusterEvent, NodeAddr};
 pub use redis_conn::{
-    Batch, BatchCmd, Cmd, Delivery, Message, Protocol, ReplicaSelector, Secret, Sent, ServerAddr,
-    ServerError, SkippedChecks, SubscriberEvent, SubscriptionKind, TlsConfig, Value,
+    AddressMap, Batch, BatchCmd, Cmd, Delivery, Message, Protocol, ReplicaSelector, Secret, Sent,
+    ServerAddr, ServerError, SkippedChecks, SubscriberEvent, SubscriptionKind, TlsConfig, Value,
 };
 pub use redis_sentinel::{SentinelError, SentinelEvent};
 
