@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use redis_client::layers::cluster::slot;
 use redis_client::prelude::*;
 use redis_client::Value;
-use test_support::{Cluster, FaultProxy, SLOTS};
+use test_support::{Cluster, FaultProxy, SentinelSet, SLOTS};
 
 /// The port node `i` announces: 1 + i on loopback, where nothing listens.
 fn announced_port(i: usize) -> u16 {
@@ -163,4 +163,72 @@ async fn a_cluster_announcing_unreachable_addresses_is_routed_through_the_map() 
         accepted,
         "the announced address was dialed again instead of reusing its mapped connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_the_sentinel_names_at_an_unreachable_address_is_reached_through_the_map() {
+    let set = SentinelSet::builder()
+        .replicas(0)
+        .sentinels(1)
+        .quorum(1)
+        .start()
+        .unwrap();
+    let master = &set.servers()[0];
+    let proxy = FaultProxy::start(master.addr()).unwrap();
+    // The sentinel names the master as 127.0.0.1:1, where nothing listens.
+    let sentinel = &set.sentinels()[0];
+    sentinel
+        .cmd(&["SENTINEL", "REMOVE", test_support::MASTER_NAME])
+        .unwrap();
+    sentinel
+        .cmd(&[
+            "SENTINEL",
+            "MONITOR",
+            test_support::MASTER_NAME,
+            "127.0.0.1",
+            "1",
+            "1",
+        ])
+        .unwrap();
+    let url = format!(
+        "redis+sentinel://{}/{}",
+        sentinel.addr(),
+        test_support::MASTER_NAME
+    );
+    let config = || {
+        Config::from_url(&url)
+            .unwrap()
+            .connect_timeout(Duration::from_millis(300))
+    };
+
+    let err = Client::connect(config()).await.unwrap_err();
+    assert!(
+        matches!(err, redis_client::Error::Sentinel(_)),
+        "expected a sentinel error, got {err:?}"
+    );
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+
+    let proxy_port = proxy.addr().port();
+    let mapped = config().map_address(move |host, port| match port {
+        1 => ("127.0.0.1".to_string(), proxy_port),
+        _ => (host.to_string(), port),
+    });
+    let c = Client::connect(mapped).await.unwrap();
+    assert_eq!(
+        c.sentinel().unwrap().master(),
+        redis_client::ServerAddr::tcp("127.0.0.1", 1),
+        "the client keeps the address the sentinel announced"
+    );
+    let before = proxy.writes();
+    c.set("through", "the map").await.unwrap();
+    let got: Option<String> = c.get("through").await.unwrap();
+    assert_eq!(got.as_deref(), Some("the map"));
+    assert!(
+        proxy.writes() > before,
+        "the master's traffic bypassed the proxy"
+    );
+    let Value::BulkString(direct) = master.cmd(&["GET", "through"]).unwrap() else {
+        panic!("the master holds the key")
+    };
+    assert_eq!(&direct[..], b"the map");
 }
