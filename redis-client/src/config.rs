@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis_cluster::{ClusterConfig, NodeAddr};
 use redis_conn::{
-    BackoffConfig, ConnectionConfig, Delivery, NodeConfig, Protocol, RandomSelector,
+    AddressMap, BackoffConfig, ConnectionConfig, Delivery, NodeConfig, Protocol, RandomSelector,
     ReplicaSelector, RoundRobinSelector, Secret, ServerAddr, TlsConfig,
 };
 use redis_pool::PoolConfig;
@@ -144,6 +144,7 @@ pub struct Config {
     pub(crate) client_name: Option<String>,
     pub(crate) protocol: Protocol,
     pub(crate) tls: Option<TlsConfig>,
+    pub(crate) address_map: Option<AddressMap>,
     pub(crate) sentinel_username: Option<String>,
     pub(crate) sentinel_password: Option<Secret>,
     pub(crate) sentinel_tls: Option<bool>,
@@ -199,6 +200,7 @@ impl Config {
             client_name: None,
             protocol: Protocol::Resp3,
             tls: None,
+            address_map: None,
             sentinel_username: None,
             sentinel_password: None,
             sentinel_tls: None,
@@ -385,6 +387,41 @@ impl Config {
     #[must_use]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Dial `map(host, port)` instead of each `host:port` (default: none, every address is
+    /// dialed as given): for NAT, Docker and Kubernetes, where the addresses a cluster's nodes
+    /// or the sentinels announce are not the ones the client can reach. Code only (no profile
+    /// key or URL option); `rcli config` and `Debug` show `address_map = set`.
+    ///
+    /// Every TCP address the client dials goes through it, on every connect and reconnect:
+    /// cluster nodes from the topology, `MOVED` and `ASK`, sentinels, and the masters and
+    /// replicas sentinels name, but also the seeds, the sentinels and the server you configure;
+    /// return the addresses that need no mapping unchanged. The client keeps the announced
+    /// addresses everywhere else (slot map, redirects, events, errors: a connect error names
+    /// the announced address and the one it dialed), and TLS verifies the server's certificate
+    /// against the announced host unless [`TlsConfig`] sets a server name.
+    ///
+    /// ```
+    /// use redis_client::Config;
+    ///
+    /// // The nodes announce 10.0.0.x:6379; the NAT forwards 203.0.113.7:700x to node x.
+    /// let config = Config::cluster(["203.0.113.7:7001"])?.map_address(|host, port| {
+    ///     match host.strip_prefix("10.0.0.").and_then(|x| x.parse::<u16>().ok()) {
+    ///         Some(x) if port == 6379 => ("203.0.113.7".to_string(), 7000 + x),
+    ///         _ => (host.to_string(), port),
+    ///     }
+    /// });
+    /// assert!(config.settings().contains(&("address_map", "set".to_string())));
+    /// # Ok::<(), redis_client::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn map_address(
+        mut self,
+        map: impl Fn(&str, u16) -> (String, u16) + Send + Sync + 'static,
+    ) -> Self {
+        self.address_map = Some(AddressMap::new(map));
         self
     }
 
@@ -752,6 +789,15 @@ impl Config {
                 .to_string(),
             ),
             ("tls", tls),
+            (
+                "address_map",
+                if self.address_map.is_some() {
+                    "set"
+                } else {
+                    "(none)"
+                }
+                .to_string(),
+            ),
             ("sentinel_username", text(&self.sentinel_username)),
             ("sentinel_password", secret(&self.sentinel_password)),
             (
@@ -880,6 +926,9 @@ impl Config {
         if let Some(tls) = &self.tls {
             c = c.tls(tls.clone());
         }
+        if let Some(map) = &self.address_map {
+            c = c.address_map(map.clone());
+        }
         let hub = Arc::clone(hub);
         c.on_event(move |e| hub.emit(Event::Connection(e.clone())))
     }
@@ -938,6 +987,9 @@ impl Config {
         }
         if self.sentinel_tls.unwrap_or(self.tls.is_some()) {
             sentinel = sentinel.tls(self.tls.clone().unwrap_or_default());
+        }
+        if let Some(map) = &self.address_map {
+            sentinel = sentinel.address_map(map.clone());
         }
         // The data node's address is found by discovery; this one is replaced.
         let placeholder = self.sentinels[0].clone();
@@ -1048,6 +1100,30 @@ mod tests {
             assert!(err.contains("no credentials"), "{err}");
             assert!(!err.contains("pw") && !err.contains("M4rk"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_address_map_reaches_every_connection_and_shows_as_set_not_as_a_closure() {
+        let plain = Config::sentinel(["s:1"], "m").unwrap();
+        assert!(plain
+            .settings()
+            .contains(&("address_map", "(none)".to_string())));
+        let config = plain.map_address(|host, port| (format!("reach-{host}"), port + 1));
+        let hub = Arc::new(EventHub::new(&[], false));
+        let node = config.connection_config(ServerAddr::tcp("h", 1), &hub);
+        let map = node
+            .get_address_map()
+            .expect("data connections carry the map");
+        assert_eq!(map.map("h", 1), ("reach-h".to_string(), 2));
+        let sentinel = config.sentinel_config(&hub).unwrap();
+        let sentinel_map = sentinel.sentinel_connection_config().get_address_map();
+        assert!(sentinel_map.is_some(), "sentinel connections carry the map");
+        assert!(config
+            .settings()
+            .contains(&("address_map", "set".to_string())));
+        let debug = format!("{config:?}");
+        assert!(debug.contains("address_map: \"set\""), "{debug}");
+        assert!(!debug.contains("reach-"), "{debug}");
     }
 
     #[test]

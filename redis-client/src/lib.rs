@@ -100,6 +100,30 @@
 //! `max_lifetime_ms`. An unknown key, a wrong type or a bad value is an error that names the
 //! file, the profile and the key, and never shows a secret.
 //!
+//! # Address mapping (NAT, Docker, Kubernetes)
+//! When the addresses a cluster's nodes or the sentinels announce are not the ones the client
+//! can reach, [`Config::map_address`] (code only) maps each announced `host:port` to a
+//! reachable one. Every TCP address the client dials goes through it, on every connect and
+//! reconnect (the configured seeds and sentinels too, so leave other addresses unchanged); the
+//! slot map, redirects, events and errors keep the announced addresses, and TLS verifies the
+//! certificate against the announced host unless [`TlsConfig`] sets a server name.
+//! `rcli config` shows `address_map = set`.
+//! ```no_run
+//! use redis_client::prelude::*;
+//!
+//! # async fn demo() -> redis_client::Result<()> {
+//! // Docker publishes node N (announced as 172.18.0.N:6379) on localhost:700N.
+//! let config = Config::cluster(["127.0.0.1:7001"])?.map_address(|host, port| {
+//!     match host.strip_prefix("172.18.0.").and_then(|n| n.parse::<u16>().ok()) {
+//!         Some(n) if port == 6379 => ("127.0.0.1".to_string(), 7000 + n),
+//!         _ => (host.to_string(), port),
+//!     }
+//! });
+//! let client = Client::connect(config).await?;
+//! # let _ = client;
+//! # Ok(()) }
+//! ```
+//!
 //! # Typed commands and conversions
 //! [`Commands`] holds the typed commands (strings, keys and expiry, hashes, lists with blocking
 //! pops, sets, sorted sets, streams, scripting, publishing, HyperLogLog, server); [`Client::cmd`]
@@ -225,8 +249,8 @@ pub use url::redact_url;
 pub use bytes::Bytes;
 pub use redis_cluster::{ClusterError, ClusterEvent, NodeAddr};
 pub use redis_conn::{
-    Batch, BatchCmd, Cmd, Delivery, Message, Protocol, ReplicaSelector, Secret, Sent, ServerAddr,
-    ServerError, SkippedChecks, SubscriberEvent, SubscriptionKind, TlsConfig, Value,
+    AddressMap, Batch, BatchCmd, Cmd, Delivery, Message, Protocol, ReplicaSelector, Secret, Sent,
+    ServerAddr, ServerError, SkippedChecks, SubscriberEvent, SubscriptionKind, TlsConfig, Value,
 };
 pub use redis_sentinel::{SentinelError, SentinelEvent};
 

@@ -36,6 +36,11 @@ impl ClusterConfig {
     /// whose address is replaced per node, and the node's pool of exclusive connections; a
     /// `ConnectionConfig` converts). Defaults: refresh every 30 s (with jitter), at most one
     /// refresh per 250 ms, 5 redirects per command.
+    ///
+    /// Behind NAT, Docker or Kubernetes, give the connection settings a `redis_conn::AddressMap`
+    /// (`ConnectionConfig::address_map`): every node named by the topology, `MOVED` or `ASK`
+    /// (and every seed) is then dialed at its mapped address, while the slot map, redirects and
+    /// errors keep the addresses the nodes announce.
     pub fn new(seeds: impl IntoIterator<Item = NodeAddr>, node: impl Into<NodeConfig>) -> Self {
         ClusterConfig {
             seeds: seeds.into_iter().collect(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use resp_codec::Limits;
 
 use crate::events::{Callbacks, Event};
-use crate::{BackoffConfig, Secret, ServerAddr, TlsConfig};
+use crate::{AddressMap, BackoffConfig, Secret, ServerAddr, TlsConfig};
 
 /// Which RESP version to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +50,7 @@ pub enum Delivery {
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     pub(crate) addr: ServerAddr,
+    pub(crate) address_map: Option<AddressMap>,
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<Secret>,
@@ -85,6 +86,7 @@ impl ConnectionConfig {
     pub fn new(addr: impl Into<ServerAddr>) -> Self {
         ConnectionConfig {
             addr: addr.into(),
+            address_map: None,
             tls: None,
             username: None,
             password: None,
@@ -127,6 +129,21 @@ impl ConnectionConfig {
             addr: addr.into(),
             ..self.clone()
         }
+    }
+
+    /// Dials the address `map` gives for the configured (announced) one, on every connect and
+    /// reconnect (default: none, the address is dialed as it is). The announced address stays
+    /// the connection's name, and the name TLS verifies (see [`AddressMap`]). It is kept by
+    /// [`ConnectionConfig::with_addr`]: a cluster's or sentinel's template maps every node.
+    #[must_use]
+    pub fn address_map(mut self, map: AddressMap) -> Self {
+        self.address_map = Some(map);
+        self
+    }
+
+    /// The address map, if one is set.
+    pub fn get_address_map(&self) -> Option<&AddressMap> {
+        self.address_map.as_ref()
     }
 
     /// Connects over TLS with these settings.

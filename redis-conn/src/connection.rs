@@ -307,7 +307,7 @@ pub(crate) async fn open(
     addr: &str,
 ) -> Result<(Stream, BytesMut, Decoder), Error> {
     let attempt = async {
-        let mut stream = transport::connect(&config.addr, tls).await?;
+        let mut stream = transport::connect(&config.addr, config.address_map.as_ref(), tls).await?;
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut decoder = Decoder::with_limits(config.limits);
         let spoken = handshake(&mut stream, config, addr, &mut buf, &mut decoder).await?;

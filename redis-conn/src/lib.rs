@@ -44,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod address_map;
 mod backoff;
 mod batch;
 mod cmd;
@@ -63,6 +64,7 @@ pub mod table;
 pub mod tls;
 mod transport;
 
+pub use address_map::AddressMap;
 pub use backoff::{Backoff, BackoffConfig};
 pub use batch::{Batch, BatchCmd};
 pub use cmd::{Args, Cmd};

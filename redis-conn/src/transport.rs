@@ -11,7 +11,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::{Error, TlsConfig};
+use crate::{AddressMap, Error, TlsConfig};
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,22 +64,41 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
-/// Opens the transport (no timeout here: the caller bounds the whole connect).
+/// Opens the transport (no timeout here: the caller bounds the whole connect). A TCP address
+/// is dialed where `map` sends it; errors name the announced address (and the dialed one), and
+/// TLS verifies the announced host unless the TLS settings name a server.
 pub(crate) async fn connect(
     addr: &ServerAddr,
+    map: Option<&AddressMap>,
     tls: Option<&(TlsConfig, Arc<rustls::ClientConfig>)>,
 ) -> Result<Stream, Error> {
     let text = addr.to_string();
-    let io_err = |e: io::Error| Error::Connect {
-        addr: text.clone(),
-        reason: e.to_string(),
-    };
     match addr {
-        ServerAddr::Unix(path) => Ok(Stream::Unix(
-            UnixStream::connect(path).await.map_err(io_err)?,
-        )),
+        ServerAddr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await.map_err(
+            |e| Error::Connect {
+                addr: text.clone(),
+                reason: e.to_string(),
+            },
+        )?)),
         ServerAddr::Tcp { host, port } => {
-            let tcp = TcpStream::connect((host.as_str(), *port))
+            let (dial_host, dial_port) = match map {
+                Some(map) => map.map(host, *port),
+                None => (host.clone(), *port),
+            };
+            // Said in every error when the dialed address is not the announced one.
+            let via = if map.is_some() {
+                format!(
+                    " (dialed {}, mapped)",
+                    ServerAddr::tcp(dial_host.clone(), dial_port)
+                )
+            } else {
+                String::new()
+            };
+            let io_err = |e: io::Error| Error::Connect {
+                addr: text.clone(),
+                reason: format!("{e}{via}"),
+            };
+            let tcp = TcpStream::connect((dial_host.trim_matches(['[', ']']), dial_port))
                 .await
                 .map_err(io_err)?;
             tcp.set_nodelay(true).map_err(io_err)?;
@@ -91,6 +110,8 @@ pub(crate) async fn connect(
             let Some((config, client)) = tls else {
                 return Ok(Stream::Tcp(tcp));
             };
+            // The announced host, not the mapped one: the certificate names the server as it
+            // announces itself.
             let name = config
                 .server_name()
                 .unwrap_or(host)
@@ -103,7 +124,7 @@ pub(crate) async fn connect(
                 .await
                 .map_err(|e| Error::Tls {
                     addr: text.clone(),
-                    reason: tls_reason(&e),
+                    reason: format!("{}{via}", tls_reason(&e)),
                 })?;
             Ok(Stream::Tls(Box::new(stream)))
         }

@@ -27,6 +27,12 @@
 //! one out for WATCH, and [`SentinelClient::subscriber`] gives a pub/sub connection that moves
 //! to the new master after a failover.
 //!
+//! Behind NAT, Docker or Kubernetes, where the addresses sentinels answer (masters, replicas,
+//! other sentinels) are not reachable as they are, give the data node template and
+//! [`SentinelConfig::sentinel_connection`] a `redis_conn::AddressMap`
+//! (`ConnectionConfig::address_map`): every connection dials the mapped address, while the
+//! client keeps and reports the announced one.
+//!
 //! It builds on `redis-conn` for every connection.
 
 #![deny(missing_docs)]
@@ -150,6 +156,11 @@ impl SentinelConfig {
     /// The settings of the data nodes.
     pub fn node_config(&self) -> &NodeConfig {
         &self.node
+    }
+
+    /// How sentinels are reached (see [`SentinelConfig::sentinel_connection`]).
+    pub fn sentinel_connection_config(&self) -> &ConnectionConfig {
+        &self.sentinel_connection
     }
 
     /// The settings of a one-shot query to `sentinel`.

@@ -1,0 +1,112 @@
+//! Address mapping: a connection dials where its `AddressMap` sends the announced address, keeps
+//! the announced address as its name, and verifies TLS against the announced host.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use redis_conn::{
+    AddressMap, Cmd, Connection, ConnectionConfig, Error, ServerAddr, TlsConfig, Value,
+};
+use test_support::{RedisServer, ServerTls, TestCerts};
+
+/// Port 1 on loopback: nothing listens there, so dialing it as announced is refused.
+const UNREACHABLE: u16 = 1;
+
+/// A map sending `announced_port` to `target` and counting its calls; other addresses unchanged.
+fn map_port(announced_port: u16, target: (String, u16), calls: Arc<AtomicUsize>) -> AddressMap {
+    AddressMap::new(move |host, port| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        if port == announced_port {
+            target.clone()
+        } else {
+            (host.to_string(), port)
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_announced_address_only_the_map_reaches_connects_and_keeps_its_name() {
+    let server = RedisServer::start().unwrap();
+    let announced = ServerAddr::tcp("127.0.0.1", UNREACHABLE);
+    let config = ConnectionConfig::new(announced.clone()).fail_fast(true);
+
+    let err = Connection::connect(config.clone()).await.unwrap_err();
+    match &err {
+        Error::Connect { addr, .. } => assert_eq!(addr, "127.0.0.1:1"),
+        other => panic!("expected a connect error naming 127.0.0.1:1, got {other:?}"),
+    }
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let target = ("127.0.0.1".to_string(), server.port());
+    let mapped = config.address_map(map_port(UNREACHABLE, target, Arc::clone(&calls)));
+    assert!(format!("{mapped:?}").contains("AddressMap(set)"));
+    let conn = Connection::connect(mapped).await.unwrap();
+    assert_eq!(
+        conn.send(Cmd::new("PING")).await.unwrap(),
+        Value::SimpleString("PONG".into())
+    );
+    assert_eq!(conn.addr(), "127.0.0.1:1");
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn a_failed_mapped_dial_names_the_announced_and_the_dialed_address() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Mapped to another port nothing listens on.
+    let map = map_port(
+        UNREACHABLE,
+        ("127.0.0.1".to_string(), 2),
+        Arc::clone(&calls),
+    );
+    let config = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", UNREACHABLE)).address_map(map);
+    match Connection::connect(config).await.unwrap_err() {
+        Error::Connect { addr, reason } => {
+            assert_eq!(addr, "127.0.0.1:1");
+            assert!(reason.contains("dialed 127.0.0.1:2"), "{reason}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_through_a_map_verifies_the_announced_host_unless_a_server_name_is_set() {
+    let certs = TestCerts::generate().unwrap();
+    // The certificate names localhost.example.com only, not the 127.0.0.1 the map dials.
+    let server = RedisServer::builder()
+        .tls(ServerTls {
+            cert: certs.wrong_host.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    let tls_port = server.tls_addr().unwrap().port();
+    let announced = ServerAddr::tcp("localhost.example.com", 6379);
+    let map = || {
+        map_port(
+            6379,
+            ("127.0.0.1".to_string(), tls_port),
+            Arc::new(AtomicUsize::new(0)),
+        )
+    };
+    let tls = TlsConfig::builder().ca_file(&certs.ca).build();
+    let config = ConnectionConfig::new(announced).address_map(map()).tls(tls);
+    let conn = Connection::connect(config.clone()).await.unwrap();
+    assert_eq!(
+        conn.send(Cmd::new("PING")).await.unwrap(),
+        Value::SimpleString("PONG".into())
+    );
+
+    // A server name configured in the TLS settings wins over the announced host.
+    let other = TlsConfig::builder()
+        .ca_file(&certs.ca)
+        .server_name("other.example.com")
+        .build();
+    match Connection::connect(config.tls(other)).await.unwrap_err() {
+        Error::Tls { addr, reason } => {
+            assert_eq!(addr, "localhost.example.com:6379");
+            assert!(reason.contains("mapped"), "{reason}");
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+}
