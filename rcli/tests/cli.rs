@@ -780,3 +780,53 @@ fn commands_on_stdin_are_one_pipeline_and_the_prompt_answers_each_line() {
         "quit did not end the prompt: {text}"
     );
 }
+
+/// The command of issue 20, against a TLS-only cluster: `--url rediss://... --cluster --cacert`.
+#[test]
+fn a_tls_only_cluster_is_reached_with_the_ca_and_refused_without_it() {
+    let certs = TestCerts::generate().unwrap();
+    let cluster = Cluster::builder()
+        .replicas_per_master(0)
+        .tls(ServerTls {
+            cert: certs.server.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    let url = format!("rediss://{}", cluster.seeds()[0]);
+    let ca = certs.ca.display().to_string();
+    let o = run(&["--url", &url, "--cluster", "--cacert", &ca, "SET", "a", "1"]);
+    assert_eq!(stdout(&o).trim(), "OK", "{}", stderr(&o));
+    // Keys on every master: each node is dialled on its TLS port and verified.
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        let o = run(&["--url", &url, "--cluster", "--cacert", &ca, "SET", key, key]);
+        assert_eq!(stdout(&o).trim(), "OK", "{key}: {}", stderr(&o));
+    }
+    let o = run(&[
+        "--url",
+        &url,
+        "--cluster",
+        "--cacert",
+        &ca,
+        "MGET",
+        "a",
+        "b",
+        "f",
+    ]);
+    assert!(
+        stdout(&o).contains("\"f\""),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // Without the CA: a TLS error, exit 1, no retry loop.
+    let o = run(&["--url", &url, "--cluster", "SET", "a", "1"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).to_ascii_lowercase().contains("tls")
+            || stderr(&o).to_ascii_lowercase().contains("certificate"),
+        "{}",
+        stderr(&o)
+    );
+}
