@@ -1,7 +1,7 @@
 //! The main job: throwaway Redis deployments on loopback (a server, a 3+3 cluster, a sentinel
-//! set), and `rcli` driven through a tour a newcomer can follow: commands, a pipeline, MGET
-//! across slots, reads from replicas, and benches with a server killed, a cluster failover and
-//! a sentinel failover in the middle, with the events and the verified writes on screen. Every
+//! set, a TLS-only cluster), and `rcli` driven through a tour a newcomer can follow: commands, a
+//! pipeline, MGET across slots, reads from replicas, and benches with a server killed, a cluster
+//! failover (plain and TLS) and a sentinel failover in the middle, with the events and the verified writes on screen. Every
 //! process it starts is stopped at the end.
 
 use std::io::{BufRead, BufReader, Write};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use test_support::{Cluster, RedisServer, SentinelSet, MASTER_NAME};
+use test_support::{Cluster, RedisServer, SentinelSet, ServerTls, TestCerts, MASTER_NAME};
 
 /// Builds rcli (release: the bench figures mean something) and returns its path.
 fn build_rcli() -> Result<PathBuf, String> {
@@ -263,30 +263,85 @@ pub(crate) fn run() -> Result<(), String> {
     let first_master = cluster.nodes()[0].addr();
     let summary = tour.bench_with_fault(
         &conn,
-        &["-c", "8", "--duration", "4", "--rate", "4000", "-t", "set,get,mget", "--verify"],
+        &[
+            "-c",
+            "8",
+            "--duration",
+            "4",
+            "--rate",
+            "4000",
+            "-t",
+            "set,get,mget",
+            "--verify",
+        ],
         Duration::from_millis(1500),
-        &mut || {
-            let replica = cluster
-                .nodes()
-                .iter()
-                .skip(cluster.master_count())
-                .find(|n| {
-                    matches!(n.cmd(&["ROLE"]), Ok(resp_codec::Value::Array(role))
-                        if role.get(2) == Some(&resp_codec::Value::Integer(i64::from(first_master.port()))))
-                })
-                .ok_or("no replica of the first master")?;
-            replica.cmd(&["CLUSTER", "FAILOVER"]).map_err(e)?;
-            Ok(format!(
-                "CLUSTER FAILOVER: {} takes over from {first_master}",
-                replica.addr()
-            ))
-        },
+        &mut || fail_over(&cluster, first_master),
     )?;
     expect_no_loss(
         &summary,
         "a graceful failover waits for the replica to catch up",
     )?;
     drop(cluster);
+
+    // 2b. A TLS-only cluster.
+    tour.step(
+        "a TLS-only 3+3 cluster (port 0, tls-port, tls-cluster yes), every node verified \
+         against the test CA",
+    );
+    let certs = TestCerts::generate().map_err(e)?;
+    let tls_cluster = Cluster::builder()
+        .tls(ServerTls {
+            cert: certs.server.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .map_err(e)?;
+    let mut tls_conn = vec!["--cluster".to_string()];
+    for seed in tls_cluster.seeds() {
+        tls_conn.push("--url".to_string());
+        tls_conn.push(format!("rediss://{seed}"));
+    }
+    tls_conn.push("--cacert".to_string());
+    tls_conn.push(certs.ca.display().to_string());
+    {
+        let show_tls = |extra: &[&str]| -> Result<String, String> {
+            let args: Vec<String> = tls_conn
+                .iter()
+                .cloned()
+                .chain(extra.iter().map(|s| s.to_string()))
+                .collect();
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            tour.show(&refs)
+        };
+        show_tls(&[
+            "MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6",
+        ])?;
+        show_tls(&["MGET", "a", "b", "c", "d", "e", "f"])?;
+    }
+    tour.step("a graceful CLUSTER FAILOVER on the TLS cluster in the middle of a verified load");
+    let first_tls_master = tls_cluster.nodes()[0].addr();
+    let summary = tour.bench_with_fault(
+        &tls_conn,
+        &[
+            "-c",
+            "8",
+            "--duration",
+            "4",
+            "--rate",
+            "4000",
+            "-t",
+            "set,get,mget",
+            "--verify",
+        ],
+        Duration::from_millis(1500),
+        &mut || fail_over(&tls_cluster, first_tls_master),
+    )?;
+    expect_no_loss(
+        &summary,
+        "a graceful failover over TLS loses nothing either",
+    )?;
+    drop(tls_cluster);
 
     // 3. Sentinel.
     tour.step("a sentinel deployment: a master, 2 replicas, 3 sentinels");
@@ -344,6 +399,26 @@ pub(crate) fn run() -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `CLUSTER FAILOVER` on the replica of the master at `master`: what happened, for the tour.
+fn fail_over(cluster: &Cluster, master: std::net::SocketAddr) -> Result<String, String> {
+    let replica = cluster
+        .nodes()
+        .iter()
+        .skip(cluster.master_count())
+        .find(|n| {
+            matches!(n.cmd(&["ROLE"]), Ok(resp_codec::Value::Array(role))
+                if role.get(2) == Some(&resp_codec::Value::Integer(i64::from(master.port()))))
+        })
+        .ok_or("no replica of the first master")?;
+    replica
+        .cmd(&["CLUSTER", "FAILOVER"])
+        .map_err(|err| err.to_string())?;
+    Ok(format!(
+        "CLUSTER FAILOVER: {} takes over from {master}",
+        replica.addr()
+    ))
 }
 
 fn expect_no_loss(summary: &serde_json::Value, why: &str) -> Result<(), String> {
