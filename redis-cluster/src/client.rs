@@ -865,6 +865,17 @@ impl ClusterClient {
                 if needs_refresh(&error) {
                     self.trigger_refresh();
                 }
+                // CLUSTERDOWN or TRYAGAIN that outlasted the connection's own retries (a
+                // failover or a migration settling): the command did not run, so it is tried
+                // again through a fresh map after a pause, within the redirect budget.
+                if is_settling(&error) && redirects < self.inner.config.max_redirects {
+                    redirects += 1;
+                    self.trigger_refresh();
+                    tokio::time::sleep(SETTLE_PAUSE * redirects).await;
+                    asking = false;
+                    target = self.master_for(slot)?;
+                    continue;
+                }
                 return Err(error.into());
             };
             redirects += 1;
@@ -1189,6 +1200,16 @@ impl ClusterClient {
         }
         Ok(())
     }
+}
+
+/// The pause before routing again after a `CLUSTERDOWN` or `TRYAGAIN` (times the attempt):
+/// 50, 100, 150... ms, so that a cluster settling after a failover (about a second at most)
+/// is waited out within the default 5 redirects.
+const SETTLE_PAUSE: Duration = Duration::from_millis(50);
+
+/// A server error that says the cluster is settling and the command did not run.
+fn is_settling(error: &Error) -> bool {
+    matches!(error, Error::Server(e) if matches!(e.code(), "CLUSTERDOWN" | "TRYAGAIN"))
 }
 
 /// How many failed nodes a `NoTopology` message names before it summarizes the rest.

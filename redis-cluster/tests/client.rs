@@ -890,3 +890,61 @@ async fn scale_out_and_in_with_redis_cli_keeps_every_write() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A cluster that is down for a moment (here: one slot unassigned with full coverage required,
+/// as during a failover's settling) answers CLUSTERDOWN; the call is tried again through a
+/// fresh map after a pause, within its redirect budget, and succeeds once the cluster is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_down_for_a_moment_is_waited_out() {
+    let cluster = Arc::new(Cluster::start().unwrap());
+    let client = ClusterClient::connect(config(&cluster)).await.unwrap();
+    client
+        .send(Cmd::new("SET").arg("before").arg("v"))
+        .await
+        .unwrap();
+    let gap = 42u16;
+    let owner = cluster.master_of_slot(gap).unwrap();
+    let owner_id = cluster.nodes()[owner].node_id().unwrap();
+    for node in cluster.nodes().iter().take(cluster.master_count()) {
+        node.cmd(&["CLUSTER", "DELSLOTS", &gap.to_string()])
+            .unwrap();
+    }
+    // Down everywhere (full coverage is required): wait until a master says so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cluster.nodes()[0]
+        .admin()
+        .and_then(|mut a| a.cmd_string(&["CLUSTER", "INFO"]))
+        .unwrap()
+        .contains("cluster_state:fail")
+    {
+        assert!(Instant::now() < deadline, "the cluster never went down");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let heal = {
+        let cluster = Arc::clone(&cluster);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for node in cluster.nodes().iter().take(cluster.master_count()) {
+                node.cmd(&["CLUSTER", "SETSLOT", &gap.to_string(), "NODE", &owner_id])
+                    .unwrap();
+            }
+            cluster.nodes()[owner]
+                .cmd(&["CLUSTER", "ADDSLOTS", &gap.to_string()])
+                .ok();
+        })
+    };
+    let started = Instant::now();
+    let reply = client.send(Cmd::new("SET").arg("during").arg("v")).await;
+    heal.await.unwrap();
+    assert_eq!(
+        reply.unwrap(),
+        Value::SimpleString("OK".into()),
+        "after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}
