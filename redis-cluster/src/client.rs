@@ -662,10 +662,13 @@ impl ClusterClient {
                 }
                 if let Value::Error(message) = &value {
                     let error = ServerError::new(message.clone());
-                    // Redirects, and TRYAGAIN (a multi-key command caught in a migration), are
-                    // resent on their own: routing follows the redirect, and redis-conn retries
-                    // TRYAGAIN with backoff within the deadline.
-                    if Redirect::parse(&error, &addr).is_some() || error.code() == "TRYAGAIN" {
+                    // Redirects, TRYAGAIN (a multi-key command caught in a migration) and
+                    // CLUSTERDOWN (a cluster settling after a failover) did not run: they are
+                    // resent on their own, through the usual routing, which follows the
+                    // redirect or waits the cluster out.
+                    if Redirect::parse(&error, &addr).is_some()
+                        || matches!(error.code(), "TRYAGAIN" | "CLUSTERDOWN")
+                    {
                         redirected.push(i);
                         continue;
                     }
