@@ -263,17 +263,7 @@ pub(crate) fn run() -> Result<(), String> {
     let first_master = cluster.nodes()[0].addr();
     let summary = tour.bench_with_fault(
         &conn,
-        &[
-            "-c",
-            "8",
-            "--duration",
-            "4",
-            "--rate",
-            "4000",
-            "-t",
-            "set,get,mget",
-            "--verify",
-        ],
+        FAILOVER_BENCH,
         Duration::from_millis(1500),
         &mut || fail_over(&cluster, first_master),
     )?;
@@ -323,17 +313,7 @@ pub(crate) fn run() -> Result<(), String> {
     let first_tls_master = tls_cluster.nodes()[0].addr();
     let summary = tour.bench_with_fault(
         &tls_conn,
-        &[
-            "-c",
-            "8",
-            "--duration",
-            "4",
-            "--rate",
-            "4000",
-            "-t",
-            "set,get,mget",
-            "--verify",
-        ],
+        FAILOVER_BENCH,
         Duration::from_millis(1500),
         &mut || fail_over(&tls_cluster, first_tls_master),
     )?;
@@ -400,6 +380,19 @@ pub(crate) fn run() -> Result<(), String> {
     );
     Ok(())
 }
+
+/// The verified bench a cluster failover happens in the middle of.
+const FAILOVER_BENCH: &[&str] = &[
+    "-c",
+    "8",
+    "--duration",
+    "4",
+    "--rate",
+    "4000",
+    "-t",
+    "set,get,mget",
+    "--verify",
+];
 
 /// `CLUSTER FAILOVER` on the replica of the master at `master`: what happened, for the tour.
 fn fail_over(cluster: &Cluster, master: std::net::SocketAddr) -> Result<String, String> {
