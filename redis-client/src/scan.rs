@@ -37,10 +37,10 @@ struct State {
 }
 
 impl State {
-    fn new(source: Source, group: usize, options: &ScanOptions) -> State {
-        let max_empty_round_trips = options
-            .max_empty_round_trips
-            .unwrap_or(ScanOptions::DEFAULT_MAX_EMPTY_ROUND_TRIPS);
+    /// `max_empty_round_trips`: the caller's cap ([`ScanOptions::max_empty_round_trips`]).
+    fn new(source: Source, group: usize, max_empty_round_trips: Option<u64>) -> State {
+        let max_empty_round_trips =
+            max_empty_round_trips.unwrap_or(ScanOptions::DEFAULT_MAX_EMPTY_ROUND_TRIPS);
         State {
             source,
             group,
@@ -170,10 +170,7 @@ impl Client {
         &self,
         options: ScanOptions,
     ) -> impl Stream<Item = Result<T>> + Send + 'static {
-        let cap = ScanOptions {
-            max_empty_round_trips: options.max_empty_round_trips,
-            ..ScanOptions::default()
-        };
+        let cap = options.max_empty_round_trips;
         let source = match self.backend() {
             Backend::Cluster(cluster) => Source::Cluster(cluster.scan_type(
                 options.pattern.as_deref(),
@@ -187,7 +184,7 @@ impl Client {
                 cursor: Some(Bytes::from_static(b"0")),
             },
         };
-        stream(State::new(source, 1, &cap))
+        stream(State::new(source, 1, cap))
     }
 
     fn key_scan<T: FromValue + Send + 'static>(
@@ -200,17 +197,14 @@ impl Client {
         options.key_type = None;
         let mut head = Cmd::new(name);
         key.push_to(&mut head);
-        let state = State::new(
-            Source::Cursor {
-                client: self.clone(),
-                head,
-                options: options.clone(),
-                cursor: Some(Bytes::from_static(b"0")),
-            },
-            group,
-            &options,
-        );
-        stream(state)
+        let cap = options.max_empty_round_trips;
+        let source = Source::Cursor {
+            client: self.clone(),
+            head,
+            options,
+            cursor: Some(Bytes::from_static(b"0")),
+        };
+        stream(State::new(source, group, cap))
     }
 
     /// The fields of a hash as `(field, value)` pairs, as a stream (`HSCAN`).

@@ -21,33 +21,6 @@ fn slots_reply(ranges: &[(u16, u16, u16)]) -> String {
     out
 }
 
-/// One command of a RESP array of bulk strings at the start of `buf`, and its length.
-fn parse_command(buf: &[u8]) -> Option<(Vec<String>, usize)> {
-    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
-        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
-        Some((&buf[at..end], end + 2))
-    }
-    let (head, mut at) = line(buf, 0)?;
-    let n: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
-        .ok()?
-        .parse()
-        .ok()?;
-    let mut args = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (len, next) = line(buf, at)?;
-        let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?)
-            .ok()?
-            .parse()
-            .ok()?;
-        if buf.len() < next + len + 2 {
-            return None;
-        }
-        args.push(String::from_utf8_lossy(&buf[next..next + len]).to_uppercase());
-        at = next + len + 2;
-    }
-    Some((args, at))
-}
-
 /// A fake cluster node speaking RESP2: answers `CLUSTER SLOTS` with whatever `slots` holds at the
 /// time, refuses `HELLO` and `CLUSTER SHARDS` (as an old server would), and answers every other
 /// command with `other`.
@@ -69,7 +42,7 @@ impl FakeNode {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     loop {
-                        while let Some((args, used)) = parse_command(&buf) {
+                        while let Some((args, used)) = test_support::parse_command(&buf) {
                             buf.drain(..used);
                             let words: Vec<&str> = args.iter().map(String::as_str).collect();
                             let reply = match words.as_slice() {

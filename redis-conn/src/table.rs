@@ -407,7 +407,7 @@ command_table! {
 fn subcommand_effect(name: &[u8], sub: &[u8], args: Args<'_>) -> Effect {
     let sub = sub.to_ascii_uppercase();
     let has = |word: &[u8]| args.clone().any(|a| a.eq_ignore_ascii_case(word));
-    match (upper_name(name).as_slice(), sub.as_slice()) {
+    match (name.to_ascii_uppercase().as_slice(), sub.as_slice()) {
         (
             b"CLUSTER",
             b"INFO"
@@ -450,10 +450,6 @@ fn subcommand_effect(name: &[u8], sub: &[u8], args: Args<'_>) -> Effect {
         (b"MEMORY", _) | (b"OBJECT", _) => R,
         _ => W,
     }
-}
-
-fn upper_name(name: &[u8]) -> Vec<u8> {
-    name.to_ascii_uppercase()
 }
 
 /// The shortest relative expiry (`EXPIRE k 10`, `GETEX k PX 10000`) with which a command is

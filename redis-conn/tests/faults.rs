@@ -1038,34 +1038,7 @@ async fn a_call_whose_first_attempt_may_have_run_never_reports_not_sent() {
     let _serial = SERIAL.lock().await;
     // The server reads the SET, closes without answering, and is gone: the resend (SET k v is
     // retry-safe) is never written and times out. The call as a whole may have run.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while !seen.windows(3).any(|w| w == b"SET") {
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the client closed before sending its SET");
-            seen.extend_from_slice(&buf[..n]);
-        }
-        // Listener and socket dropped: the reconnect is refused from now on.
-    });
-    let conn = Connection::connect(
-        fake_server_config(addr)
-            .max_attempts(3)
-            .response_timeout(Duration::from_millis(500)),
-    )
-    .await
-    .unwrap();
-    let error = conn
-        .send(Cmd::new("SET").arg("k").arg("v"))
-        .await
-        .expect_err("nobody answers");
-    server.await.unwrap();
-    assert!(conn.stats().retries >= 1, "the SET was not resent: {error}");
-    assert_eq!(error.sent(), Some(Sent::Maybe), "{error}");
+    assert_a_failed_resend_reports_maybe(None).await;
 }
 
 /// `DEBUG SLEEP` on the connection under test: a server busy with one slow command (as with a
@@ -1320,8 +1293,10 @@ async fn client_pause_write_holds_writes_while_reads_flow() {
 #[tokio::test]
 async fn a_transient_refusal_of_a_resend_still_reports_that_the_call_may_have_run() {
     let _serial = SERIAL.lock().await;
-    assert_a_refused_resend_reports_maybe(b"-LOADING Redis is loading the dataset in memory\r\n")
-        .await;
+    assert_a_failed_resend_reports_maybe(Some(
+        b"-LOADING Redis is loading the dataset in memory\r\n",
+    ))
+    .await;
 }
 
 /// The same with a redirect: the resend is MOVED (or met a demoted master). A cluster layer
@@ -1335,11 +1310,14 @@ async fn a_redirected_resend_still_reports_that_the_call_may_have_run() {
         b"-ASK 3999 127.0.0.1:1\r\n",
         b"-READONLY You can't write against a read only replica.\r\n",
     ] {
-        assert_a_refused_resend_reports_maybe(refusal).await;
+        assert_a_failed_resend_reports_maybe(Some(refusal)).await;
     }
 }
 
-async fn assert_a_refused_resend_reports_maybe(refusal: &'static [u8]) {
+/// A server that reads the first SET and closes without answering; then refuses every resend
+/// with `refusal`, or, without one, is gone (the resend is never written and times out). The
+/// call's error must say `Sent::Maybe`: its first attempt may have run.
+async fn assert_a_failed_resend_reports_maybe(refusal: Option<&'static [u8]>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1356,7 +1334,11 @@ async fn assert_a_refused_resend_reports_maybe(refusal: &'static [u8]) {
             seen.extend_from_slice(&buf[..n]);
         }
         drop(socket);
-        // Every later connection: each SET is refused with LOADING.
+        let Some(refusal) = refusal else {
+            // Listener dropped too: the reconnect is refused from now on.
+            return;
+        };
+        // Every later connection: each SET is refused.
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
@@ -1389,7 +1371,7 @@ async fn assert_a_refused_resend_reports_maybe(refusal: &'static [u8]) {
     let error = conn
         .send(Cmd::new("SET").arg("k").arg("v"))
         .await
-        .expect_err("the resend is refused");
+        .expect_err("the resend fails");
     assert!(conn.stats().retries >= 1, "the SET was not resent: {error}");
     assert_eq!(
         error.sent(),

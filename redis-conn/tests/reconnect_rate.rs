@@ -89,6 +89,26 @@ fn counting_failures(addr: SocketAddr) -> (ConnectionConfig, Arc<AtomicU32>) {
     (config, failures)
 }
 
+/// The connections a handshake-then-close server got and the attempts a refusing one got in
+/// [`WINDOW`]: the same order, within [`MAX_IN_WINDOW`], and some (it does reconnect).
+fn assert_reconnect_rates(who: &str, accepted: &AtomicU32, failures: &AtomicU32) {
+    let closed = accepted.load(Ordering::Relaxed);
+    let refused = failures.load(Ordering::Relaxed) + 1;
+    eprintln!(
+        "{who}, {WINDOW:?}: {closed} connections to a server that closes after the \
+         handshake, {refused} attempts on one that refuses"
+    );
+    assert!(
+        closed <= MAX_IN_WINDOW,
+        "{closed} connections in {WINDOW:?}: the handshake resets the backoff"
+    );
+    assert!(
+        closed >= 3,
+        "only {closed} connections: is it reconnecting at all?"
+    );
+    assert!(refused <= MAX_IN_WINDOW, "{refused} attempts in {WINDOW:?}");
+}
+
 #[tokio::test]
 async fn a_connection_gets_no_more_connections_to_a_server_that_closes_after_the_handshake_than_to_one_that_refuses(
 ) {
@@ -102,23 +122,7 @@ async fn a_connection_gets_no_more_connections_to_a_server_that_closes_after_the
         .unwrap();
     let to_refusing = Connection::connect(refusing_config).await.unwrap();
     tokio::time::sleep(WINDOW.saturating_sub(started.elapsed())).await;
-    let (closed, refused) = (
-        accepted.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed) + 1,
-    );
-    eprintln!(
-        "Connection, {WINDOW:?}: {closed} connections to a server that closes after the \
-         handshake, {refused} attempts on one that refuses"
-    );
-    assert!(
-        closed <= MAX_IN_WINDOW,
-        "{closed} connections in {WINDOW:?}: the handshake resets the backoff"
-    );
-    assert!(
-        closed >= 3,
-        "only {closed} connections: is it reconnecting at all?"
-    );
-    assert!(refused <= MAX_IN_WINDOW, "{refused} attempts in {WINDOW:?}");
+    assert_reconnect_rates("Connection", &accepted, &failures);
     to_closing.close();
     to_refusing.close();
 }
@@ -139,23 +143,7 @@ async fn a_subscriber_gets_no_more_connections_to_a_server_that_closes_after_the
     tokio::spawn(async move { handle.subscribe(["news"]).await });
     let to_refusing = Subscriber::connect(refusing_config).await.unwrap();
     tokio::time::sleep(WINDOW.saturating_sub(started.elapsed())).await;
-    let (closed, refused) = (
-        accepted.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed) + 1,
-    );
-    eprintln!(
-        "Subscriber, {WINDOW:?}: {closed} connections to a server that closes after the \
-         handshake, {refused} attempts on one that refuses"
-    );
-    assert!(
-        closed <= MAX_IN_WINDOW,
-        "{closed} connections in {WINDOW:?}: the handshake resets the backoff"
-    );
-    assert!(
-        closed >= 3,
-        "only {closed} connections: is it reconnecting at all?"
-    );
-    assert!(refused <= MAX_IN_WINDOW, "{refused} attempts in {WINDOW:?}");
+    assert_reconnect_rates("Subscriber", &accepted, &failures);
     to_closing.close();
     to_refusing.close();
 }

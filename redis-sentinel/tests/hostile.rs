@@ -12,33 +12,6 @@ use test_support::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// One command of a RESP array of bulk strings at the start of `buf`, and its length.
-fn parse_command(buf: &[u8]) -> Option<(Vec<String>, usize)> {
-    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
-        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
-        Some((&buf[at..end], end + 2))
-    }
-    let (head, mut at) = line(buf, 0)?;
-    let n: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
-        .ok()?
-        .parse()
-        .ok()?;
-    let mut args = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (len, next) = line(buf, at)?;
-        let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?)
-            .ok()?
-            .parse()
-            .ok()?;
-        if buf.len() < next + len + 2 {
-            return None;
-        }
-        args.push(String::from_utf8_lossy(&buf[next..next + len]).into_owned());
-        at = next + len + 2;
-    }
-    Some((args, at))
-}
-
 fn bulk(s: &str) -> String {
     format!("${}\r\n{s}\r\n", s.len())
 }
@@ -79,10 +52,9 @@ async fn fake_sentinel(
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    while let Some((args, used)) = parse_command(&buf) {
+                    while let Some((args, used)) = test_support::parse_command(&buf) {
                         buf.drain(..used);
-                        let upper: Vec<String> = args.iter().map(|a| a.to_uppercase()).collect();
-                        let words: Vec<&str> = upper.iter().map(String::as_str).collect();
+                        let words: Vec<&str> = args.iter().map(String::as_str).collect();
                         let reply = match words.as_slice() {
                             ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", _] => {
                                 let port = *master.lock().unwrap();
