@@ -20,14 +20,25 @@ const PORT_SPAN: u32 = 12_000;
 /// ephemeral range (32768+), so the kernel never hands one of them out to an outgoing connection,
 /// and cluster bus ports are allocated the same way (explicit `cluster-port`).
 pub fn free_port() -> Result<u16> {
+    let listener = bind_free_port()?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| HarnessError::io("reading a listener's address", e))
+}
+
+/// A loopback listener on a port from the same range as [`free_port`], kept bound: for a
+/// listener of this process (a proxy, a fake server), which then cannot lose its port to
+/// another process between the check and the bind.
+pub(crate) fn bind_free_port() -> Result<TcpListener> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = std::process::id().wrapping_mul(7919) % PORT_SPAN;
     for _ in 0..PORT_SPAN {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = PORT_LOW + (base + n) % PORT_SPAN;
         let port = u16::try_from(port).map_err(|_| HarnessError::NoFreePort)?;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener);
         }
     }
     Err(HarnessError::NoFreePort)

@@ -85,10 +85,10 @@ impl std::fmt::Debug for FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` in [`Fault::Pass`] mode.
     pub fn start(upstream: SocketAddr) -> Result<FaultProxy> {
-        let port = crate::free_port()?;
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| HarnessError::io(format!("binding the proxy on port {port}"), e))?;
+        let std_listener = crate::process::bind_free_port()?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| HarnessError::io("making the proxy's listener non-blocking", e))?;
         let addr = std_listener
             .local_addr()
             .map_err(|e| HarnessError::io("reading the proxy address", e))?;
@@ -109,7 +109,7 @@ impl FaultProxy {
             .map_err(|e| HarnessError::io("building the proxy runtime", e))?;
         let task_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name(format!("fault-proxy-{port}"))
+            .name(format!("fault-proxy-{}", addr.port()))
             .spawn(move || {
                 runtime.block_on(async move {
                     let Ok(listener) = TcpListener::from_std(std_listener) else {
