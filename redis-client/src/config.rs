@@ -401,7 +401,8 @@ impl Config {
     /// return the addresses that need no mapping unchanged. The client keeps the announced
     /// addresses everywhere else (slot map, redirects, events, errors: a connect error names
     /// the announced address and the one it dialed), and TLS verifies the server's certificate
-    /// against the announced host unless [`TlsConfig`] sets a server name.
+    /// against the announced host unless [`TlsConfig`] sets a server name (or the map is built
+    /// with [`AddressMap::verify_mapped_host`] and given to [`Config::address_map`]).
     ///
     /// ```
     /// use redis_client::Config;
@@ -422,6 +423,32 @@ impl Config {
         map: impl Fn(&str, u16) -> (String, u16) + Send + Sync + 'static,
     ) -> Self {
         self.address_map = Some(AddressMap::new(map));
+        self
+    }
+
+    /// [`map_address`](Config::map_address) with a map built beforehand, e.g. one whose TLS
+    /// verification checks the mapped hosts: `rcli config` then shows `address_map = set,
+    /// TLS verifies the mapped host`.
+    ///
+    /// ```
+    /// use redis_client::{AddressMap, Config};
+    ///
+    /// // Node x announces 10.0.0.x; it is published as nodeX.redis.example.com, whose
+    /// // certificate names that public host.
+    /// let map = AddressMap::new(|host, port| match host.strip_prefix("10.0.0.") {
+    ///     Some(x) => (format!("node{x}.redis.example.com"), port),
+    ///     None => (host.to_string(), port),
+    /// })
+    /// .verify_mapped_host();
+    /// let config = Config::from_url("rediss+cluster://node1.redis.example.com:6379")?.address_map(map);
+    /// assert!(config
+    ///     .settings()
+    ///     .contains(&("address_map", "set, TLS verifies the mapped host".to_string())));
+    /// # Ok::<(), redis_client::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn address_map(mut self, map: AddressMap) -> Self {
+        self.address_map = Some(map);
         self
     }
 
@@ -791,10 +818,10 @@ impl Config {
             ("tls", tls),
             (
                 "address_map",
-                if self.address_map.is_some() {
-                    "set"
-                } else {
-                    "(none)"
+                match &self.address_map {
+                    Some(map) if map.verifies_mapped_host() => "set, TLS verifies the mapped host",
+                    Some(_) => "set",
+                    None => "(none)",
                 }
                 .to_string(),
             ),

@@ -318,3 +318,82 @@ async fn a_node_whose_certificate_does_not_name_its_announced_host_fails_verific
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_refresh_and_shard_channels_follow_a_failover_on_a_tls_cluster() {
+    let certs = TestCerts::generate().unwrap();
+    let cluster = Cluster::builder()
+        .tls(server_tls(&certs, &certs.server))
+        .start()
+        .unwrap();
+    let client = ClusterClient::connect(
+        config(&cluster, "127.0.0.1", &certs.ca).refresh_interval(Some(Duration::from_millis(500))),
+    )
+    .await
+    .unwrap();
+    let mut sub = client.subscriber().await.unwrap();
+    let channels: Vec<String> = (0..20).map(|i| format!("orders:{i}")).collect();
+    sub.ssubscribe(&channels).await.unwrap();
+    let spublish = |channel: &str, payload: &str| {
+        let owner = cluster.master_of_slot(slot(channel.as_bytes())).unwrap();
+        cluster.nodes()[owner]
+            .cmd(&["SPUBLISH", channel, payload])
+            .unwrap()
+    };
+    for channel in &channels {
+        assert_eq!(spublish(channel, "before"), Value::Integer(1), "{channel}");
+    }
+    for _ in &channels {
+        let m = tokio::time::timeout(Duration::from_secs(2), sub.next_message())
+            .await
+            .expect("a shard message over TLS")
+            .unwrap();
+        assert_eq!(&m.payload[..], b"before");
+    }
+
+    // A failover no command sees: only the periodic refresh (over TLS) can tell the client.
+    let shard = client.slot_map().shard(16383).unwrap().clone();
+    let replica = node_index(&cluster, &shard.replicas[0]);
+    cluster.nodes()[replica]
+        .cmd(&["CLUSTER", "FAILOVER"])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.slot_map().master(16383) != Some(&shard.replicas[0]) {
+        assert!(
+            Instant::now() < deadline,
+            "the periodic refresh never learned of the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The shard channels of the promoted replica's slots are subscribed on it now.
+    let moved: Vec<&String> = channels
+        .iter()
+        .filter(|c| {
+            let s = slot(c.as_bytes());
+            shard.ranges.iter().any(|&(a, b)| (a..=b).contains(&s))
+        })
+        .collect();
+    assert!(!moved.is_empty(), "no channel in the failed-over shard");
+    for channel in &moved {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while spublish(channel, "after") != Value::Integer(1) {
+            assert!(
+                Instant::now() < deadline,
+                "{channel} did not follow its slot: {:?}",
+                sub.shard_homes()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut heard = 0;
+    while heard < moved.len() {
+        let m = tokio::time::timeout(Duration::from_secs(2), sub.next_message())
+            .await
+            .expect("the messages after the failover")
+            .unwrap();
+        if &m.payload[..] == b"after" {
+            heard += 1;
+        }
+    }
+}

@@ -15,7 +15,9 @@ type MapFn = dyn Fn(&str, u16) -> (String, u16) + Send + Sync;
 /// connection keeps the announced address as its own: events, errors and
 /// [`Connection::addr`](crate::Connection::addr) name it (a connect error also names the mapped
 /// address it dialed), and TLS verifies the server's certificate against the announced host
-/// unless [`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name) names another.
+/// unless [`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name) names another,
+/// or [`verify_mapped_host`](AddressMap::verify_mapped_host) says the certificates name the
+/// mapped hosts (a NAT or ingress whose certificates carry the public names).
 ///
 /// A cluster client dials every node through its template's map, the seeds included: return
 /// addresses that need no mapping unchanged.
@@ -33,22 +35,68 @@ type MapFn = dyn Fn(&str, u16) -> (String, u16) + Send + Sync;
 /// assert!(format!("{config:?}").contains("AddressMap(set)"));
 /// ```
 #[derive(Clone)]
-pub struct AddressMap(Arc<MapFn>);
+pub struct AddressMap {
+    map: Arc<MapFn>,
+    verify_mapped_host: bool,
+}
 
 impl AddressMap {
     /// A map calling `f(announced_host, announced_port)`, which returns the address to dial.
     pub fn new(f: impl Fn(&str, u16) -> (String, u16) + Send + Sync + 'static) -> Self {
-        AddressMap(Arc::new(f))
+        AddressMap {
+            map: Arc::new(f),
+            verify_mapped_host: false,
+        }
+    }
+
+    /// TLS verifies each server's certificate against the host the map returned instead of the
+    /// announced one (an explicit
+    /// [`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name) still wins).
+    ///
+    /// ```
+    /// use redis_conn::AddressMap;
+    ///
+    /// // Nodes announce 10.0.0.x; each is published as nodeX.redis.example.com, whose
+    /// // certificate names that public host.
+    /// let map = AddressMap::new(|host, port| match host.strip_prefix("10.0.0.") {
+    ///     Some(x) => (format!("node{x}.redis.example.com"), port),
+    ///     None => (host.to_string(), port),
+    /// })
+    /// .verify_mapped_host();
+    /// assert_eq!(map.tls_name("10.0.0.3", "node3.redis.example.com"), "node3.redis.example.com");
+    /// ```
+    #[must_use]
+    pub fn verify_mapped_host(mut self) -> Self {
+        self.verify_mapped_host = true;
+        self
+    }
+
+    /// Whether TLS verifies the mapped hosts ([`verify_mapped_host`](AddressMap::verify_mapped_host)).
+    pub fn verifies_mapped_host(&self) -> bool {
+        self.verify_mapped_host
     }
 
     /// The address to dial for the announced `host:port`.
     pub fn map(&self, host: &str, port: u16) -> (String, u16) {
-        (self.0)(host, port)
+        (self.map)(host, port)
+    }
+
+    /// The host TLS verifies for a server announced as `announced` and dialed at `mapped`.
+    pub fn tls_name<'a>(&self, announced: &'a str, mapped: &'a str) -> &'a str {
+        if self.verify_mapped_host {
+            mapped
+        } else {
+            announced
+        }
     }
 }
 
 impl fmt::Debug for AddressMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AddressMap(set)")
+        if self.verify_mapped_host {
+            f.write_str("AddressMap(set, TLS verifies the mapped host)")
+        } else {
+            f.write_str("AddressMap(set)")
+        }
     }
 }

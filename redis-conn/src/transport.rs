@@ -66,7 +66,8 @@ pub(crate) enum Stream {
 
 /// Opens the transport (no timeout here: the caller bounds the whole connect). A TCP address
 /// is dialed where `map` sends it; errors name the announced address (and the dialed one), and
-/// TLS verifies the announced host unless the TLS settings name a server.
+/// TLS verifies the announced host unless the TLS settings name a server or the map verifies
+/// mapped hosts.
 pub(crate) async fn connect(
     addr: &ServerAddr,
     map: Option<&AddressMap>,
@@ -110,11 +111,12 @@ pub(crate) async fn connect(
             let Some((config, client)) = tls else {
                 return Ok(Stream::Tcp(tcp));
             };
-            // The announced host, not the mapped one: the certificate names the server as it
-            // announces itself.
+            // The announced host, not the mapped one, unless the map says otherwise: the
+            // certificate names the server as it announces itself.
+            let verified = map.map_or(host.as_str(), |m| m.tls_name(host, &dial_host));
             let name = config
                 .server_name()
-                .unwrap_or(host)
+                .unwrap_or(verified)
                 .trim_matches(['[', ']']);
             let server_name = ServerName::try_from(name.to_string())
                 .map_err(|e| Error::Config(format!("invalid TLS server name {name:?}: {e}")))?;

@@ -1,5 +1,6 @@
 //! Address mapping: a connection dials where its `AddressMap` sends the announced address, keeps
-//! the announced address as its name, and verifies TLS against the announced host.
+//! the announced address as its name, and verifies TLS against the announced host (or the
+//! mapped one when the map says so).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -109,4 +110,58 @@ async fn tls_through_a_map_verifies_the_announced_host_unless_a_server_name_is_s
         }
         other => panic!("expected a TLS error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_map_that_verifies_mapped_hosts_checks_the_certificate_against_the_dialed_name() {
+    let certs = TestCerts::generate().unwrap();
+    // The certificate names `localhost` only: not the address the server is announced at.
+    let server = RedisServer::builder()
+        .tls(ServerTls {
+            cert: certs.localhost_only.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    let tls_port = server.tls_addr().unwrap().port();
+    let map = || {
+        map_port(
+            6379,
+            ("localhost".to_string(), tls_port),
+            Arc::new(AtomicUsize::new(0)),
+        )
+    };
+    let config = ConnectionConfig::new(ServerAddr::tcp("10.255.255.1", 6379))
+        .tls(TlsConfig::builder().ca_file(&certs.ca).build())
+        .fail_fast(true);
+
+    // By default the announced host is verified, and the certificate does not name it.
+    match Connection::connect(config.clone().address_map(map()))
+        .await
+        .unwrap_err()
+    {
+        Error::Tls { addr, reason } => {
+            assert_eq!(addr, "10.255.255.1:6379");
+            assert!(reason.contains("dialed localhost"), "{reason}");
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+
+    // Verifying the mapped host: the certificate names it, and the chain is still checked.
+    let verified = config.clone().address_map(map().verify_mapped_host());
+    assert!(format!("{verified:?}").contains("TLS verifies the mapped host"));
+    let conn = Connection::connect(verified).await.unwrap();
+    assert_eq!(
+        conn.send(Cmd::new("PING")).await.unwrap(),
+        Value::SimpleString("PONG".into())
+    );
+    assert_eq!(conn.addr(), "10.255.255.1:6379");
+    let untrusted = config
+        .tls(TlsConfig::default())
+        .address_map(map().verify_mapped_host());
+    assert!(matches!(
+        Connection::connect(untrusted).await.unwrap_err(),
+        Error::Tls { .. }
+    ));
 }

@@ -1,6 +1,6 @@
 //! The sentinel client with passwords on the sentinels and the data nodes, with TLS to the
-//! sentinels, with a subscriber through a failover, and against a stale master restarted after
-//! the switch.
+//! sentinels (verified by the host name they announce too), with a subscriber through a
+//! failover, and against a stale master restarted after the switch.
 
 use std::time::{Duration, Instant};
 
@@ -149,6 +149,69 @@ async fn sentinels_over_tls_are_verified_and_followed() {
         .wait_for_new_master(old, Duration::from_secs(30))
         .unwrap();
     assert_eq!(followed(&mut events).await, new.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sentinels_announcing_hostnames_are_verified_by_name() {
+    let certs = TestCerts::generate().unwrap();
+    // The sentinels' certificate names `localhost` only, and they announce `localhost`.
+    let set = SentinelSet::builder()
+        .hostnames(true)
+        .sentinel_tls(ServerTls {
+            cert: certs.localhost_only.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    let on = |host: &str| -> Vec<ServerAddr> {
+        set.sentinels()
+            .iter()
+            .map(|s| ServerAddr::tcp(host, s.tls_addr().unwrap().port()))
+            .collect()
+    };
+    let data = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", 1));
+    let tls = || TlsConfig::builder().ca_file(&certs.ca).build();
+
+    // Reached by IP, the same sentinels fail verification: the certificate does not name it.
+    let err = SentinelClient::connect(config(on("127.0.0.1"), data.clone()).sentinel_tls(tls()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("TLS") && err.to_string().contains("name"),
+        "{err}"
+    );
+
+    // By name, verification passes, and the master is the host name the sentinels announce.
+    let client = SentinelClient::connect(
+        config(on("localhost"), data)
+            .sentinel_tls(tls())
+            .poll_interval(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let old = set.master_addr().unwrap();
+    assert_eq!(client.master(), ServerAddr::tcp("localhost", old.port()));
+    let mut events = client.events();
+    set.sentinels()[1]
+        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
+        .unwrap();
+    let new = set
+        .wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        followed(&mut events).await,
+        format!("localhost:{}", new.port())
+    );
+    client
+        .send(Cmd::new("SET").arg("by-name").arg("v"))
+        .await
+        .unwrap();
+    let index = set.master_index().unwrap();
+    assert_eq!(
+        set.servers()[index].cmd(&["GET", "by-name"]).unwrap(),
+        Value::BulkString("v".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
