@@ -268,3 +268,8 @@ pub mod prelude {
         Client, Commands, Config, Error, FromValue, Pipeline, Result, ScanOptions, ToArgs,
     };
 }
+
+/// The README's examples, compiled as doc tests so that they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;
