@@ -1,6 +1,7 @@
 //! Address mapping against a real 3+3 cluster whose nodes announce addresses nothing listens on
 //! (127.0.0.1:1 to :6), with a fault proxy in front of each node: only `Config::map_address`
 //! (announced port -> that node's proxy) makes the cluster reachable.
+//! Sentinels too: a master a sentinel names, and sentinels learned at announced addresses.
 
 use std::time::{Duration, Instant};
 
@@ -231,4 +232,133 @@ async fn a_master_the_sentinel_names_at_an_unreachable_address_is_reached_throug
         panic!("the master holds the key")
     };
     assert_eq!(&direct[..], b"the map");
+}
+
+/// The ports `SENTINEL SENTINELS` lists for the other sentinels.
+fn listed_sentinel_ports(sentinel: &test_support::RedisServer) -> Vec<u16> {
+    let Ok(Value::Array(entries)) =
+        sentinel.cmd(&["SENTINEL", "SENTINELS", test_support::MASTER_NAME])
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let fields = match entry {
+                Value::Array(fields) => fields.clone(),
+                Value::Map(pairs) => pairs
+                    .iter()
+                    .flat_map(|(k, v)| [k.clone(), v.clone()])
+                    .collect(),
+                _ => return None,
+            };
+            let port = fields
+                .chunks(2)
+                .find(|kv| kv[0].as_bytes().is_some_and(|k| &k[..] == b"port"))?;
+            std::str::from_utf8(port.get(1)?.as_bytes()?)
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_learned_at_addresses_only_the_map_reaches_keep_the_client_following() {
+    let mut set = SentinelSet::start().unwrap();
+    // Sentinels 1 and 2 announce ports 1 and 2, where nothing listens; a proxy stands in front
+    // of each, and only the map leads there.
+    let proxies: Vec<FaultProxy> = set.sentinels()[1..]
+        .iter()
+        .map(|s| FaultProxy::start(s.addr()).unwrap())
+        .collect();
+    for (i, sentinel) in set.sentinels()[1..].iter().enumerate() {
+        sentinel
+            .cmd(&[
+                "SENTINEL",
+                "CONFIG",
+                "SET",
+                "announce-port",
+                &(i + 1).to_string(),
+            ])
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut ports = listed_sentinel_ports(&set.sentinels()[0]);
+        ports.sort_unstable();
+        if ports == [1, 2] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first sentinel never listed the announced ports: {ports:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The client is told of the first sentinel only, and learns the others as announced.
+    let proxy_ports: Vec<u16> = proxies.iter().map(|p| p.addr().port()).collect();
+    let url = format!(
+        "redis+sentinel://{}/{}",
+        set.sentinels()[0].addr(),
+        test_support::MASTER_NAME
+    );
+    let config = Config::from_url(&url)
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300))
+        .sentinel_poll_interval(Duration::from_millis(200))
+        .map_address(move |host, port| match port {
+            1 | 2 => ("127.0.0.1".to_string(), proxy_ports[usize::from(port) - 1]),
+            _ => (host.to_string(), port),
+        });
+    let c = Client::connect(config).await.unwrap();
+    let sentinel = c.sentinel().unwrap();
+    let announced = [
+        redis_client::ServerAddr::tcp("127.0.0.1", 1),
+        redis_client::ServerAddr::tcp("127.0.0.1", 2),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !announced.iter().all(|a| sentinel.sentinels().contains(a)) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never learned the announced sentinels: {:?}",
+            sentinel.sentinels()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The sentinel it was told of dies; a failover is forced through another. Only the learned
+    // sentinels, reached through the map, can tell the client.
+    let old = set.master_addr().unwrap();
+    set.sentinels_mut()[0].kill9();
+    set.sentinels()[1]
+        .cmd(&["SENTINEL", "FAILOVER", test_support::MASTER_NAME])
+        .unwrap();
+    let new = set
+        .wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let written = c.set("after", "failover").await;
+        let on_new = set
+            .servers()
+            .iter()
+            .find(|s| s.addr() == new)
+            .unwrap()
+            .cmd(&["GET", "after"])
+            .unwrap();
+        if written.is_ok() && on_new == Value::BulkString("failover".into()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never followed the failover to {new}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        proxies.iter().any(|p| p.accepted() > 0),
+        "no learned sentinel was reached through its proxy"
+    );
 }
