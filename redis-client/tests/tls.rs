@@ -1,5 +1,6 @@
 //! TLS through the facade: rediss:// URLs and profile files, verification on by default, each
-//! profile switch accepting exactly its defect, one warning per client, mTLS.
+//! profile switch accepting exactly its defect (on a server and on every node of a TLS-only
+//! cluster), one warning per client, mTLS.
 
 use redis_client::prelude::*;
 use redis_client::{Error, Profiles};
@@ -183,4 +184,58 @@ async fn a_rediss_cluster_url_reaches_a_tls_only_cluster_and_a_wrong_ca_is_a_tls
     );
     let refused = Client::open(&url).await;
     assert!(is_tls_error(&refused), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_switches_of_a_profile_apply_to_every_node_of_a_tls_only_cluster() {
+    let certs = TestCerts::generate().unwrap();
+    // Every node's certificate is signed by the CA but names localhost.example.com only.
+    let cluster = test_support::Cluster::builder()
+        .replicas_per_master(0)
+        .tls(ServerTls {
+            cert: certs.wrong_host.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        })
+        .start()
+        .unwrap();
+    let seeds: Vec<String> = cluster.seeds().iter().map(|a| a.to_string()).collect();
+    let ca = certs.ca.display().to_string();
+    let profile = |tls: &str| {
+        format!(
+            "[profiles.p]\nurl = \"rediss+cluster://{}\"\nconnect_timeout_ms = 500\n[profiles.p.tls]\n{tls}",
+            seeds.join(",")
+        )
+    };
+
+    // The CA alone: the name does not match, on the seeds as on every other node.
+    let refused = profile_client(&profile(&format!("ca_file = \"{ca}\""))).await;
+    assert!(is_tls_error(&refused), "{refused:?}");
+    // Skipping the chain check does not excuse the wrong name.
+    let refused = profile_client(&profile("skip_chain_verification = true")).await;
+    assert!(is_tls_error(&refused), "{refused:?}");
+
+    // Each switch that excuses the defect reaches every master the topology names.
+    for tls in [
+        format!("ca_file = \"{ca}\"\nskip_hostname_verification = true"),
+        "insecure = true".to_string(),
+    ] {
+        let client = profile_client(&profile(&tls)).await.unwrap();
+        for i in 0..300 {
+            client.set(format!("switch:{i}"), i).await.unwrap();
+        }
+        for node in cluster.nodes() {
+            let redis_client::Value::Integer(n) = node.cmd(&["DBSIZE"]).unwrap() else {
+                panic!("DBSIZE is an integer")
+            };
+            assert!(n > 0, "{tls}: a master got none of the keys");
+        }
+        for i in 0..300 {
+            let got: Option<i64> = client.get(format!("switch:{i}")).await.unwrap();
+            assert_eq!(got, Some(i));
+        }
+        for node in cluster.nodes() {
+            node.cmd(&["FLUSHALL"]).unwrap();
+        }
+    }
 }
