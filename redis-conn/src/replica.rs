@@ -7,8 +7,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use crate::{Node, ServerAddr};
+use crate::table::{Blocking, Effect};
+use crate::{Cmd, Node, ServerAddr};
 
 /// Picks the replica that serves a read (cluster and sentinel clients alike). Implement it for
 /// latency- or zone-aware choices; the clients only offer replicas they believe healthy.
@@ -36,6 +38,54 @@ pub struct RoundRobinSelector {
 impl ReplicaSelector for RoundRobinSelector {
     fn select(&self, candidates: &[ServerAddr]) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()
+    }
+}
+
+/// The setting a client with replicas holds: whether reads go to replicas (off by default), and
+/// the [`ReplicaSelector`] that chooses one (random by default).
+#[derive(Debug, Clone)]
+pub struct ReplicaReads {
+    on: bool,
+    selector: Arc<dyn ReplicaSelector>,
+}
+
+impl Default for ReplicaReads {
+    fn default() -> Self {
+        ReplicaReads {
+            on: false,
+            selector: Arc::new(RandomSelector),
+        }
+    }
+}
+
+impl ReplicaReads {
+    /// Turns reads from replicas on or off.
+    pub fn set_on(&mut self, on: bool) {
+        self.on = on;
+    }
+
+    /// Chooses replicas with `selector`.
+    pub fn set_selector(&mut self, selector: impl ReplicaSelector + 'static) {
+        self.selector = Arc::new(selector);
+    }
+
+    /// Whether reads go to replicas.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The selector that chooses a replica.
+    #[inline]
+    pub fn selector(&self) -> &dyn ReplicaSelector {
+        self.selector.as_ref()
+    }
+
+    /// Whether `cmd` goes to a replica: reads from replicas are on, and it is a read that does
+    /// not block (a blocking read waits on the master's exclusive connections).
+    #[inline]
+    pub fn wants(&self, cmd: &Cmd) -> bool {
+        self.on && cmd.effect() == Effect::ReadOnly && cmd.blocking() == Blocking::No
     }
 }
 
@@ -210,6 +260,24 @@ mod tests {
             [fake("a", true), fake("b", true)].into_iter().collect();
         assert_eq!(all_healthy.pick(&last).map(|c| c.name), Some("b"));
         assert_eq!(last.0.lock().unwrap().len(), 2, "every replica offered");
+    }
+
+    #[test]
+    fn only_reads_that_do_not_block_go_to_replicas_and_only_when_on() {
+        let mut reads = ReplicaReads::default();
+        let get = Cmd::new("GET").arg("k");
+        assert!(!reads.is_on());
+        assert!(!reads.wants(&get));
+        reads.set_on(true);
+        reads.set_selector(RoundRobinSelector::default());
+        assert!(reads.wants(&get));
+        assert!(!reads.wants(&Cmd::new("SET").arg("k").arg("v")));
+        assert!(!reads.wants(&Cmd::new("BLPOP").arg("k").arg("0")));
+        let c = [ServerAddr::tcp("a", 1), ServerAddr::tcp("b", 1)];
+        assert_eq!(
+            [reads.selector().select(&c), reads.selector().select(&c)],
+            [0, 1]
+        );
     }
 
     #[test]
