@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::discovery::{ask_sentinel, discover, is_master, learn_sentinels};
 use crate::replicas::{close_all, fetch_replicas};
-use crate::watcher::{closed, watch_sentinel, Listeners, News};
+use crate::watcher::{closed, watch_sentinel, FollowerLinks, News};
 use crate::{SentinelConfig, SentinelEvent};
 
 /// How long a failover may take from the replica's selection to its promotion before the
@@ -209,7 +209,7 @@ pub(crate) fn start(config: Arc<SentinelConfig>, view: View) -> Following {
             rediscover: Arc::clone(&following.rediscover),
             shutdown: shutdown_rx,
         },
-        listeners: news_tx,
+        news_for_watchers: news_tx,
         replicas_tx,
         events,
         subscribers: Arc::clone(&following.subscribers),
@@ -264,7 +264,7 @@ struct Follower {
     view: watch::Sender<View>,
     inputs: Inputs,
     /// Given to each watcher: where it sends news.
-    listeners: mpsc::Sender<News>,
+    news_for_watchers: mpsc::Sender<News>,
     /// Given to each replica refresh: where it sends the replicas it found.
     replicas_tx: mpsc::Sender<Option<ReplicaSet>>,
     events: broadcast::Sender<SentinelEvent>,
@@ -278,25 +278,40 @@ impl Follower {
         let poll = self.config.poll_interval;
         let mut poll_at = Instant::now() + poll;
         loop {
-            match self.inputs.next(poll_at).await {
+            // The poll comes `poll` after the last rediscovery or promotion.
+            let restart_poll = match self.inputs.next(poll_at).await {
                 Input::News(news) => {
                     self.hear(news);
-                    if !self.failover.is_promoting() {
-                        continue;
+                    let promoting = self.failover.is_promoting();
+                    if promoting {
+                        self.follow_promotion().await;
                     }
-                    self.follow_promotion().await;
+                    promoting
                 }
-                Input::Rediscover => self.rediscover(false).await,
-                Input::Poll => self.rediscover(true).await,
+                Input::Rediscover => {
+                    self.rediscover(false).await;
+                    true
+                }
+                Input::Poll => {
+                    self.rediscover(true).await;
+                    true
+                }
                 Input::Replicas(set) => {
                     self.install_replicas(set);
-                    continue;
+                    false
                 }
                 Input::Shutdown => break,
+            };
+            if restart_poll {
+                poll_at = Instant::now() + poll;
             }
-            poll_at = Instant::now() + poll;
         }
         self.finish();
+    }
+
+    /// Moves the failover state on.
+    fn update(&mut self, transition: impl FnOnce(Failover) -> Failover) {
+        self.failover = transition(std::mem::take(&mut self.failover));
     }
 
     /// Acts on news from a watcher: a promotion starts (or restarts with another replica), or
@@ -306,14 +321,13 @@ impl Follower {
             News::Selected(candidate) => {
                 let master = self.view.borrow().master.clone();
                 let now = Instant::now();
-                self.failover =
-                    std::mem::take(&mut self.failover).selected(candidate, &master, now);
+                self.update(|f| f.selected(candidate, &master, now));
             }
             News::Aborted => {
                 if let Failover::Promoting { candidate, .. } = &self.failover {
                     tracing::info!(candidate = %candidate, "the failover was aborted");
                 }
-                self.failover = std::mem::take(&mut self.failover).stop_promoting();
+                self.update(|f| f.stop_promoting());
                 self.inputs.rediscover.notify_one();
             }
             News::Switched => self.inputs.rediscover.notify_one(),
@@ -332,7 +346,7 @@ impl Follower {
                 self.hear(news);
             }
             if self.failover.promotion_expired(Instant::now()) {
-                self.failover = std::mem::take(&mut self.failover).stop_promoting();
+                self.update(|f| f.stop_promoting());
             }
             let Failover::Promoting {
                 candidate, since, ..
@@ -355,7 +369,7 @@ impl Follower {
         if let Some((_, node)) = dialled {
             node.close();
         }
-        self.failover = std::mem::take(&mut self.failover).stop_promoting();
+        self.update(|f| f.stop_promoting());
         self.view.send_modify(|v| v.promoting = false);
     }
 
@@ -405,7 +419,7 @@ impl Follower {
         // The usual case: the first sentinel that answers still names the master in use.
         if let Some(first) = self.sentinels.first() {
             if ask_sentinel(&self.config, first).await.ok().as_ref() == Some(&master) {
-                self.failover = std::mem::take(&mut self.failover).confirmed();
+                self.update(|f| f.confirmed());
                 return;
             }
         }
@@ -462,14 +476,14 @@ impl Follower {
 
     /// Starts watching the failover events of `sentinel`.
     fn spawn_watcher(&self, sentinel: &ServerAddr) {
-        let listeners = Listeners {
-            news: self.listeners.clone(),
+        let links = FollowerLinks {
+            news: self.news_for_watchers.clone(),
             rediscover: Arc::clone(&self.inputs.rediscover),
             shutdown: self.inputs.shutdown.clone(),
         };
         let config = self.config.subscription_config(sentinel);
         let name = self.config.master_name.clone();
-        tokio::spawn(watch_sentinel(config, name, listeners));
+        tokio::spawn(watch_sentinel(config, name, links));
     }
 
     /// Starts a replica refresh in a task of its own, unless one is running: the follower never

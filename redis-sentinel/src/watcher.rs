@@ -45,7 +45,7 @@ pub(crate) fn read_event(name: &str, channel: &[u8], payload: &[u8]) -> Option<N
 
 /// Where a watcher sends what it reads, and when it stops.
 #[derive(Debug, Clone)]
-pub(crate) struct Listeners {
+pub(crate) struct FollowerLinks {
     /// The follower's news of promotions and aborts.
     pub(crate) news: mpsc::Sender<News>,
     /// Wakes the follower to rediscover (on `+switch-master`).
@@ -77,7 +77,7 @@ async fn subscribe_failover_events(sub: &Subscriber) -> Result<(), Error> {
 /// credentials and TLS) and passes on those about the master called `name`. The subscriber
 /// reconnects and subscribes again by itself; the first connection is retried every 500 ms.
 /// Ends when the client is closed or the follower is gone.
-pub(crate) async fn watch_sentinel(config: ConnectionConfig, name: String, mut to: Listeners) {
+pub(crate) async fn watch_sentinel(config: ConnectionConfig, name: String, mut to: FollowerLinks) {
     let Some(mut sub) = subscribe(&config, &mut to).await else {
         return;
     };
@@ -103,7 +103,7 @@ pub(crate) async fn watch_sentinel(config: ConnectionConfig, name: String, mut t
 
 /// A subscriber to the failover events, retried every 500 ms until it connects; `None` when the
 /// client is closed or the follower gone first.
-async fn subscribe(config: &ConnectionConfig, to: &mut Listeners) -> Option<Subscriber> {
+async fn subscribe(config: &ConnectionConfig, to: &mut FollowerLinks) -> Option<Subscriber> {
     let sentinel = config.addr();
     loop {
         if to.news.is_closed() || *to.shutdown.borrow() {
