@@ -74,7 +74,9 @@ pub use error::{Error, Sent, ServerError};
 pub use events::{callback_thread, Event, EventCallback, Handler};
 pub use node::{Node, NodeConfig};
 pub use pubsub::{Message, Subscriber, SubscriberEvent, SubscriberHandle, SubscriptionKind};
-pub use replica::{RandomSelector, ReplicaSelector, RoundRobinSelector};
+pub use replica::{
+    RandomSelector, ReplicaHealth, ReplicaReads, ReplicaSelector, ReplicaSet, RoundRobinSelector,
+};
 pub use resp_codec::{Limits, Value};
 pub use secret::Secret;
 pub use tls::{SkippedChecks, TlsConfig, TlsConfigBuilder};
