@@ -12,7 +12,9 @@ use toml::{Table, Value as Toml};
 
 use crate::config::{parse_host_port, Config, Mode};
 use crate::redact::{is_secret_key, redact};
-use crate::settings::{toml_kind, Input, Setting, TlsOptions, Value, SETTINGS, TLS_SETTINGS};
+use crate::settings::{
+    toml_kind, wrong_type, Input, Setting, TlsOptions, Value, SETTINGS, TLS_SETTINGS,
+};
 use crate::ConfigError;
 
 /// The environment variable naming the profile file.
@@ -370,13 +372,6 @@ fn is_key(key: &str) -> bool {
         profile_settings().any(|s| s.name == name && matches!(s.value, Value::Secret(..)))
     });
     SERVER_KEYS.contains(&key) || secret_env || profile_settings().any(|s| s.name == key)
-}
-
-fn wrong_type(key: &str, expected: &str, found: &Toml) -> ConfigError {
-    ConfigError::key(
-        key,
-        format!("expected {expected}, found {}", toml_kind(found)),
-    )
 }
 
 /// Wraps a parse error of a value (a URL, an address, a name) with its key.

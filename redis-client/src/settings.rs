@@ -226,13 +226,6 @@ pub(crate) enum Input<'a> {
 }
 
 impl Input<'_> {
-    fn wrong(key: &str, expected: &str, found: &Toml) -> ConfigError {
-        ConfigError::key(
-            key,
-            format!("expected {expected}, found {}", toml_kind(found)),
-        )
-    }
-
     fn not_a_number(key: &str, text: &str) -> ConfigError {
         ConfigError::key(key, format!("\"{text}\" is not a valid number"))
     }
@@ -242,7 +235,7 @@ impl Input<'_> {
             Input::Url(text) => text.parse().map_err(|_| Self::not_a_number(key, text)),
             Input::Toml(Toml::Integer(n)) => u64::try_from(*n)
                 .map_err(|_| ConfigError::key(key, "expected a number >= 0, found a negative one")),
-            Input::Toml(other) => Err(Self::wrong(key, "an integer", other)),
+            Input::Toml(other) => Err(wrong_type(key, "an integer", other)),
         }
     }
 
@@ -259,7 +252,7 @@ impl Input<'_> {
         match self {
             Input::Url(text) => text.parse().map_err(|_| Self::not_a_number(key, text)),
             Input::Toml(Toml::Integer(n)) => Ok(*n),
-            Input::Toml(other) => Err(Self::wrong(key, "an integer", other)),
+            Input::Toml(other) => Err(wrong_type(key, "an integer", other)),
         }
     }
 
@@ -268,7 +261,7 @@ impl Input<'_> {
             Input::Url(text) => text.parse().map_err(|_| Self::not_a_number(key, text)),
             Input::Toml(Toml::Float(f)) => Ok(*f),
             Input::Toml(Toml::Integer(n)) => Ok(*n as f64),
-            Input::Toml(other) => Err(Self::wrong(key, "a number", other)),
+            Input::Toml(other) => Err(wrong_type(key, "a number", other)),
         }
     }
 
@@ -277,7 +270,7 @@ impl Input<'_> {
             Input::Url(text) => parse_bool(text)
                 .ok_or_else(|| ConfigError::key(key, format!("\"{text}\" is not true or false"))),
             Input::Toml(Toml::Boolean(b)) => Ok(*b),
-            Input::Toml(other) => Err(Self::wrong(key, "true or false", other)),
+            Input::Toml(other) => Err(wrong_type(key, "true or false", other)),
         }
     }
 
@@ -285,7 +278,7 @@ impl Input<'_> {
         match self {
             Input::Url(text) => Ok(text.to_string()),
             Input::Toml(Toml::String(s)) => Ok(s.clone()),
-            Input::Toml(other) => Err(Self::wrong(key, "a string", other)),
+            Input::Toml(other) => Err(wrong_type(key, "a string", other)),
         }
     }
 
@@ -305,6 +298,14 @@ fn parse_bool(value: &str) -> Option<bool> {
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
     }
+}
+
+/// A profile value of the wrong type: the error names the type expected and the type found.
+pub(crate) fn wrong_type(key: &str, expected: &str, found: &Toml) -> ConfigError {
+    ConfigError::key(
+        key,
+        format!("expected {expected}, found {}", toml_kind(found)),
+    )
 }
 
 /// What a TOML value is, for errors (never its content: it may be a secret).
