@@ -187,31 +187,35 @@ impl Default for Config {
 impl Config {
     /// Standalone at `127.0.0.1:6379`, with every default (see each setter).
     pub fn new() -> Config {
+        // The layers' defaults: read from them where they can be read, written out where they
+        // cannot (`defaults_are_the_layers_defaults` holds those equal to the layers').
+        let server = ServerAddr::tcp("127.0.0.1", 6379);
+        let connection = ConnectionConfig::new(server.clone());
         Config {
             mode: Mode::Standalone,
-            nodes: vec![ServerAddr::tcp("127.0.0.1", 6379)],
+            nodes: vec![server],
             sentinels: Vec::new(),
             master_name: None,
             username: None,
             password: None,
             database: 0,
             client_name: None,
-            protocol: Protocol::Resp3,
+            protocol: Protocol::default(),
             tls: None,
             address_map: None,
             sentinel_username: None,
             sentinel_password: None,
             sentinel_tls: None,
-            connect_timeout: Duration::from_millis(500),
-            response_timeout: Duration::from_secs(1),
+            connect_timeout: connection.get_connect_timeout(),
+            response_timeout: connection.get_response_timeout(),
             max_attempts: 3,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             backoff_factor: 2.0,
-            reconnect_attempts: None,
-            delivery: Delivery::AtMostOnce,
-            queue_capacity: 10_000,
-            limits: Limits::default(),
+            reconnect_attempts: BackoffConfig::default().get_max_attempts(),
+            delivery: Delivery::default(),
+            queue_capacity: connection.get_queue_capacity(),
+            limits: *connection.get_limits(),
             hang_window: ConnectionConfig::DEFAULT_HANG_WINDOW,
             message_queue_bytes: ConnectionConfig::DEFAULT_MESSAGE_QUEUE_BYTES,
             fail_fast: false,
@@ -1062,6 +1066,39 @@ mod tests {
         assert!(err.is_ok());
         let two = Config::new().nodes_addrs(vec![ServerAddr::tcp("a", 1), ServerAddr::tcp("b", 1)]);
         assert!(two.validate().unwrap_err().to_string().contains("cluster"));
+    }
+
+    /// The defaults `Config::new` writes out are the layers' own: every layer's configuration
+    /// built from a default `Config` is the one the layer builds by default.
+    #[test]
+    fn defaults_are_the_layers_defaults() {
+        let hub = Arc::new(EventHub::new(&[], false));
+        let events = |c: ConnectionConfig| c.on_event(|_| {});
+        let addr = ServerAddr::tcp("h", 1);
+        let config = Config::new();
+        let connection = events(ConnectionConfig::new(addr.clone()));
+        assert_eq!(
+            format!("{:?}", config.connection_config(addr.clone(), &hub)),
+            format!("{connection:?}")
+        );
+        let node = NodeConfig::new(connection).pool(PoolConfig::default());
+        assert_eq!(
+            format!("{:?}", config.node_config(addr.clone(), &hub)),
+            format!("{node:?}")
+        );
+        let selector = || SharedSelector(ReplicaSelection::default().selector());
+        let cluster = Config::cluster(["h:1"]).unwrap();
+        let layer = ClusterConfig::new([NodeAddr::new("h", 1)], node.clone());
+        assert_eq!(
+            format!("{:?}", cluster.cluster_config(&hub).unwrap()),
+            format!("{:?}", layer.replica_selector(selector()))
+        );
+        let sentinel = Config::sentinel(["h:1"], "m").unwrap();
+        let layer = SentinelConfig::new([addr], "m", node);
+        assert_eq!(
+            format!("{:?}", sentinel.sentinel_config(&hub).unwrap()),
+            format!("{:?}", layer.replica_selector(selector()))
+        );
     }
 
     #[test]
