@@ -113,7 +113,8 @@ impl ReplicaSelector for SharedSelector {
 /// Everything about how a [`Client`](crate::Client) connects and behaves, for every mode.
 ///
 /// Build it in code (every setter documents its default), from a URL ([`Config::from_url`]), or
-/// from a profile file ([`Config::from_profile`]). `Debug` never shows a password.
+/// from a profile file ([`Config::from_profile`]); the [settings table](crate#settings) names
+/// each setting's profile key and URL option. `Debug` never shows a password.
 ///
 /// ```
 /// use std::time::Duration;
