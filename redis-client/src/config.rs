@@ -1,14 +1,13 @@
 //! One configuration type for every mode, built in code, from a URL, or from a profile file.
 
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis_cluster::{ClusterConfig, NodeAddr};
 use redis_conn::{
-    AddressMap, BackoffConfig, ConnectionConfig, Delivery, NodeConfig, Protocol, RandomSelector,
-    ReplicaSelector, RoundRobinSelector, Secret, ServerAddr, TlsConfig,
+    AddressMap, BackoffConfig, ConnectionConfig, Delivery, Limits, NodeConfig, Protocol,
+    RandomSelector, ReplicaSelector, RoundRobinSelector, Secret, ServerAddr, TlsConfig,
 };
 use redis_pool::PoolConfig;
 use redis_sentinel::SentinelConfig;
@@ -114,7 +113,8 @@ impl ReplicaSelector for SharedSelector {
 /// Everything about how a [`Client`](crate::Client) connects and behaves, for every mode.
 ///
 /// Build it in code (every setter documents its default), from a URL ([`Config::from_url`]), or
-/// from a profile file ([`Config::from_profile`]). `Debug` never shows a password.
+/// from a profile file ([`Config::from_profile`]); the [settings table](crate#settings) names
+/// each setting's profile key and URL option. `Debug` never shows a password.
 ///
 /// ```
 /// use std::time::Duration;
@@ -157,10 +157,9 @@ pub struct Config {
     pub(crate) reconnect_attempts: Option<u32>,
     pub(crate) delivery: Delivery,
     pub(crate) queue_capacity: usize,
-    pub(crate) max_reply_bytes: usize,
+    pub(crate) limits: Limits,
     pub(crate) hang_window: Duration,
     pub(crate) message_queue_bytes: usize,
-    pub(crate) max_reply_elements: usize,
     pub(crate) fail_fast: bool,
     pub(crate) health_check_interval: Option<Duration>,
     pub(crate) spin_wait: Duration,
@@ -189,34 +188,37 @@ impl Default for Config {
 impl Config {
     /// Standalone at `127.0.0.1:6379`, with every default (see each setter).
     pub fn new() -> Config {
+        // The layers' defaults: read from them where they can be read, written out where they
+        // cannot (`defaults_are_the_layers_defaults` holds those equal to the layers').
+        let server = ServerAddr::tcp("127.0.0.1", 6379);
+        let connection = ConnectionConfig::new(server.clone());
         Config {
             mode: Mode::Standalone,
-            nodes: vec![ServerAddr::tcp("127.0.0.1", 6379)],
+            nodes: vec![server],
             sentinels: Vec::new(),
             master_name: None,
             username: None,
             password: None,
             database: 0,
             client_name: None,
-            protocol: Protocol::Resp3,
+            protocol: Protocol::default(),
             tls: None,
             address_map: None,
             sentinel_username: None,
             sentinel_password: None,
             sentinel_tls: None,
-            connect_timeout: Duration::from_millis(500),
-            response_timeout: Duration::from_secs(1),
+            connect_timeout: connection.get_connect_timeout(),
+            response_timeout: connection.get_response_timeout(),
             max_attempts: 3,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             backoff_factor: 2.0,
-            reconnect_attempts: None,
-            delivery: Delivery::AtMostOnce,
-            queue_capacity: 10_000,
-            max_reply_bytes: redis_conn::Limits::default().get_max_reply_bytes(),
+            reconnect_attempts: BackoffConfig::default().get_max_attempts(),
+            delivery: Delivery::default(),
+            queue_capacity: connection.get_queue_capacity(),
+            limits: *connection.get_limits(),
             hang_window: ConnectionConfig::DEFAULT_HANG_WINDOW,
             message_queue_bytes: ConnectionConfig::DEFAULT_MESSAGE_QUEUE_BYTES,
-            max_reply_elements: redis_conn::Limits::default().get_max_reply_elements(),
             fail_fast: false,
             health_check_interval: Some(Duration::from_secs(1)),
             spin_wait: Duration::from_micros(50),
@@ -287,36 +289,6 @@ impl Config {
             .with_mode(Mode::Sentinel)
             .sentinel_addrs(sentinels)
             .master_name(master_name))
-    }
-
-    /// Parses a URL (see the [crate docs](crate#urls) for every form).
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming what is wrong (the URL is shown without its password).
-    pub fn from_url(url: &str) -> Result<Config, ConfigError> {
-        crate::url::parse(url)
-    }
-
-    /// Several URLs: one is the same as [`Config::from_url`]; more are cluster seeds (mode,
-    /// credentials and options from the first).
-    ///
-    /// # Errors
-    /// As [`Config::from_url`]; no URL at all.
-    pub fn from_urls<I, S>(urls: I) -> Result<Config, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        crate::url::parse_many(urls)
-    }
-
-    /// The profile `name` (or the one `REDIS_PROFILE` names) from the profile file given by
-    /// `REDIS_CONFIG`, or `./redis.toml` (see the [crate docs](crate#profile-files)).
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the file, the profile and the key at fault.
-    pub fn from_profile(name: Option<&str>) -> Result<Config, ConfigError> {
-        crate::profile::load(None, name).map(|(config, _)| config)
     }
 
     /// Sets the mode (the constructors and URLs set it already).
@@ -563,7 +535,7 @@ impl Config {
     /// profile key `max_reply_bytes`.
     #[must_use]
     pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
-        self.max_reply_bytes = bytes.max(16);
+        self.limits = self.limits.max_reply_bytes(bytes);
         self
     }
 
@@ -575,7 +547,7 @@ impl Config {
     /// [`Config::max_reply_bytes`]. URL option and profile key `max_reply_elements`.
     #[must_use]
     pub fn max_reply_elements(mut self, elements: usize) -> Self {
-        self.max_reply_elements = elements.max(1);
+        self.limits = self.limits.max_reply_elements(elements);
         self
     }
 
@@ -780,107 +752,6 @@ impl Config {
         self.response_timeout
     }
 
-    /// Every setting as `(key, value)`, with the keys of the profile file and passwords as
-    /// `***`: what `rcli config` prints.
-    pub fn settings(&self) -> Vec<(&'static str, String)> {
-        let list = |addrs: &[ServerAddr]| {
-            addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let ms = |d: Duration| d.as_millis().to_string();
-        let opt_ms = |d: Option<Duration>| d.map_or_else(|| "off".to_string(), ms);
-        let secret = |s: &Option<Secret>| if s.is_some() { "***" } else { "(none)" }.to_string();
-        let text = |s: &Option<String>| s.clone().unwrap_or_else(|| "(none)".to_string());
-        let tls = match &self.tls {
-            None => "off".to_string(),
-            Some(t) => format!("{t:?}"),
-        };
-        vec![
-            ("mode", self.mode.name().to_string()),
-            ("nodes", list(&self.nodes)),
-            ("sentinels", list(&self.sentinels)),
-            ("master_name", text(&self.master_name)),
-            ("username", text(&self.username)),
-            ("password", secret(&self.password)),
-            ("database", self.database.to_string()),
-            ("client_name", text(&self.client_name)),
-            (
-                "protocol",
-                match self.protocol {
-                    Protocol::Resp2 => "resp2",
-                    _ => "resp3",
-                }
-                .to_string(),
-            ),
-            ("tls", tls),
-            (
-                "address_map",
-                match &self.address_map {
-                    Some(map) if map.verifies_mapped_host() => "set, TLS verifies the mapped host",
-                    Some(_) => "set",
-                    None => "(none)",
-                }
-                .to_string(),
-            ),
-            ("sentinel_username", text(&self.sentinel_username)),
-            ("sentinel_password", secret(&self.sentinel_password)),
-            (
-                "sentinel_tls",
-                self.sentinel_tls.unwrap_or(self.tls.is_some()).to_string(),
-            ),
-            ("connect_timeout_ms", ms(self.connect_timeout)),
-            ("timeout_ms", ms(self.response_timeout)),
-            ("retry.max_attempts", self.max_attempts.to_string()),
-            ("retry.backoff_base_ms", ms(self.backoff_base)),
-            ("retry.backoff_max_ms", ms(self.backoff_max)),
-            ("retry.backoff_factor", self.backoff_factor.to_string()),
-            (
-                "retry.reconnect_attempts",
-                self.reconnect_attempts
-                    .map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
-            ),
-            (
-                "delivery",
-                match self.delivery {
-                    Delivery::AtLeastOnce => "at_least_once",
-                    _ => "at_most_once",
-                }
-                .to_string(),
-            ),
-            ("queue_capacity", self.queue_capacity.to_string()),
-            ("hang_window_ms", self.hang_window.as_millis().to_string()),
-            ("message_queue_bytes", self.message_queue_bytes.to_string()),
-            ("max_reply_bytes", self.max_reply_bytes.to_string()),
-            ("max_reply_elements", self.max_reply_elements.to_string()),
-            ("fail_fast", self.fail_fast.to_string()),
-            (
-                "health_check_interval_ms",
-                opt_ms(self.health_check_interval),
-            ),
-            ("spin_wait_us", self.spin_wait.as_micros().to_string()),
-            ("connections", self.connections.to_string()),
-            ("pool.max_size", self.pool_size.to_string()),
-            ("pool.min_idle", self.pool_min_idle.to_string()),
-            ("pool.acquire_timeout_ms", ms(self.pool_acquire_timeout)),
-            ("pool.idle_timeout_ms", opt_ms(self.pool_idle_timeout)),
-            ("pool.max_lifetime_ms", opt_ms(self.pool_max_lifetime)),
-            ("read_from_replicas", self.read_from_replicas.to_string()),
-            (
-                "replica_selector",
-                self.replica_selection.name().to_string(),
-            ),
-            ("topology_refresh_ms", opt_ms(self.topology_refresh)),
-            ("min_topology_refresh_ms", ms(self.min_topology_refresh)),
-            ("max_redirects", self.max_redirects.to_string()),
-            ("sentinel_poll_ms", ms(self.sentinel_poll)),
-            ("events", self.log_events.to_string()),
-            ("callbacks", self.callbacks.len().to_string()),
-        ]
-    }
-
     /// Checks that the settings fit the mode.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         match self.mode {
@@ -907,6 +778,12 @@ impl Config {
                 "master_name",
                 "sentinel mode needs the master's name",
             )),
+            _ if self.sentinel_username.is_some() && self.sentinel_password.is_none() => {
+                Err(ConfigError::key(
+                    "sentinel_username",
+                    "a sentinel user needs sentinel_password",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -936,8 +813,7 @@ impl Config {
             .queue_capacity(self.queue_capacity)
             .message_queue_bytes(self.message_queue_bytes)
             .hang_window(self.hang_window)
-            .max_reply_bytes(self.max_reply_bytes)
-            .max_reply_elements(self.max_reply_elements)
+            .limits(self.limits)
             .fail_fast(self.fail_fast)
             .health_check_interval(self.health_check_interval)
             .spin_wait(self.spin_wait);
@@ -1003,8 +879,7 @@ impl Config {
             .connect_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
             .hang_window(self.hang_window)
-            .max_reply_bytes(self.max_reply_bytes)
-            .max_reply_elements(self.max_reply_elements)
+            .limits(self.limits)
             .backoff(self.backoff());
         if let Some(password) = &self.sentinel_password {
             sentinel = sentinel.password(password.clone());
@@ -1029,16 +904,6 @@ impl Config {
         .read_from_replicas(self.read_from_replicas)
         .replica_selector(SharedSelector(self.replica_selection.selector()))
         .poll_interval(self.sentinel_poll))
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Config");
-        for (key, value) in self.settings() {
-            s.field(key, &value);
-        }
-        s.finish()
     }
 }
 
@@ -1157,8 +1022,14 @@ mod tests {
     fn reply_limits_reach_every_connection_and_show_in_the_settings() {
         let defaults = Config::new();
         let codec = redis_conn::Limits::default();
-        assert_eq!(defaults.max_reply_bytes, codec.get_max_reply_bytes());
-        assert_eq!(defaults.max_reply_elements, codec.get_max_reply_elements());
+        assert_eq!(
+            defaults.limits.get_max_reply_bytes(),
+            codec.get_max_reply_bytes()
+        );
+        assert_eq!(
+            defaults.limits.get_max_reply_elements(),
+            codec.get_max_reply_elements()
+        );
         let config = Config::sentinel(["s:1"], "m")
             .unwrap()
             .max_reply_bytes(1 << 20)
@@ -1196,6 +1067,39 @@ mod tests {
         assert!(err.is_ok());
         let two = Config::new().nodes_addrs(vec![ServerAddr::tcp("a", 1), ServerAddr::tcp("b", 1)]);
         assert!(two.validate().unwrap_err().to_string().contains("cluster"));
+    }
+
+    /// The defaults `Config::new` writes out are the layers' own: every layer's configuration
+    /// built from a default `Config` is the one the layer builds by default.
+    #[test]
+    fn defaults_are_the_layers_defaults() {
+        let hub = Arc::new(EventHub::new(&[], false));
+        let events = |c: ConnectionConfig| c.on_event(|_| {});
+        let addr = ServerAddr::tcp("h", 1);
+        let config = Config::new();
+        let connection = events(ConnectionConfig::new(addr.clone()));
+        assert_eq!(
+            format!("{:?}", config.connection_config(addr.clone(), &hub)),
+            format!("{connection:?}")
+        );
+        let node = NodeConfig::new(connection).pool(PoolConfig::default());
+        assert_eq!(
+            format!("{:?}", config.node_config(addr.clone(), &hub)),
+            format!("{node:?}")
+        );
+        let selector = || SharedSelector(ReplicaSelection::default().selector());
+        let cluster = Config::cluster(["h:1"]).unwrap();
+        let layer = ClusterConfig::new([NodeAddr::new("h", 1)], node.clone());
+        assert_eq!(
+            format!("{:?}", cluster.cluster_config(&hub).unwrap()),
+            format!("{:?}", layer.replica_selector(selector()))
+        );
+        let sentinel = Config::sentinel(["h:1"], "m").unwrap();
+        let layer = SentinelConfig::new([addr], "m", node);
+        assert_eq!(
+            format!("{:?}", sentinel.sentinel_config(&hub).unwrap()),
+            format!("{:?}", layer.replica_selector(selector()))
+        );
     }
 
     #[test]

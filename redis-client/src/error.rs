@@ -194,14 +194,6 @@ impl ConfigError {
         self
     }
 
-    pub(crate) fn under(mut self, prefix: &str) -> Self {
-        self.key = Some(match self.key.take() {
-            Some(k) => format!("{prefix}.{k}"),
-            None => prefix.to_string(),
-        });
-        self
-    }
-
     /// The profile file, when the setting came from one.
     pub fn file(&self) -> Option<&str> {
         self.file.as_deref()

@@ -44,13 +44,9 @@
 //! | `redis+cluster://host:port,host:port` (`rediss+cluster://`) | cluster seeds |
 //! | `redis+sentinel://host:port,host:port/master-name[/db]` (`rediss+sentinel://`) | sentinels (port 26379) |
 //!
-//! Query options: `db`, `protocol=resp2|resp3`, `client_name`, `timeout_ms`,
-//! `connect_timeout_ms`, `hang_window_ms`, `max_attempts`, `connections`, `max_reply_bytes`,
-//! `message_queue_bytes`,
-//! `max_reply_elements`, `pool_size`, `read_from_replicas`,
-//! `replica_selector=random|round_robin`, `topology_refresh_ms`, `sentinel_username`,
-//! `sentinel_password`, and for TLS `ca_file`, `cert_file`, `key_file`, `server_name`,
-//! `insecure=true` (see [TLS](#tls)). Several URLs given together ([`Config::from_urls`]) are
+//! Query options: every setting of the [table](#settings) that has a URL option
+//! (`?timeout_ms=250&read_from_replicas=true`), the TLS ones included (`ca_file`,
+//! `insecure=true`, see [TLS](#tls)). Several URLs given together ([`Config::from_urls`]) are
 //! cluster seeds. A user name or password with special characters is percent-encoded.
 //!
 //! # Profile files
@@ -84,21 +80,72 @@
 //! sentinels = ["127.0.0.1:26379", "127.0.0.1:26380"]
 //! master_name = "mymaster"
 //! ```
-//! Every key: `url`, `mode`, `nodes`, `sentinels`, `master_name`, `username`, `password`,
-//! `password_env`, `database`, `client_name`, `protocol`, `connect_timeout_ms`, `timeout_ms`,
-//! `health_check_interval_ms` (0: off), `spin_wait_us` (0: off), `connections`,
-//! `queue_capacity`, `hang_window_ms`, `message_queue_bytes`, `max_reply_bytes`,
-//! `max_reply_elements`, `fail_fast`,
-//! `delivery` (`at_most_once` | `at_least_once`), `read_from_replicas`, `replica_selector`,
-//! `topology_refresh_ms` (0: off), `min_topology_refresh_ms`, `max_redirects`,
-//! `sentinel_username`, `sentinel_password`, `sentinel_password_env`, `sentinel_tls`,
-//! `sentinel_poll_ms`, `events` (log every event); `[tls]`: `enabled`, `ca_file`, `cert_file`,
-//! `key_file`, `server_name`, `insecure`, `skip_chain_verification`,
-//! `skip_hostname_verification`, `skip_validity_period_check`; `[retry]`: `max_attempts`,
-//! `backoff_base_ms`, `backoff_max_ms`, `backoff_factor`, `reconnect_attempts` (0: unlimited);
-//! `[pool]`: `max_size`, `min_idle`, `acquire_timeout_ms`, `idle_timeout_ms`,
-//! `max_lifetime_ms`. An unknown key, a wrong type or a bad value is an error that names the
-//! file, the profile and the key, and never shows a secret.
+//! Every key: `url` (one URL, as above), `nodes` (addresses or URLs: one is a server, more are
+//! cluster seeds), `sentinels` (addresses), and the profile keys of the [table](#settings):
+//! `retry.*` in a `[retry]` table, `pool.*` in `[pool]`, `tls.*` in `[tls]` (which turns TLS
+//! on unless `enabled = false`). A secret may instead come from the environment variable that
+//! `<key>_env` names (`password_env`, `sentinel_password_env`). An unknown key, a wrong type or a
+//! bad value is an error that names the file, the profile and the key, and never shows a secret.
+//!
+//! # Settings
+//! Each setting has one name in profile files and in [`Config::settings`] (what `rcli config`
+//! prints, passwords as `***`), takes the same values in a URL and in a profile, and has a
+//! setter on [`Config`]. A URL value is text (a flag is `true`, `1`, `yes`, `on`, or `false`,
+//! `0`, `no`, `off`); a profile value has its TOML type (`true`, `800`), and a choice is a
+//! string in both (`protocol = "resp2"`; a profile also takes `protocol = 2`). `mode`, the
+//! servers, `username` and `password` are said by a URL's form, not its query;
+//! [`Config::map_address`] and the event callbacks are code only.
+//!
+//! | profile key | URL option | value | what it sets |
+//! |---|---|---|---|
+//! | `mode` | - | `standalone` or `cluster` or `sentinel` | the deployment (a URL's scheme says it; a profile's `sentinels` imply sentinel) |
+//! | `master_name` | `master_name` | text | the master's name, as the sentinels know it (also a sentinel URL's path) |
+//! | `username` | - | text | the ACL user (a URL's user info) |
+//! | `password` | - | secret (or `<key>_env` in a profile) | the data nodes' password (a URL's user info) |
+//! | `database` | `db`, `database` | integer | the database to `SELECT` (also a URL's path) |
+//! | `client_name` | `client_name` | text | the name `CLIENT LIST` shows |
+//! | `protocol` | `protocol` | `resp2` or `resp3` | RESP version (`2` and `3` are taken too) |
+//! | `sentinel_username` | `sentinel_username` | text | the sentinels' ACL user (needs `sentinel_password`) |
+//! | `sentinel_password` | `sentinel_password` | secret (or `<key>_env` in a profile) | the sentinels' password |
+//! | `sentinel_tls` | `sentinel_tls` | true or false | reach the sentinels over TLS (default: as the data nodes) |
+//! | `connect_timeout_ms` | `connect_timeout_ms` | milliseconds | bound on opening one connection |
+//! | `timeout_ms` | `timeout_ms` | milliseconds | deadline of one call, retries included |
+//! | `retry.max_attempts` | `max_attempts` | count, at least 1 | attempts per command, the first included |
+//! | `retry.backoff_base_ms` | `backoff_base_ms` | milliseconds | first reconnect backoff ceiling |
+//! | `retry.backoff_max_ms` | `backoff_max_ms` | milliseconds | largest reconnect delay |
+//! | `retry.backoff_factor` | `backoff_factor` | number, at least 1 | growth of the backoff ceiling per attempt |
+//! | `retry.reconnect_attempts` | `reconnect_attempts` | count, 0: unlimited | reconnect attempts before a connection gives up |
+//! | `delivery` | `delivery` | `at_most_once` or `at_least_once` | what may be resent once its outcome is unknown |
+//! | `queue_capacity` | `queue_capacity` | count | requests that may wait per connection |
+//! | `hang_window_ms` | `hang_window_ms` | milliseconds | silence, while calls wait, after which a connection is replaced |
+//! | `message_queue_bytes` | `message_queue_bytes` | count | bytes of pub/sub messages that may wait to be read |
+//! | `max_reply_bytes` | `max_reply_bytes` | count | the most bytes one reply may span |
+//! | `max_reply_elements` | `max_reply_elements` | count | the most values one reply may hold |
+//! | `fail_fast` | `fail_fast` | true or false | while disconnected, fail calls at once |
+//! | `health_check_interval_ms` | `health_check_interval_ms` | milliseconds, 0: off | `PING` connections idle this long |
+//! | `spin_wait_us` | `spin_wait_us` | microseconds, 0: off | how long a connection polls for replies before it sleeps |
+//! | `connections` | `connections` | count | shared (multiplexed) connections per node |
+//! | `pool.max_size` | `pool_size` | count, at least 1 | most exclusive connections per node (blocking commands, WATCH) |
+//! | `pool.min_idle` | `pool_min_idle` | count | exclusive connections kept open per node |
+//! | `pool.acquire_timeout_ms` | `pool_acquire_timeout_ms` | milliseconds | how long to wait for an exclusive connection |
+//! | `pool.idle_timeout_ms` | `pool_idle_timeout_ms` | milliseconds, 0: off | idle exclusive connections are closed after this long |
+//! | `pool.max_lifetime_ms` | `pool_max_lifetime_ms` | milliseconds, 0: off | exclusive connections are replaced after this long |
+//! | `read_from_replicas` | `read_from_replicas` | true or false | send read-only commands to replicas (cluster, sentinel) |
+//! | `replica_selector` | `replica_selector` | `random` or `round_robin` | how a replica is chosen for a read |
+//! | `topology_refresh_ms` | `topology_refresh_ms` | milliseconds, 0: off | periodic cluster topology refresh |
+//! | `min_topology_refresh_ms` | `min_topology_refresh_ms` | milliseconds | the least time between two topology refreshes |
+//! | `max_redirects` | `max_redirects` | count | cluster redirects followed per command |
+//! | `sentinel_poll_ms` | `sentinel_poll_ms` | milliseconds | how often sentinels are polled as a backstop |
+//! | `events` | `events` | true or false | log every event through `tracing` |
+//! | `tls.enabled` | - | true or false | TLS on (default true in a `[tls]` table; a URL's `rediss` scheme) |
+//! | `tls.ca_file` | `ca_file` | text | the CA certificates to trust (default: the webpki roots) |
+//! | `tls.cert_file` | `cert_file` | text | the client certificate (with `key_file`) |
+//! | `tls.key_file` | `key_file` | text | the client certificate's key (with `cert_file`) |
+//! | `tls.server_name` | `server_name` | text | the name to verify the certificate against (default: the host) |
+//! | `tls.insecure` | `insecure` | true or false | dangerous: turn off every certificate check (CA, hostname, validity period) |
+//! | `tls.skip_chain_verification` | `skip_chain_verification` | true or false | dangerous: do not verify the certificate chain |
+//! | `tls.skip_hostname_verification` | `skip_hostname_verification` | true or false | dangerous: do not verify the host name |
+//! | `tls.skip_validity_period_check` | `skip_validity_period_check` | true or false | dangerous: accept expired or not yet valid certificates |
 //!
 //! # Address mapping (NAT, Docker, Kubernetes)
 //! When the addresses a cluster's nodes or the sentinels announce are not the ones the client
@@ -224,8 +271,10 @@ mod options;
 mod pipeline;
 mod profile;
 mod pubsub;
+mod redact;
 mod scan;
 mod script;
+mod settings;
 mod transaction;
 mod url;
 
@@ -242,9 +291,9 @@ pub use options::{
 pub use pipeline::Pipeline;
 pub use profile::{load_profile, ProfileSource, Profiles, CONFIG_ENV, DEFAULT_FILE, PROFILE_ENV};
 pub use pubsub::PubSub;
+pub use redact::redact_url;
 pub use script::Script;
 pub use transaction::Transaction;
-pub use url::redact_url;
 
 pub use bytes::Bytes;
 pub use redis_cluster::{ClusterError, ClusterEvent, NodeAddr};

@@ -1,17 +1,20 @@
 //! Profile files: named configurations in TOML, chosen by name or by `REDIS_PROFILE`, from the
 //! file given explicitly, by `REDIS_CONFIG`, or `./redis.toml`.
 //!
-//! Every error names the file, the profile and the key; none shows a secret's value.
+//! Every error names the file, the profile and the key; none shows a secret's value. The keys
+//! are the settings table's (`settings.rs`), besides `url`, `nodes` and `sentinels`, which say
+//! where the servers are.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use redis_conn::{Delivery, Protocol, SkippedChecks};
 use toml::{Table, Value as Toml};
 
-use crate::config::{parse_host_port, Config, Mode, ReplicaSelection};
-use crate::url::{is_secret_key, redact, TlsOptions};
+use crate::config::{parse_host_port, Config, Mode};
+use crate::redact::{is_secret_key, redact};
+use crate::settings::{
+    toml_kind, wrong_type, Input, Setting, TlsOptions, Value, SETTINGS, TLS_SETTINGS,
+};
 use crate::ConfigError;
 
 /// The environment variable naming the profile file.
@@ -20,71 +23,6 @@ pub const CONFIG_ENV: &str = "REDIS_CONFIG";
 pub const PROFILE_ENV: &str = "REDIS_PROFILE";
 /// The file used when neither a path nor `REDIS_CONFIG` is given.
 pub const DEFAULT_FILE: &str = "redis.toml";
-
-const PROFILE_KEYS: &[&str] = &[
-    "url",
-    "mode",
-    "nodes",
-    "sentinels",
-    "master_name",
-    "username",
-    "password",
-    "password_env",
-    "database",
-    "client_name",
-    "protocol",
-    "connect_timeout_ms",
-    "timeout_ms",
-    "health_check_interval_ms",
-    "spin_wait_us",
-    "connections",
-    "queue_capacity",
-    "hang_window_ms",
-    "message_queue_bytes",
-    "max_reply_bytes",
-    "max_reply_elements",
-    "fail_fast",
-    "delivery",
-    "read_from_replicas",
-    "replica_selector",
-    "topology_refresh_ms",
-    "min_topology_refresh_ms",
-    "max_redirects",
-    "sentinel_username",
-    "sentinel_password",
-    "sentinel_password_env",
-    "sentinel_tls",
-    "sentinel_poll_ms",
-    "events",
-    "tls",
-    "retry",
-    "pool",
-];
-const TLS_KEYS: &[&str] = &[
-    "enabled",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "server_name",
-    "insecure",
-    "skip_chain_verification",
-    "skip_hostname_verification",
-    "skip_validity_period_check",
-];
-const RETRY_KEYS: &[&str] = &[
-    "max_attempts",
-    "backoff_base_ms",
-    "backoff_max_ms",
-    "backoff_factor",
-    "reconnect_attempts",
-];
-const POOL_KEYS: &[&str] = &[
-    "max_size",
-    "min_idle",
-    "acquire_timeout_ms",
-    "idle_timeout_ms",
-    "max_lifetime_ms",
-];
 
 /// A parsed profile file.
 ///
@@ -253,7 +191,7 @@ impl Profiles {
             Some(other) => {
                 return Err(in_file(ConfigError::key(
                     "default_profile",
-                    format!("expected a string, found {}", kind(&other)),
+                    format!("expected a string, found {}", toml_kind(&other)),
                 )))
             }
         };
@@ -263,7 +201,7 @@ impl Profiles {
             Some(other) => {
                 return Err(in_file(ConfigError::key(
                     "profiles",
-                    format!("expected a table, found {}", kind(&other)),
+                    format!("expected a table, found {}", toml_kind(&other)),
                 )))
             }
         };
@@ -276,7 +214,7 @@ impl Profiles {
         for (name, value) in &profiles {
             if !value.is_table() {
                 return Err(in_file(
-                    ConfigError::new(format!("expected a table, found {}", kind(value)))
+                    ConfigError::new(format!("expected a table, found {}", toml_kind(value)))
                         .in_profile(name.clone()),
                 ));
             }
@@ -351,6 +289,17 @@ fn list_names(names: &[&str]) -> String {
     }
 }
 
+impl Config {
+    /// The profile `name` (or the one `REDIS_PROFILE` names) from the profile file given by
+    /// `REDIS_CONFIG`, or `./redis.toml` (see the [crate docs](crate#profile-files)).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the profile and the key at fault.
+    pub fn from_profile(name: Option<&str>) -> Result<Config, ConfigError> {
+        crate::profile::load(None, name).map(|(config, _)| config)
+    }
+}
+
 /// Loads a profile as `Config::from_profile` does, with where it came from.
 pub(crate) fn load(
     file: Option<&Path>,
@@ -380,146 +329,49 @@ pub fn load_profile(
     load(file, name)
 }
 
-fn kind(v: &Toml) -> &'static str {
-    match v {
-        Toml::String(_) => "a string",
-        Toml::Integer(_) => "an integer",
-        Toml::Float(_) => "a float",
-        Toml::Boolean(_) => "a boolean",
-        Toml::Datetime(_) => "a date",
-        Toml::Array(_) => "an array",
-        Toml::Table(_) => "a table",
-    }
+/// The keys a profile takes besides the settings: where the servers are.
+const SERVER_KEYS: &[&str] = &["url", "nodes", "sentinels"];
+
+/// The settings a profile takes (all but those only shown).
+fn profile_settings() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS
+        .iter()
+        .filter(|s| !matches!(s.value, Value::Shown(_)))
 }
 
-/// Typed access to one table's keys, with errors naming the key.
-struct Keys<'a> {
-    table: &'a Table,
+/// Refuses a key no setting has, and a section (`[retry]`, `[pool]`, `[tls]`) that is no table
+/// or holds an unknown key.
+pub(crate) fn check_keys(table: &Table) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let sub_keys: Vec<&str> = if key == "tls" {
+            TLS_SETTINGS.iter().map(|s| s.name).collect()
+        } else {
+            profile_settings()
+                .filter_map(|s| s.name.strip_prefix(key.as_str())?.strip_prefix('.'))
+                .collect()
+        };
+        if sub_keys.is_empty() {
+            if !is_key(key) {
+                return Err(ConfigError::key(key.clone(), "unknown key"));
+            }
+            continue;
+        }
+        let Toml::Table(section) = value else {
+            return Err(wrong_type(key, "a table", value));
+        };
+        if let Some(sub) = section.keys().find(|k| !sub_keys.contains(&k.as_str())) {
+            return Err(ConfigError::key(format!("{key}.{sub}"), "unknown key"));
+        }
+    }
+    Ok(())
 }
 
-impl<'a> Keys<'a> {
-    fn check(table: &'a Table, known: &[&str]) -> Result<Keys<'a>, ConfigError> {
-        if let Some(key) = table.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(ConfigError::key(key.clone(), "unknown key"));
-        }
-        Ok(Keys { table })
-    }
-
-    fn wrong(&self, key: &str, expected: &str, v: &Toml) -> ConfigError {
-        ConfigError::key(key, format!("expected {expected}, found {}", kind(v)))
-    }
-
-    fn str(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::String(s)) => Ok(Some(s)),
-            Some(v) => Err(self.wrong(key, "a string", v)),
-        }
-    }
-
-    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::Boolean(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.wrong(key, "true or false", v)),
-        }
-    }
-
-    fn uint(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::Integer(n)) => u64::try_from(*n)
-                .map(Some)
-                .map_err(|_| ConfigError::key(key, "expected a number >= 0, found a negative one")),
-            Some(v) => Err(self.wrong(key, "an integer", v)),
-        }
-    }
-
-    fn int(&self, key: &str) -> Result<Option<i64>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::Integer(n)) => Ok(Some(*n)),
-            Some(v) => Err(self.wrong(key, "an integer", v)),
-        }
-    }
-
-    fn float(&self, key: &str) -> Result<Option<f64>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::Float(f)) => Ok(Some(*f)),
-            Some(Toml::Integer(n)) => Ok(Some(*n as f64)),
-            Some(v) => Err(self.wrong(key, "a number", v)),
-        }
-    }
-
-    fn usize(&self, key: &str) -> Result<Option<usize>, ConfigError> {
-        self.uint(key)?
-            .map(|n| usize::try_from(n).map_err(|_| ConfigError::key(key, "too large")))
-            .transpose()
-    }
-
-    fn u32(&self, key: &str) -> Result<Option<u32>, ConfigError> {
-        self.uint(key)?
-            .map(|n| u32::try_from(n).map_err(|_| ConfigError::key(key, "too large")))
-            .transpose()
-    }
-
-    fn millis(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
-        Ok(self.uint(key)?.map(Duration::from_millis))
-    }
-
-    /// Milliseconds where 0 turns the feature off.
-    fn millis_or_off(&self, key: &str) -> Result<Option<Option<Duration>>, ConfigError> {
-        Ok(self
-            .uint(key)?
-            .map(|ms| (ms > 0).then(|| Duration::from_millis(ms))))
-    }
-
-    fn strings(&self, key: &str) -> Result<Option<Vec<&'a str>>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    Toml::String(s) => Ok(s.as_str()),
-                    other => Err(ConfigError::key(
-                        format!("{key}[{i}]"),
-                        format!("expected a string, found {}", kind(other)),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(v) => Err(self.wrong(key, "an array of strings", v)),
-        }
-    }
-
-    fn table(&self, key: &str, known: &[&str]) -> Result<Option<Keys<'a>>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(Toml::Table(t)) => Keys::check(t, known).map(Some).map_err(|e| e.under(key)),
-            Some(v) => Err(self.wrong(key, "a table", v)),
-        }
-    }
-
-    /// A secret: the value, or the environment variable that `<key>_env` names.
-    fn secret(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        let env_key = format!("{key}_env");
-        match (self.str(key)?, self.str(&env_key)?) {
-            (Some(_), Some(_)) => Err(ConfigError::key(
-                key,
-                format!("set {key} or {env_key}, not both"),
-            )),
-            (Some(v), None) => Ok(Some(v.to_string())),
-            (None, Some(var)) => std::env::var(var).map(Some).map_err(|_| {
-                ConfigError::key(
-                    env_key,
-                    format!("the environment variable {var} is not set"),
-                )
-            }),
-            (None, None) => Ok(None),
-        }
-    }
+/// Whether `key` is a top-level key: a server key, a setting, or `<secret>_env`.
+fn is_key(key: &str) -> bool {
+    let secret_env = key.strip_suffix("_env").is_some_and(|name| {
+        profile_settings().any(|s| s.name == name && matches!(s.value, Value::Secret(..)))
+    });
+    SERVER_KEYS.contains(&key) || secret_env || profile_settings().any(|s| s.name == key)
 }
 
 /// Wraps a parse error of a value (a URL, an address, a name) with its key.
@@ -528,13 +380,46 @@ fn at(key: &str) -> impl Fn(ConfigError) -> ConfigError + '_ {
 }
 
 fn profile_config(table: &Table) -> Result<Config, ConfigError> {
-    let k = Keys::check(table, PROFILE_KEYS)?;
-    // Where the servers are: a URL, a list of nodes, sentinels.
-    let url = k.str("url")?;
-    let nodes = k.strings("nodes")?;
-    let sentinels = k.strings("sentinels")?;
+    check_keys(table)?;
+    let (config, tls_from_url) = servers(table)?;
+    let mut config = apply_settings(table, config)?;
+    if let Some(Toml::Table(tls)) = table.get("tls") {
+        config.tls = tls_options(tls, tls_from_url)?.build()?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn string<'a>(table: &'a Table, key: &str) -> Result<Option<&'a str>, ConfigError> {
+    match table.get(key) {
+        None => Ok(None),
+        Some(Toml::String(s)) => Ok(Some(s)),
+        Some(v) => Err(wrong_type(key, "a string", v)),
+    }
+}
+
+fn strings<'a>(table: &'a Table, key: &str) -> Result<Option<Vec<&'a str>>, ConfigError> {
+    match table.get(key) {
+        None => Ok(None),
+        Some(Toml::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Toml::String(s) => Ok(s.as_str()),
+                other => Err(wrong_type(&format!("{key}[{i}]"), "a string", other)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(v) => Err(wrong_type(key, "an array of strings", v)),
+    }
+}
+
+/// Where the servers are: a URL, a list of nodes (addresses or URLs), sentinels. Returns the
+/// configuration so far, and whether a URL turned TLS on.
+fn servers(table: &Table) -> Result<(Config, bool), ConfigError> {
+    let nodes = strings(table, "nodes")?;
     let mut tls_from_url = false;
-    let mut config = match (url, &nodes) {
+    let mut config = match (string(table, "url")?, &nodes) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::key("nodes", "set url or nodes, not both"));
         }
@@ -564,7 +449,7 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
         }
         (None, None) => Config::new(),
     };
-    if let Some(list) = sentinels {
+    if let Some(list) = strings(table, "sentinels")? {
         let addrs = list
             .iter()
             .map(|n| parse_host_port(n, 26379))
@@ -572,199 +457,74 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
             .map_err(at("sentinels"))?;
         config = config.with_mode(Mode::Sentinel).sentinel_addrs(addrs);
     }
-    if let Some(mode) = k.str("mode")? {
-        config = config.with_mode(mode.parse::<Mode>().map_err(at("mode"))?);
-    }
-    if let Some(name) = k.str("master_name")? {
-        config = config.master_name(name);
-    }
-    if let Some(user) = k.str("username")? {
-        config = config.username(user);
-    }
-    if let Some(password) = k.secret("password")? {
-        config = config.password(password);
-    }
-    if let Some(db) = k.int("database")? {
-        config = config.database(db);
-    }
-    if let Some(name) = k.str("client_name")? {
-        config = config.client_name(name);
-    }
-    if let Some(p) = k.str("protocol")? {
-        config = config.protocol(match p {
-            "resp2" => Protocol::Resp2,
-            "resp3" => Protocol::Resp3,
-            other => {
-                return Err(ConfigError::key(
-                    "protocol",
-                    format!("unknown protocol \"{other}\" (expected resp2 or resp3)"),
-                ))
-            }
-        });
-    }
-    if let Some(d) = k.millis("connect_timeout_ms")? {
-        config = config.connect_timeout(d);
-    }
-    if let Some(d) = k.millis("timeout_ms")? {
-        config = config.response_timeout(d);
-    }
-    if let Some(d) = k.millis_or_off("health_check_interval_ms")? {
-        config = config.health_check_interval(d);
-    }
-    if let Some(us) = k.uint("spin_wait_us")? {
-        config = config.spin_wait(Duration::from_micros(us));
-    }
-    if let Some(n) = k.usize("connections")? {
-        config = config.connections(n);
-    }
-    if let Some(n) = k.usize("queue_capacity")? {
-        config = config.queue_capacity(n);
-    }
-    if let Some(ms) = k.millis("hang_window_ms")? {
-        config = config.hang_window(ms);
-    }
-    if let Some(n) = k.usize("message_queue_bytes")? {
-        config = config.message_queue_bytes(n);
-    }
-    if let Some(n) = k.usize("max_reply_bytes")? {
-        config = config.max_reply_bytes(n);
-    }
-    if let Some(n) = k.usize("max_reply_elements")? {
-        config = config.max_reply_elements(n);
-    }
-    if let Some(b) = k.bool("fail_fast")? {
-        config = config.fail_fast(b);
-    }
-    if let Some(d) = k.str("delivery")? {
-        config = config.delivery(match d {
-            "at_most_once" => Delivery::AtMostOnce,
-            "at_least_once" => Delivery::AtLeastOnce,
-            other => {
-                return Err(ConfigError::key(
-                    "delivery",
-                    format!(
-                        "unknown delivery \"{other}\" (expected at_most_once or at_least_once)"
-                    ),
-                ))
-            }
-        });
-    }
-    if let Some(b) = k.bool("read_from_replicas")? {
-        config = config.read_from_replicas(b);
-    }
-    if let Some(s) = k.str("replica_selector")? {
-        config = config.replica_selection(
-            s.parse::<ReplicaSelection>()
-                .map_err(at("replica_selector"))?,
-        );
-    }
-    if let Some(d) = k.millis_or_off("topology_refresh_ms")? {
-        config = config.topology_refresh(d);
-    }
-    if let Some(d) = k.millis("min_topology_refresh_ms")? {
-        config = config.min_topology_refresh(d);
-    }
-    if let Some(n) = k.u32("max_redirects")? {
-        config = config.max_redirects(n);
-    }
-    let sentinel_user = k.str("sentinel_username")?.map(str::to_string);
-    match k.secret("sentinel_password")? {
-        Some(password) => config = config.sentinel_credentials(sentinel_user, password),
-        None if sentinel_user.is_some() => {
-            return Err(ConfigError::key(
-                "sentinel_username",
-                "a sentinel user needs sentinel_password",
-            ))
-        }
-        None => {}
-    }
-    if let Some(b) = k.bool("sentinel_tls")? {
-        config = config.sentinel_tls(b);
-    }
-    if let Some(d) = k.millis("sentinel_poll_ms")? {
-        config = config.sentinel_poll_interval(d);
-    }
-    if let Some(b) = k.bool("events")? {
-        config = config.log_events(b);
-    }
-    if let Some(retry) = k.table("retry", RETRY_KEYS)? {
-        let under = |e: ConfigError| e.under("retry");
-        if let Some(n) = retry.u32("max_attempts").map_err(under)? {
-            if n == 0 {
-                return Err(ConfigError::key("retry.max_attempts", "must be at least 1"));
-            }
-            config = config.max_attempts(n);
-        }
-        if let Some(d) = retry.millis("backoff_base_ms").map_err(under)? {
-            config = config.backoff_base(d);
-        }
-        if let Some(d) = retry.millis("backoff_max_ms").map_err(under)? {
-            config = config.backoff_max(d);
-        }
-        if let Some(f) = retry.float("backoff_factor").map_err(under)? {
-            if !(f.is_finite() && f >= 1.0) {
-                return Err(ConfigError::key(
-                    "retry.backoff_factor",
-                    "must be a number >= 1",
-                ));
-            }
-            config = config.backoff_factor(f);
-        }
-        if let Some(n) = retry.u32("reconnect_attempts").map_err(under)? {
-            config = config.reconnect_attempts((n > 0).then_some(n));
+    Ok((config, tls_from_url))
+}
+
+/// Every setting the profile sets, in table order.
+pub(crate) fn apply_settings(table: &Table, mut config: Config) -> Result<Config, ConfigError> {
+    for setting in profile_settings() {
+        if let Some(value) = value_of(table, setting)? {
+            config = setting
+                .value
+                .apply(config, setting.name, Input::Toml(&value))?;
         }
     }
-    if let Some(pool) = k.table("pool", POOL_KEYS)? {
-        let under = |e: ConfigError| e.under("pool");
-        if let Some(n) = pool.usize("max_size").map_err(under)? {
-            if n == 0 {
-                return Err(ConfigError::key("pool.max_size", "must be at least 1"));
-            }
-            config = config.pool_size(n);
-        }
-        if let Some(n) = pool.usize("min_idle").map_err(under)? {
-            config = config.pool_min_idle(n);
-        }
-        if let Some(d) = pool.millis("acquire_timeout_ms").map_err(under)? {
-            config = config.pool_acquire_timeout(d);
-        }
-        if let Some(d) = pool.millis_or_off("idle_timeout_ms").map_err(under)? {
-            config = config.pool_idle_timeout(d);
-        }
-        if let Some(d) = pool.millis_or_off("max_lifetime_ms").map_err(under)? {
-            config = config.pool_max_lifetime(d);
-        }
-    }
-    if let Some(tls) = k.table("tls", TLS_KEYS)? {
-        let under = |e: ConfigError| e.under("tls");
-        let mut options = TlsOptions {
-            enabled: tls.bool("enabled").map_err(under)?.unwrap_or(true) || tls_from_url,
-            ca_file: tls.str("ca_file").map_err(under)?.map(PathBuf::from),
-            cert_file: tls.str("cert_file").map_err(under)?.map(PathBuf::from),
-            key_file: tls.str("key_file").map_err(under)?.map(PathBuf::from),
-            server_name: tls.str("server_name").map_err(under)?.map(str::to_string),
-            skip: SkippedChecks::default(),
-        };
-        if tls.bool("insecure").map_err(under)? == Some(true) {
-            options.skip = SkippedChecks::ALL;
-        }
-        if tls.bool("skip_chain_verification").map_err(under)? == Some(true) {
-            options.skip.chain = true;
-        }
-        if tls.bool("skip_hostname_verification").map_err(under)? == Some(true) {
-            options.skip.hostname = true;
-        }
-        if tls.bool("skip_validity_period_check").map_err(under)? == Some(true) {
-            options.skip.validity_period = true;
-        }
-        config.tls = options.build()?;
-    }
-    config.validate()?;
     Ok(config)
+}
+
+/// The value of a setting (`retry.max_attempts` is `max_attempts` in `[retry]`); for a secret,
+/// the value of the environment variable that `<name>_env` names, instead.
+fn value_of(table: &Table, setting: &Setting) -> Result<Option<Toml>, ConfigError> {
+    let name = setting.name;
+    let value = match name.split_once('.') {
+        Some((section, key)) => table.get(section).and_then(|t| t.get(key)),
+        None => table.get(name),
+    };
+    if !matches!(setting.value, Value::Secret(..)) {
+        return Ok(value.cloned());
+    }
+    let env_key = format!("{name}_env");
+    match (value, string(table, &env_key)?) {
+        (Some(_), Some(_)) => Err(ConfigError::key(
+            name,
+            format!("set {name} or {env_key}, not both"),
+        )),
+        (value, None) => Ok(value.cloned()),
+        (None, Some(var)) => std::env::var(var)
+            .map(|v| Some(Toml::String(v)))
+            .map_err(|_| {
+                ConfigError::key(
+                    env_key,
+                    format!("the environment variable {var} is not set"),
+                )
+            }),
+    }
+}
+
+/// The `[tls]` table: TLS is on unless `enabled = false` (and the URL did not turn it on).
+pub(crate) fn tls_options(tls: &Table, from_url: bool) -> Result<TlsOptions, ConfigError> {
+    let mut options = TlsOptions {
+        enabled: true,
+        ..TlsOptions::default()
+    };
+    for setting in TLS_SETTINGS {
+        if let Some(value) = tls.get(setting.name) {
+            let key = format!("tls.{}", setting.name);
+            setting
+                .value
+                .apply(&mut options, &key, Input::Toml(value))?;
+        }
+    }
+    options.enabled |= from_url;
+    Ok(options)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use redis_conn::{Delivery, Protocol, SkippedChecks};
+
     use super::*;
 
     const FULL: &str = r#"
@@ -859,7 +619,10 @@ mod tests {
         assert_eq!(c.connections, 2);
         assert_eq!(c.queue_capacity, 5000);
         assert_eq!(
-            (c.max_reply_bytes, c.max_reply_elements),
+            (
+                c.limits.get_max_reply_bytes(),
+                c.limits.get_max_reply_elements()
+            ),
             (2 << 20, 100_000)
         );
         assert_eq!(c.hang_window, Duration::from_secs(4));

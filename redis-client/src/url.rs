@@ -1,201 +1,36 @@
 //! URLs: `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://`, `redis+sentinel://`.
+//!
+//! The URL's form says the mode, TLS, the servers, the credentials, the master name and the
+//! database; its query options are the settings table's (`settings.rs`).
 
-use std::path::PathBuf;
-use std::time::Duration;
+use redis_conn::ServerAddr;
 
-use redis_conn::{Protocol, ServerAddr, SkippedChecks, TlsConfig};
-
-use crate::config::{parse_host_port, Config, Mode, ReplicaSelection};
+use crate::config::{parse_host_port, Config, Mode};
+use crate::redact::{ambiguous, percent_decode, redact, split_scheme};
+use crate::settings::{url_option, Input, TlsOptions, UrlOption};
 use crate::ConfigError;
 
-/// TLS settings gathered from a URL or a profile, turned into a [`TlsConfig`] at the end.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TlsOptions {
-    pub(crate) enabled: bool,
-    pub(crate) ca_file: Option<PathBuf>,
-    pub(crate) cert_file: Option<PathBuf>,
-    pub(crate) key_file: Option<PathBuf>,
-    pub(crate) server_name: Option<String>,
-    pub(crate) skip: SkippedChecks,
-}
-
-impl TlsOptions {
-    /// Whether any TLS option was given (which turns TLS on in a profile).
-    pub(crate) fn any(&self) -> bool {
-        self.enabled
-            || self.ca_file.is_some()
-            || self.cert_file.is_some()
-            || self.key_file.is_some()
-            || self.server_name.is_some()
-            || self.skip.any()
+impl Config {
+    /// Parses a URL (see the [crate docs](crate#urls) for every form).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming what is wrong (the URL is shown without its password).
+    pub fn from_url(url: &str) -> Result<Config, ConfigError> {
+        crate::url::parse(url)
     }
 
-    /// The TLS configuration; `None` when TLS is off. The dangerous switches go through
-    /// `dangerous()`, so that every client made with them logs its warning.
-    pub(crate) fn build(&self) -> Result<Option<TlsConfig>, ConfigError> {
-        if !self.enabled {
-            if self.any() {
-                return Err(ConfigError::new(
-                    "TLS options are set but TLS is off (use rediss://, or tls.enabled = true)",
-                ));
-            }
-            return Ok(None);
-        }
-        let mut builder = TlsConfig::builder();
-        if let Some(ca) = &self.ca_file {
-            builder = builder.ca_file(ca);
-        }
-        match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => builder = builder.client_cert(cert, key),
-            (None, None) => {}
-            _ => {
-                return Err(ConfigError::key(
-                    "tls.cert_file",
-                    "a client certificate needs both cert_file and key_file",
-                ))
-            }
-        }
-        if let Some(name) = &self.server_name {
-            builder = builder.server_name(name.clone());
-        }
-        Ok(Some(if self.skip.any() {
-            builder.dangerous().skip(self.skip).build()
-        } else {
-            builder.build()
-        }))
+    /// Several URLs: one is the same as [`Config::from_url`]; more are cluster seeds (mode,
+    /// credentials and options from the first).
+    ///
+    /// # Errors
+    /// As [`Config::from_url`]; no URL at all.
+    pub fn from_urls<I, S>(urls: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        crate::url::parse_many(urls)
     }
-}
-
-/// The URL as messages may show it: no user info, no secret query value, and nothing at all
-/// after the scheme when the URL cannot be split safely.
-///
-/// - `redis://user:pw@host/0` shows as `redis://***@host/0` (the whole user info is hidden: a
-///   lone `redis://pw@host` is a password, and a malformed URL may put a password in the user).
-/// - Query values whose (percent-decoded) key names a secret ([`is_secret_key`]) show as `***`.
-/// - When an `@` follows the authority (a password holding an unencoded `/` or `?` cuts the
-///   authority short, so its rest lands in the path or the query), only `scheme://***` is shown.
-/// - Text without `://` is shown only if it holds no `@`; a scheme made of anything but letters,
-///   digits, `+`, `-` and `.` hides the whole text.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = split_scheme(url) else {
-        return if url.contains('@') {
-            "***".to_string()
-        } else {
-            redact_query(url)
-        };
-    };
-    let (authority, tail) = split_authority(rest);
-    if tail.contains('@') {
-        return format!("{scheme}://***");
-    }
-    let hosts = match authority.rsplit_once('@') {
-        Some((_, hosts)) => format!("***@{hosts}"),
-        None => authority.to_string(),
-    };
-    redact_query(&format!("{scheme}://{hosts}{tail}"))
-}
-
-/// The URL with every secret hidden, for logs and messages: the user info and secret query
-/// values become `***`; a malformed URL (an `@` after the host, as a password holding an
-/// unencoded `/` or `?` gives) shows only its scheme.
-///
-/// ```
-/// assert_eq!(
-///     redis_client::redact_url("redis://app:pw@cache:6380/2?sentinel_password=sp"),
-///     "redis://***@cache:6380/2?sentinel_password=***"
-/// );
-/// assert_eq!(redis_client::redact_url("redis://app:pw/x@cache"), "redis://***");
-/// ```
-pub fn redact_url(url: &str) -> String {
-    redact(url)
-}
-
-/// `(scheme, rest)` when `url` has `://` after a plausible scheme.
-fn split_scheme(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let plausible = !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    plausible.then_some((scheme, rest))
-}
-
-/// The authority (up to the first `/` or `?`, as [`parse`] cuts it) and the rest.
-fn split_authority(rest: &str) -> (&str, &str) {
-    rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()))
-}
-
-/// Whether an `@` follows the authority: the URL cannot be split into its parts with
-/// confidence (most likely a password with an unencoded `/` or `?`), so no part of it may be
-/// shown.
-fn ambiguous(url: &str) -> bool {
-    match split_scheme(url) {
-        Some((_, rest)) => split_authority(rest).1.contains('@'),
-        None => url.contains('@'),
-    }
-}
-
-/// Whether a query key names a secret: after percent-decoding and ignoring case, it contains
-/// `pass` (`password`, `sentinel_password`, `passwd`...), `pwd`, `auth`, `secret` or `token`.
-/// A key that cannot be decoded counts as secret.
-pub(crate) fn is_secret_key(raw_key: &str) -> bool {
-    let Ok(key) = percent_decode(raw_key, "query") else {
-        return true;
-    };
-    let key = key.to_ascii_lowercase();
-    ["pass", "pwd", "auth", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
-/// The values of secret query keys ([`is_secret_key`]), replaced by `***`.
-fn redact_query(url: &str) -> String {
-    let Some((head, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{head}?{}", parts.join("&"))
-}
-
-fn percent_decode(text: &str, what: &str) -> Result<String, ConfigError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ConfigError::new(format!("bad percent-encoding in the {what}")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ConfigError::new(format!("the {what} is not UTF-8")))
-}
-
-pub(crate) fn parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
-    value
-        .parse()
-        .map_err(|_| ConfigError::key(key, format!("\"{value}\" is not a valid number")))
 }
 
 /// Parses one URL.
@@ -217,10 +52,49 @@ pub(crate) fn parse(url: &str) -> Result<Config, ConfigError> {
 }
 
 fn parse_inner(url: &str) -> Result<Config, ConfigError> {
-    let (scheme, rest) = url
+    let (mode, tls, unix) = scheme(url)?;
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    // An `@` here is most likely the end of a password holding a raw `/` (or `?`, for a query
+    // key): refused, so that no piece of a password becomes a host, a name or an option.
+    if path.contains('@') {
+        return Err(ConfigError::new("an '@' in the path"));
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut config = user_info(Config::new().with_mode(mode), userinfo)?;
+    config = if unix {
+        unix_socket(config, hosts, path)?
+    } else {
+        servers(config, hosts, path)?
+    };
+    let mut tls_options = TlsOptions {
+        enabled: tls,
+        ..TlsOptions::default()
+    };
+    config = apply_query(config, &mut tls_options, query)?;
+    if let Some(tls) = tls_options.build()? {
+        config = config.tls(tls);
+    }
+    if mode == Mode::Sentinel && config.master_name.is_none() {
+        return Err(ConfigError::new(
+            "a sentinel URL names the master: redis+sentinel://host:26379/mymaster",
+        ));
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The mode, whether TLS is on, and whether it is a Unix socket, from the scheme.
+fn scheme(url: &str) -> Result<(Mode, bool, bool), ConfigError> {
+    let (scheme, _) = url
         .split_once("://")
         .ok_or_else(|| ConfigError::new("not a URL (expected redis://, rediss://, ...)"))?;
-    let (mode, tls, unix) = match scheme {
+    Ok(match scheme {
         "redis" => (Mode::Standalone, false, false),
         "rediss" => (Mode::Standalone, true, false),
         "redis+unix" | "unix" => (Mode::Standalone, false, true),
@@ -241,73 +115,67 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
                  rediss+cluster, redis+sentinel or rediss+sentinel)"
             )))
         }
+    })
+}
+
+/// `user:password`, `:password`, or a lone `password` (as redis-cli and redis-rs read it).
+fn user_info(mut config: Config, info: Option<&str>) -> Result<Config, ConfigError> {
+    let Some(info) = info else {
+        return Ok(config);
     };
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    // An `@` here is most likely the end of a password holding a raw `/` (or `?`, for a query
-    // key): refused, so that no piece of a password becomes a host, a name or an option.
-    if path.contains('@') {
-        return Err(ConfigError::new("an '@' in the path"));
-    }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let mut config = Config::new().with_mode(mode);
-    if let Some(info) = userinfo {
-        match info.split_once(':') {
-            Some((user, password)) => {
-                if !user.is_empty() {
-                    config = config.username(percent_decode(user, "user name")?);
-                }
-                config = config.password(percent_decode(password, "password")?);
+    match info.split_once(':') {
+        Some((user, password)) => {
+            if !user.is_empty() {
+                config = config.username(percent_decode(user, "user name")?);
             }
-            // `redis://password@host`, as redis-cli and redis-rs read it.
-            None if !info.is_empty() => config = config.password(percent_decode(info, "password")?),
-            None => {}
+            config = config.password(percent_decode(password, "password")?);
         }
+        None if !info.is_empty() => config = config.password(percent_decode(info, "password")?),
+        None => {}
     }
-    let mut segments: Vec<String> = Vec::new();
-    if unix {
-        if !hosts.is_empty() {
+    Ok(config)
+}
+
+/// `redis+unix:///path/to/redis.sock`: no host, the path is the socket.
+fn unix_socket(config: Config, hosts: &str, path: &str) -> Result<Config, ConfigError> {
+    if !hosts.is_empty() {
+        return Err(ConfigError::new(
+            "a Unix socket URL has no host: redis+unix:///path/to/redis.sock",
+        ));
+    }
+    let socket = percent_decode(path, "socket path")?;
+    if socket.is_empty() || socket == "/" {
+        return Err(ConfigError::new("no socket path"));
+    }
+    Ok(config.nodes_addrs(vec![ServerAddr::Unix(socket.into())]))
+}
+
+/// The hosts (the server, the seeds or the sentinels) and the path: `/db` (standalone,
+/// cluster), `/master-name[/db]` (sentinel).
+fn servers(mut config: Config, hosts: &str, path: &str) -> Result<Config, ConfigError> {
+    if hosts.is_empty() {
+        return Err(ConfigError::new("no host"));
+    }
+    let mode = config.mode;
+    let default_port = if mode == Mode::Sentinel { 26379 } else { 6379 };
+    let addrs = hosts
+        .split(',')
+        .map(|h| parse_host_port(h, default_port))
+        .collect::<Result<Vec<_>, _>>()?;
+    config = match mode {
+        Mode::Standalone if addrs.len() > 1 => {
             return Err(ConfigError::new(
-                "a Unix socket URL has no host: redis+unix:///path/to/redis.sock",
-            ));
+                "several hosts need redis+cluster:// (seeds) or redis+sentinel:// (sentinels)",
+            ))
         }
-        let socket = percent_decode(path, "socket path")?;
-        if socket.is_empty() || socket == "/" {
-            return Err(ConfigError::new("no socket path"));
-        }
-        config = config.nodes_addrs(vec![ServerAddr::Unix(socket.into())]);
-    } else {
-        if hosts.is_empty() {
-            return Err(ConfigError::new("no host"));
-        }
-        let default_port = if mode == Mode::Sentinel { 26379 } else { 6379 };
-        let addrs = hosts
-            .split(',')
-            .map(|h| parse_host_port(h, default_port))
-            .collect::<Result<Vec<_>, _>>()?;
-        match mode {
-            Mode::Standalone if addrs.len() > 1 => {
-                return Err(ConfigError::new(
-                    "several hosts need redis+cluster:// (seeds) or redis+sentinel:// (sentinels)",
-                ))
-            }
-            Mode::Sentinel => config = config.sentinel_addrs(addrs),
-            _ => config = config.nodes_addrs(addrs),
-        }
-        segments = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| percent_decode(s, "path"))
-            .collect::<Result<_, _>>()?;
-    }
-    // The path: `/db` (standalone, cluster), `/master-name[/db]` (sentinel).
+        Mode::Sentinel => config.sentinel_addrs(addrs),
+        _ => config.nodes_addrs(addrs),
+    };
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, "path"))
+        .collect::<Result<_, _>>()?;
     let mut segments = segments.into_iter();
     if mode == Mode::Sentinel {
         if let Some(name) = segments.next() {
@@ -315,114 +183,33 @@ fn parse_inner(url: &str) -> Result<Config, ConfigError> {
         }
     }
     if let Some(db) = segments.next() {
-        config = config.database(parse_num("database", &db)?);
+        config = config.database(Input::Url(&db).int("database")?);
     }
     if segments.next().is_some() {
         return Err(ConfigError::new("unexpected path segments"));
     }
-    let mut tls_options = TlsOptions {
-        enabled: tls,
-        ..TlsOptions::default()
-    };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    Ok(config)
+}
+
+/// The query options, each a setting of the table (`settings.rs`); TLS ones go to `tls`.
+pub(crate) fn apply_query(
+    mut config: Config,
+    tls: &mut TlsOptions,
+    query: &str,
+) -> Result<Config, ConfigError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key.contains('@') {
             return Err(ConfigError::new("an '@' in a query key"));
         }
         let key = percent_decode(key, "query")?;
         let value = percent_decode(value, "query")?;
-        let flag = |v: &str| {
-            parse_bool(v)
-                .ok_or_else(|| ConfigError::key(&key, format!("\"{v}\" is not true or false")))
-        };
-        let millis = |v: &str| parse_num::<u64>(&key, v).map(Duration::from_millis);
-        config = match key.as_str() {
-            "db" | "database" => config.database(parse_num(&key, &value)?),
-            "protocol" => config.protocol(match value.as_str() {
-                "resp2" | "2" => Protocol::Resp2,
-                "resp3" | "3" => Protocol::Resp3,
-                other => {
-                    return Err(ConfigError::key(
-                        &key,
-                        format!("unknown protocol \"{other}\" (expected resp2 or resp3)"),
-                    ))
-                }
-            }),
-            "client_name" => config.client_name(value),
-            "timeout_ms" => config.response_timeout(millis(&value)?),
-            "connect_timeout_ms" => config.connect_timeout(millis(&value)?),
-            "max_attempts" => config.max_attempts(parse_num(&key, &value)?),
-            "connections" => config.connections(parse_num(&key, &value)?),
-            "hang_window_ms" => config.hang_window(millis(&value)?),
-            "message_queue_bytes" => config.message_queue_bytes(parse_num(&key, &value)?),
-            "max_reply_bytes" => config.max_reply_bytes(parse_num(&key, &value)?),
-            "max_reply_elements" => config.max_reply_elements(parse_num(&key, &value)?),
-            "spin_wait_us" => config.spin_wait(Duration::from_micros(parse_num(&key, &value)?)),
-            "pool_size" => config.pool_size(parse_num(&key, &value)?),
-            "read_from_replicas" => config.read_from_replicas(flag(&value)?),
-            "replica_selector" => config.replica_selection(
-                value
-                    .parse::<ReplicaSelection>()
-                    .map_err(|e| ConfigError::key(&key, e.message().to_string()))?,
-            ),
-            "topology_refresh_ms" => {
-                let ms: u64 = parse_num(&key, &value)?;
-                config.topology_refresh((ms > 0).then(|| Duration::from_millis(ms)))
-            }
-            "master_name" if mode == Mode::Sentinel => config.master_name(value),
-            "sentinel_username" => {
-                config.sentinel_username = Some(value);
-                config
-            }
-            "sentinel_password" => {
-                config.sentinel_password = Some(value.into());
-                config
-            }
-            "ca_file" => {
-                tls_options.ca_file = Some(value.into());
-                config
-            }
-            "cert_file" => {
-                tls_options.cert_file = Some(value.into());
-                config
-            }
-            "key_file" => {
-                tls_options.key_file = Some(value.into());
-                config
-            }
-            "server_name" => {
-                tls_options.server_name = Some(value);
-                config
-            }
-            "insecure" => {
-                if flag(&value)? {
-                    tls_options.skip = SkippedChecks::ALL;
-                }
-                config
-            }
-            other => {
-                return Err(ConfigError::key(
-                    other,
-                    "unknown URL option (known: db, protocol, client_name, timeout_ms, \
-                     connect_timeout_ms, hang_window_ms, max_attempts, connections, max_reply_bytes, \
-                     message_queue_bytes, \
-                     max_reply_elements, spin_wait_us, pool_size, \
-                     read_from_replicas, replica_selector, topology_refresh_ms, master_name, \
-                     sentinel_username, sentinel_password, ca_file, cert_file, key_file, \
-                     server_name, insecure)",
-                ))
-            }
-        };
+        let input = Input::Url(&value);
+        match url_option(&key)? {
+            UrlOption::Config(setting) => config = setting.value.apply(config, &key, input)?,
+            UrlOption::Tls(setting) => setting.value.apply(tls, &key, input)?,
+        }
     }
-    if let Some(tls) = tls_options.build()? {
-        config = config.tls(tls);
-    }
-    if mode == Mode::Sentinel && config.master_name.is_none() {
-        return Err(ConfigError::new(
-            "a sentinel URL names the master: redis+sentinel://host:26379/mymaster",
-        ));
-    }
-    config.validate()?;
     Ok(config)
 }
 
@@ -460,6 +247,10 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use redis_conn::Protocol;
+
     use super::*;
 
     #[test]
@@ -468,7 +259,13 @@ mod tests {
         assert_eq!(c.message_queue_bytes, 1_000_000);
         assert_eq!(c.hang_window, Duration::from_millis(3500));
         assert_eq!(c.spin_wait, Duration::from_micros(20));
-        assert_eq!((c.max_reply_bytes, c.max_reply_elements), (1 << 20, 1000));
+        assert_eq!(
+            (
+                c.limits.get_max_reply_bytes(),
+                c.limits.get_max_reply_elements()
+            ),
+            (1 << 20, 1000)
+        );
         assert_eq!(c.mode(), Mode::Standalone);
         assert_eq!(c.nodes(), &[ServerAddr::tcp("cache.internal", 6380)]);
         assert_eq!(c.username.as_deref(), Some("app"));
@@ -564,35 +361,6 @@ mod tests {
         }
         let err = parse("redis://h?colour=blue").unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
-    }
-
-    #[test]
-    fn redaction_hides_every_password() {
-        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://pw@h"), "redis://***@h");
-        assert_eq!(redact("redis://h"), "redis://h");
-        assert_eq!(
-            redact("redis+sentinel://s/m?sentinel_password=x&db=1"),
-            "redis+sentinel://s/m?sentinel_password=***&db=1"
-        );
-        // Keys are percent-decoded (and case ignored) before deciding; undecodable ones hide.
-        assert_eq!(
-            redact("redis://h?sentinel%5Fpassword=x&db=1"),
-            "redis://h?sentinel%5Fpassword=***&db=1"
-        );
-        assert_eq!(
-            redact("redis://h?Master_AUTH=x"),
-            "redis://h?Master_AUTH=***"
-        );
-        assert_eq!(redact("redis://h?p%zz=x"), "redis://h?p%zz=***");
-        // A raw `/` or `?` in the password cuts the authority short: nothing is shown.
-        assert_eq!(redact("redis://app:Secr3t/Pw@host"), "redis://***");
-        assert_eq!(redact("redis://app:Secr3t?Pw@host"), "redis://***");
-        assert_eq!(redact("redis://h?client_name=a@b"), "redis://***");
-        // Not a URL, or not a scheme before `://`: shown only without an `@`.
-        assert_eq!(redact("h:6379"), "h:6379");
-        assert_eq!(redact("app:Secr3t@host"), "***");
-        assert_eq!(redact("u:pw@h/x://y"), "***");
     }
 
     /// `/ ? # @ : %` and an encoded `%2F`: every character that can break a URL apart.
