@@ -128,7 +128,7 @@ struct Wanted {
 }
 
 impl Wanted {
-    fn set(&mut self, kind: SubscriptionKind) -> &mut BTreeSet<Bytes> {
+    fn names_of(&mut self, kind: SubscriptionKind) -> &mut BTreeSet<Bytes> {
         match kind {
             SubscriptionKind::Channel => &mut self.channels,
             SubscriptionKind::Pattern => &mut self.patterns,
@@ -445,7 +445,7 @@ impl SubscriberHandle {
         {
             // The wanted set changes now, so that a reconnect in between still makes it.
             let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
-            let set = wanted.set(kind);
+            let set = wanted.names_of(kind);
             for name in &names {
                 if subscribe {
                     set.insert(name.clone());
@@ -529,7 +529,7 @@ struct Waiting {
     left: usize,
     /// Who waits for it: its caller, or (for the resubscription after a reconnect) the callers
     /// whose changes came in while disconnected.
-    done: Vec<oneshot::Sender<Result<(), Error>>>,
+    done: Waiters,
 }
 
 /// What arrived on the connection.
@@ -583,13 +583,24 @@ fn classify(value: Value) -> Incoming {
     }
 }
 
-/// A command to write: kind, subscribe or not, names, who waits for its confirmation.
-type Written = (
-    SubscriptionKind,
-    bool,
-    Vec<Bytes>,
-    Vec<oneshot::Sender<Result<(), Error>>>,
-);
+/// A subscription command to write, and who waits for its confirmation.
+struct ChangeCmd {
+    kind: SubscriptionKind,
+    subscribe: bool,
+    names: Vec<Bytes>,
+    waiters: Waiters,
+}
+
+impl ChangeCmd {
+    fn new(kind: SubscriptionKind, subscribe: bool, names: Vec<Bytes>, waiters: Waiters) -> Self {
+        ChangeCmd {
+            kind,
+            subscribe,
+            names,
+            waiters,
+        }
+    }
+}
 
 /// Why serving stopped.
 enum Exit {
@@ -697,9 +708,15 @@ impl Driver {
     }
 
     /// Writes `cmds` and records the confirmations they wait for.
-    async fn write(&mut self, stream: &mut Stream, cmds: Vec<Written>) -> Result<(), String> {
+    async fn write(&mut self, stream: &mut Stream, cmds: Vec<ChangeCmd>) -> Result<(), String> {
         let mut out = BytesMut::new();
-        for (kind, subscribe, names, done) in cmds {
+        for ChangeCmd {
+            kind,
+            subscribe,
+            names,
+            waiters: done,
+        } in cmds
+        {
             let mut cmd = Cmd::new(kind.command(subscribe));
             for name in &names {
                 cmd.push_arg(name);
@@ -719,7 +736,7 @@ impl Driver {
     }
 
     /// Handles one value from the server; `Err` when the connection must go.
-    async fn handle(&mut self, value: Value, liveness: &mut Liveness) -> Result<(), Exit> {
+    async fn handle_value(&mut self, value: Value, liveness: &mut Liveness) -> Result<(), Exit> {
         let incoming = classify(value);
         // A message or a PONG (to a health check, sent after an idle interval): the server
         // serves this subscriber. Not a confirmation: every connection starts by
@@ -768,7 +785,7 @@ impl Driver {
                             .wanted
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .set(kind)
+                            .names_of(kind)
                             .remove(&channel);
                         let dropped = SubscriberEvent::Dropped { kind, channel };
                         if self.out.send(dropped).await.is_err() {
@@ -858,7 +875,7 @@ impl Driver {
         // Changes asked for while disconnected are in the wanted set: their callers wait for the
         // last of these confirmations (or for nothing, when nothing is wanted any more).
         match cmds.last_mut() {
-            Some(last) => last.3 = deferred,
+            Some(last) => last.waiters = deferred,
             None => {
                 for done in deferred {
                     let _ = done.send(Ok(()));
@@ -894,7 +911,7 @@ impl Driver {
                     // Whole values are activity; bytes alone (a value that never ends) do not
                     // put the health check off.
                     liveness.heard(Instant::now());
-                    self.handle(value, liveness).await?;
+                    self.handle_value(value, liveness).await?;
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -958,21 +975,32 @@ impl Driver {
 /// The commands that subscribe a new connection to everything wanted, nobody waiting for them
 /// yet. Shard channels one per command: in a cluster, shard channels of one command must share
 /// a slot, and this layer knows no slots.
-fn resubscriptions(wanted: &Wanted) -> Vec<Written> {
+fn resubscriptions(wanted: &Wanted) -> Vec<ChangeCmd> {
     let mut cmds = Vec::new();
     if !wanted.channels.is_empty() {
         let names = wanted.channels.iter().cloned().collect();
-        cmds.push((SubscriptionKind::Channel, true, names, Vec::new()));
+        cmds.push(ChangeCmd::new(
+            SubscriptionKind::Channel,
+            true,
+            names,
+            Vec::new(),
+        ));
     }
     if !wanted.patterns.is_empty() {
         let names = wanted.patterns.iter().cloned().collect();
-        cmds.push((SubscriptionKind::Pattern, true, names, Vec::new()));
+        cmds.push(ChangeCmd::new(
+            SubscriptionKind::Pattern,
+            true,
+            names,
+            Vec::new(),
+        ));
     }
     for name in &wanted.shards {
-        cmds.push((
+        let names = vec![name.clone()];
+        cmds.push(ChangeCmd::new(
             SubscriptionKind::Shard,
             true,
-            vec![name.clone()],
+            names,
             Vec::new(),
         ));
     }
@@ -986,9 +1014,9 @@ fn change_commands(
     subscribe: bool,
     names: Vec<Bytes>,
     done: oneshot::Sender<Result<(), Error>>,
-) -> Vec<Written> {
+) -> Vec<ChangeCmd> {
     if kind != SubscriptionKind::Shard || names.len() <= 1 {
-        return vec![(kind, subscribe, names, vec![done])];
+        return vec![ChangeCmd::new(kind, subscribe, names, vec![done])];
     }
     let last = names.len() - 1;
     let mut done = Some(done);
@@ -997,7 +1025,7 @@ fn change_commands(
         .enumerate()
         .map(|(i, n)| {
             let d = if i == last { done.take() } else { None };
-            (kind, subscribe, vec![n], d.into_iter().collect())
+            ChangeCmd::new(kind, subscribe, vec![n], d.into_iter().collect())
         })
         .collect()
 }
@@ -1152,11 +1180,11 @@ mod tests {
             (SubscriptionKind::Shard, "s1"),
             (SubscriptionKind::Shard, "s2"),
         ] {
-            wanted.set(kind).insert(Bytes::from(name));
+            wanted.names_of(kind).insert(Bytes::from(name));
         }
         let cmds: Vec<_> = resubscriptions(&wanted)
             .into_iter()
-            .map(|(kind, subscribe, names, done)| (kind, subscribe, names.len(), done.len()))
+            .map(|c| (c.kind, c.subscribe, c.names.len(), c.waiters.len()))
             .collect();
         assert_eq!(
             cmds,
@@ -1174,12 +1202,15 @@ mod tests {
         let names = || vec![Bytes::from("x"), Bytes::from("y"), Bytes::from("z")];
         let (done, _wait) = oneshot::channel();
         let cmds = change_commands(SubscriptionKind::Shard, false, names(), done);
-        let waiters: Vec<_> = cmds.iter().map(|c| (c.2.len(), c.3.len())).collect();
+        let waiters: Vec<_> = cmds
+            .iter()
+            .map(|c| (c.names.len(), c.waiters.len()))
+            .collect();
         assert_eq!(waiters, [(1, 0), (1, 0), (1, 1)]);
         let (done, _wait) = oneshot::channel();
         let cmds = change_commands(SubscriptionKind::Channel, true, names(), done);
         assert_eq!(cmds.len(), 1);
-        assert_eq!((cmds[0].2.len(), cmds[0].3.len()), (3, 1));
+        assert_eq!((cmds[0].names.len(), cmds[0].waiters.len()), (3, 1));
     }
 
     #[tokio::test(start_paused = true)]

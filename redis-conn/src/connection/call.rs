@@ -218,3 +218,96 @@ async fn answer(
 fn refused_unexecuted(e: &ServerError) -> bool {
     e.is_transient() || e.is_moved() || e.is_ask() || e.is_readonly()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn config() -> ConnectionConfig {
+        ConnectionConfig::new(crate::ServerAddr::tcp("127.0.0.1", 6379))
+    }
+
+    fn first(effect: Effect, deadline: Option<Instant>) -> Attempt {
+        Attempt {
+            replies: 1,
+            effect,
+            deadline,
+            patience: Some(SECOND),
+            number: 1,
+        }
+    }
+
+    fn lost(sent: Sent) -> Result<Reply, Error> {
+        Err(Error::ConnectionLost {
+            addr: "test:1".into(),
+            reason: "read failed".into(),
+            sent,
+        })
+    }
+
+    fn error_reply(message: &'static str) -> Result<Reply, Error> {
+        Ok(Reply::One(Value::Error(Bytes::from_static(
+            message.as_bytes(),
+        ))))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_error_reply_is_retried_after_a_backoff_while_attempts_are_left() {
+        let deadline = Some(Instant::now() + SECOND);
+        let attempt = first(Effect::NotRetrySafe, deadline);
+        let loading = error_reply("LOADING the dataset is loading");
+        assert_eq!(
+            verdict(&loading, true, &attempt, &config()),
+            Verdict::Backoff
+        );
+        assert_eq!(verdict(&loading, false, &attempt, &config()), Verdict::Done);
+        let last = Attempt {
+            number: 3,
+            ..attempt
+        };
+        assert_eq!(verdict(&loading, true, &last, &config()), Verdict::Done);
+        let wrong = error_reply("WRONGTYPE not a list");
+        assert_eq!(verdict(&wrong, true, &attempt, &config()), Verdict::Done);
+        let fine = Ok(Reply::One(Value::Integer(1)));
+        assert_eq!(verdict(&fine, true, &attempt, &config()), Verdict::Done);
+        tokio::time::advance(SECOND).await;
+        assert_eq!(
+            verdict(&loading, true, &attempt, &config()),
+            Verdict::Done,
+            "past the deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_request_that_may_have_run_is_resent_only_when_that_is_safe() {
+        let safe = first(Effect::RetrySafe, None);
+        let unsafe_write = first(Effect::NotRetrySafe, None);
+        let maybe = lost(Sent::Maybe);
+        assert_eq!(verdict(&maybe, true, &safe, &config()), Verdict::Resend);
+        assert_eq!(
+            verdict(&maybe, true, &unsafe_write, &config()),
+            Verdict::Done
+        );
+        let at_least_once = config().delivery(Delivery::AtLeastOnce);
+        assert_eq!(
+            verdict(&maybe, true, &unsafe_write, &at_least_once),
+            Verdict::Resend
+        );
+        assert_eq!(
+            verdict(&maybe, false, &safe, &config()),
+            Verdict::Done,
+            "no payload"
+        );
+        let one_attempt = config().max_attempts(1);
+        assert_eq!(verdict(&maybe, true, &safe, &one_attempt), Verdict::Done);
+        // An unsent request fails only when the driver gave up on it (fail-fast, reconnect
+        // off): that ends the call.
+        assert_eq!(
+            verdict(&lost(Sent::No), true, &safe, &config()),
+            Verdict::Done
+        );
+    }
+}
