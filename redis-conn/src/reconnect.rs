@@ -204,36 +204,52 @@ pub(crate) async fn reconnect<S: Reconnecting>(
             }
             Err(error) => error,
         };
-        side.attempt_failed();
-        let Some(mut delay) = side.schedule().failed(&mut rand::rng()) else {
-            return Reconnected::GaveUp(format!(
-                "gave up reconnecting after {attempt} attempts: {error}"
-            ));
+        let delay = match after_failure(side, addr, attempt, error, &mut reported) {
+            Ok(delay) => delay,
+            Err(reason) => return Reconnected::GaveUp(reason),
         };
-        if error.is_permanent() {
-            // The same attempt will fail the same way: wait the longest delay, fail what
-            // waits, and say it once.
-            delay = side.schedule().longest_delay();
-            side.refused_for_good(&error);
-            if reported.as_deref() != Some(&error.to_string()) {
-                reported = Some(error.to_string());
-                tracing::error!(addr = %addr, error = %error, "{} reconnect refused", S::WHAT);
-                side.events().emit(Event::Error {
-                    addr: addr.clone(),
-                    error: error.clone(),
-                });
-            }
-        }
-        side.events().emit(Event::ReconnectFailed {
-            addr,
-            attempt,
-            error,
-            next_delay: delay,
-        });
         if !side.wait(delay).await {
             return Reconnected::Closed;
         }
     }
+}
+
+/// Reports the failed attempt number `attempt` to `addr`: the wait before the next one, or
+/// `Err` with why the schedule gives up. An error that will fail the next attempts the same way
+/// (wrong credentials) waits the longest delay, fails what waits, and is reported once
+/// (`reported` keeps what was).
+fn after_failure<S: Reconnecting>(
+    side: &mut S,
+    addr: String,
+    attempt: u32,
+    error: Error,
+    reported: &mut Option<String>,
+) -> Result<Duration, String> {
+    side.attempt_failed();
+    let Some(mut delay) = side.schedule().failed(&mut rand::rng()) else {
+        return Err(format!(
+            "gave up reconnecting after {attempt} attempts: {error}"
+        ));
+    };
+    if error.is_permanent() {
+        delay = side.schedule().longest_delay();
+        side.refused_for_good(&error);
+        if reported.as_deref() != Some(&error.to_string()) {
+            *reported = Some(error.to_string());
+            tracing::error!(addr = %addr, error = %error, "{} reconnect refused", S::WHAT);
+            side.events().emit(Event::Error {
+                addr: addr.clone(),
+                error: error.clone(),
+            });
+        }
+    }
+    side.events().emit(Event::ReconnectFailed {
+        addr,
+        attempt,
+        error,
+        next_delay: delay,
+    });
+    Ok(delay)
 }
 
 #[cfg(test)]
