@@ -977,23 +977,14 @@ impl Driver {
 /// a slot, and this layer knows no slots.
 fn resubscriptions(wanted: &Wanted) -> Vec<ChangeCmd> {
     let mut cmds = Vec::new();
-    if !wanted.channels.is_empty() {
-        let names = wanted.channels.iter().cloned().collect();
-        cmds.push(ChangeCmd::new(
-            SubscriptionKind::Channel,
-            true,
-            names,
-            Vec::new(),
-        ));
-    }
-    if !wanted.patterns.is_empty() {
-        let names = wanted.patterns.iter().cloned().collect();
-        cmds.push(ChangeCmd::new(
-            SubscriptionKind::Pattern,
-            true,
-            names,
-            Vec::new(),
-        ));
+    for (kind, set) in [
+        (SubscriptionKind::Channel, &wanted.channels),
+        (SubscriptionKind::Pattern, &wanted.patterns),
+    ] {
+        if !set.is_empty() {
+            let names = set.iter().cloned().collect();
+            cmds.push(ChangeCmd::new(kind, true, names, Vec::new()));
+        }
     }
     for name in &wanted.shards {
         let names = vec![name.clone()];
