@@ -26,7 +26,7 @@
 //! - [`pool`]: the Redis manager for `redis-pool` (exclusive leases or shared connections).
 //! - [`Backoff`]: the reconnect schedule, a small state machine testable without a clock; one
 //!   reconnect helper (`reconnect.rs`), shared by [`Connection`] and [`Subscriber`], decides when
-//!   it starts over.
+//!   it starts over and runs the loop of attempts after a loss.
 //! - [`Error`], [`Sent`]: typed failures that say whether a command may have been executed.
 //!
 //! # Reconnect rate

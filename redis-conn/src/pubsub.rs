@@ -37,7 +37,7 @@ use tokio::time::Instant;
 
 use crate::connection::{open, prepare_tls, TlsPair};
 use crate::events::{Event, EventSink};
-use crate::reconnect::ReconnectSchedule;
+use crate::reconnect::{reconnect, ReconnectSchedule, Reconnected, Reconnecting};
 use crate::transport::Stream;
 use crate::{Cmd, ConnectionConfig, Error, Sent, ServerAddr, ServerError};
 
@@ -128,7 +128,7 @@ struct Wanted {
 }
 
 impl Wanted {
-    fn set(&mut self, kind: SubscriptionKind) -> &mut BTreeSet<Bytes> {
+    fn names_of(&mut self, kind: SubscriptionKind) -> &mut BTreeSet<Bytes> {
         match kind {
             SubscriptionKind::Channel => &mut self.channels,
             SubscriptionKind::Pattern => &mut self.patterns,
@@ -301,6 +301,7 @@ impl Subscriber {
             out,
             events,
             waiting: VecDeque::new(),
+            deferred: Vec::new(),
         };
         tokio::spawn(driver.run(stream, buf, decoder));
         Ok(Subscriber {
@@ -444,7 +445,7 @@ impl SubscriberHandle {
         {
             // The wanted set changes now, so that a reconnect in between still makes it.
             let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
-            let set = wanted.set(kind);
+            let set = wanted.names_of(kind);
             for name in &names {
                 if subscribe {
                     set.insert(name.clone());
@@ -528,7 +529,7 @@ struct Waiting {
     left: usize,
     /// Who waits for it: its caller, or (for the resubscription after a reconnect) the callers
     /// whose changes came in while disconnected.
-    done: Vec<oneshot::Sender<Result<(), Error>>>,
+    done: Waiters,
 }
 
 /// What arrived on the connection.
@@ -582,13 +583,24 @@ fn classify(value: Value) -> Incoming {
     }
 }
 
-/// A command to write: kind, subscribe or not, names, who waits for its confirmation.
-type Written = (
-    SubscriptionKind,
-    bool,
-    Vec<Bytes>,
-    Vec<oneshot::Sender<Result<(), Error>>>,
-);
+/// A subscription command to write, and who waits for its confirmation.
+struct ChangeCmd {
+    kind: SubscriptionKind,
+    subscribe: bool,
+    names: Vec<Bytes>,
+    waiters: Waiters,
+}
+
+impl ChangeCmd {
+    fn new(kind: SubscriptionKind, subscribe: bool, names: Vec<Bytes>, waiters: Waiters) -> Self {
+        ChangeCmd {
+            kind,
+            subscribe,
+            names,
+            waiters,
+        }
+    }
+}
 
 /// Why serving stopped.
 enum Exit {
@@ -597,13 +609,11 @@ enum Exit {
     Relocate,
 }
 
-/// A new connection, and the callers waiting for it to subscribe again.
-type Reopened = (
-    Stream,
-    BytesMut,
-    Decoder,
-    Vec<oneshot::Sender<Result<(), Error>>>,
-);
+/// A new connection: transport, read buffer, decoder.
+type Opened = (Stream, BytesMut, Decoder);
+
+/// Callers waiting for a subscription change to be confirmed.
+type Waiters = Vec<oneshot::Sender<Result<(), Error>>>;
 
 struct Driver {
     config: ConnectionConfig,
@@ -618,40 +628,22 @@ struct Driver {
     /// When to reconnect: the backoff, started over only by a connection that proved healthy
     /// (a message, a confirmation or a `PONG` came, or it stayed up long enough).
     schedule: ReconnectSchedule,
+    /// Callers of subscription changes made while disconnected: answered once the next
+    /// connection has subscribed again (their changes are already in the wanted set).
+    deferred: Waiters,
 }
 
 impl Driver {
     async fn run(mut self, stream: Stream, buf: BytesMut, decoder: Decoder) {
-        let mut current = Some((stream, buf, decoder, Vec::new()));
+        let mut opened = (stream, buf, decoder);
         let mut down_since: Option<Instant> = None;
         loop {
-            let (stream, buf, decoder, deferred) = match current.take() {
-                Some(c) => c,
-                None => match self
-                    .reconnect(down_since.unwrap_or_else(Instant::now))
-                    .await
-                {
-                    Some(c) => c,
-                    None => return self.shut("the subscriber was closed"),
-                },
-            };
             self.shared.connected.store(true, Ordering::Release);
-            let resubscribed = down_since.take().map(|t| t.elapsed());
-            let exit = self
-                .serve(stream, buf, decoder, resubscribed, deferred)
-                .await;
+            let resubscribed = down_since.map(|t| t.elapsed());
+            let deferred = std::mem::take(&mut self.deferred);
+            let exit = self.serve(opened, resubscribed, deferred).await;
             self.shared.connected.store(false, Ordering::Release);
-            // Nothing written on the old connection will be confirmed.
-            let addr = self.addr();
-            for w in self.waiting.drain(..) {
-                for done in w.done {
-                    let _ = done.send(Err(Error::ConnectionLost {
-                        addr: addr.clone(),
-                        reason: "the subscriber's connection broke".into(),
-                        sent: Sent::Maybe,
-                    }));
-                }
-            }
+            self.fail_unconfirmed();
             let reason = match exit {
                 Exit::Closed => return self.shut("the subscriber was closed"),
                 Exit::Broken(reason) => reason,
@@ -662,7 +654,33 @@ impl Driver {
                 addr: self.addr(),
                 reason,
             });
-            down_since = Some(Instant::now());
+            let since = Instant::now();
+            // Subscription changes that arrive meanwhile are already in the wanted set; their
+            // callers wait in `deferred` for the next connection to subscribe again.
+            opened = match reconnect(&mut self, since).await {
+                Reconnected::Up(opened) => opened,
+                Reconnected::GaveUp(reason) => {
+                    tracing::warn!(addr = %self.addr(), reason = %reason, "subscriber gave up reconnecting");
+                    return self.shut("the subscriber was closed");
+                }
+                Reconnected::Closed => return self.shut("the subscriber was closed"),
+            };
+            down_since = Some(since);
+        }
+    }
+
+    /// Nothing written on the old connection will be confirmed: its callers learn that it
+    /// broke.
+    fn fail_unconfirmed(&mut self) {
+        let addr = self.addr();
+        for w in self.waiting.drain(..) {
+            for done in w.done {
+                let _ = done.send(Err(Error::ConnectionLost {
+                    addr: addr.clone(),
+                    reason: "the subscriber's connection broke".into(),
+                    sent: Sent::Maybe,
+                }));
+            }
         }
     }
 
@@ -689,106 +707,16 @@ impl Driver {
         });
     }
 
-    /// Reconnects with backoff (asking the locator each time), the connection having gone down
-    /// at `down_since`; `None` when closed or out of attempts. Subscription changes that arrive
-    /// meanwhile are already in the wanted set; their callers come back with the connection, to
-    /// be answered once it has subscribed again.
-    async fn reconnect(&mut self, down_since: Instant) -> Option<Reopened> {
-        let mut deferred: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
-        // A connection that never proved healthy (it closed right after the handshake, say)
-        // counts as a failed attempt: the first attempt waits, as after a refused connect.
-        let Some(first_wait) = self.schedule.lost(down_since, &mut rand::rng()) else {
-            tracing::warn!(
-                addr = %self.addr(),
-                "subscriber gave up reconnecting: the attempt limit was reached (the last \
-                 connection was lost before it proved healthy)"
-            );
-            return None;
-        };
-        if !first_wait.is_zero() {
-            tracing::debug!(
-                addr = %self.addr(),
-                wait = ?first_wait,
-                "the subscriber's connection was lost before it proved healthy; backing off"
-            );
-            if !self.pause(first_wait, &mut deferred).await {
-                return None;
-            }
-        }
-        let mut attempt = 0u32;
-        let mut reported: Option<String> = None;
-        loop {
-            attempt += 1;
-            let config = match &self.locator {
-                Some(locate) => self.config.with_addr(locate()),
-                None => self.config.clone(),
-            };
-            let addr = config.addr().to_string();
-            *self.shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = addr.clone();
-            let error = match open(&config, self.tls.as_ref(), &addr).await {
-                Ok((stream, buf, decoder)) => {
-                    self.schedule.connected(Instant::now());
-                    self.events.emit(Event::Reconnected {
-                        addr,
-                        attempts: attempt,
-                        downtime: down_since.elapsed(),
-                    });
-                    return Some((stream, buf, decoder, deferred));
-                }
-                Err(e) => e,
-            };
-            let Some(mut delay) = self.schedule.failed(&mut rand::rng()) else {
-                tracing::warn!(addr = %addr, error = %error, "subscriber gave up reconnecting");
-                return None;
-            };
-            if error.is_permanent() {
-                delay = self.schedule.longest_delay();
-                if reported.as_deref() != Some(&error.to_string()) {
-                    reported = Some(error.to_string());
-                    tracing::error!(addr = %addr, error = %error, "subscriber reconnect refused");
-                    self.events.emit(Event::Error {
-                        addr: addr.clone(),
-                        error: error.clone(),
-                    });
-                }
-            }
-            self.events.emit(Event::ReconnectFailed {
-                addr,
-                attempt,
-                error,
-                next_delay: delay,
-            });
-            if !self.pause(delay, &mut deferred).await {
-                return None;
-            }
-        }
-    }
-
-    /// Waits `delay` while disconnected, keeping the callers of subscription changes that come
-    /// meanwhile in `deferred`. False when the subscriber was closed meanwhile.
-    async fn pause(
-        &mut self,
-        delay: Duration,
-        deferred: &mut Vec<oneshot::Sender<Result<(), Error>>>,
-    ) -> bool {
-        let until = Instant::now() + delay;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => return true,
-                control = self.ctl.recv() => match control {
-                    None | Some(Control::Close) => return false,
-                    Some(Control::Relocate) => {}
-                    Some(Control::Change { done, .. }) => deferred.push(done),
-                },
-                () = self.out.closed() => return false,
-            }
-        }
-    }
-
     /// Writes `cmds` and records the confirmations they wait for.
-    async fn write(&mut self, stream: &mut Stream, cmds: Vec<Written>) -> Result<(), String> {
+    async fn write(&mut self, stream: &mut Stream, cmds: Vec<ChangeCmd>) -> Result<(), String> {
         let mut out = BytesMut::new();
-        for (kind, subscribe, names, done) in cmds {
+        for ChangeCmd {
+            kind,
+            subscribe,
+            names,
+            waiters: done,
+        } in cmds
+        {
             let mut cmd = Cmd::new(kind.command(subscribe));
             for name in &names {
                 cmd.push_arg(name);
@@ -808,7 +736,7 @@ impl Driver {
     }
 
     /// Handles one value from the server; `Err` when the connection must go.
-    async fn handle(&mut self, value: Value, ping_due: &mut Option<Instant>) -> Result<(), Exit> {
+    async fn handle_value(&mut self, value: Value, liveness: &mut Liveness) -> Result<(), Exit> {
         let incoming = classify(value);
         // A message or a PONG (to a health check, sent after an idle interval): the server
         // serves this subscriber. Not a confirmation: every connection starts by
@@ -857,7 +785,7 @@ impl Driver {
                             .wanted
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .set(kind)
+                            .names_of(kind)
                             .remove(&channel);
                         let dropped = SubscriberEvent::Dropped { kind, channel };
                         if self.out.send(dropped).await.is_err() {
@@ -866,7 +794,7 @@ impl Driver {
                     }
                 }
             }
-            Incoming::Pong => *ping_due = None,
+            Incoming::Pong => liveness.ponged(),
             Incoming::Error(e) => {
                 let error = ServerError::new(e);
                 match self.waiting.pop_front() {
@@ -887,153 +815,321 @@ impl Driver {
     /// changes until it breaks, is closed or must move.
     async fn serve(
         &mut self,
-        mut stream: Stream,
-        mut rbuf: BytesMut,
-        mut decoder: Decoder,
+        opened: Opened,
         resubscribed: Option<Duration>,
-        deferred: Vec<oneshot::Sender<Result<(), Error>>>,
+        deferred: Waiters,
     ) -> Exit {
+        let (mut stream, mut rbuf, mut decoder) = opened;
         let addr = self.addr();
-        let initial = {
+        if let Err(exit) = self
+            .subscribe_again(&mut stream, &addr, resubscribed, deferred)
+            .await
+        {
+            return exit;
+        }
+        let mut liveness = Liveness::new(
+            self.config.health_check_interval,
+            self.config.response_timeout,
+            Instant::now(),
+        );
+        loop {
+            if let Err(exit) = self
+                .handle_buffered(&mut decoder, &mut rbuf, &addr, &mut liveness)
+                .await
+            {
+                return exit;
+            }
+            if rbuf.capacity() - rbuf.len() < 4096 {
+                rbuf.reserve(16 * 1024);
+            }
+            let wake = liveness.wake_at();
+            let step = tokio::select! {
+                read = stream.read_buf(&mut rbuf) => match read {
+                    Ok(0) => Err(Exit::Broken("closed by the server".into())),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(Exit::Broken(format!("read failed: {e}"))),
+                },
+                control = self.ctl.recv() => self.apply(control, &mut stream).await,
+                () = sleep_until_opt(wake) => self.check_health(&mut stream, &mut liveness).await,
+                () = self.out.closed() => Err(Exit::Closed),
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+    }
+
+    /// Subscribes a new connection to everything wanted; `deferred` callers (changes made
+    /// while disconnected) wait for the last confirmation. After a reconnect, reports it.
+    async fn subscribe_again(
+        &mut self,
+        stream: &mut Stream,
+        addr: &str,
+        resubscribed: Option<Duration>,
+        deferred: Waiters,
+    ) -> Result<(), Exit> {
+        let (mut cmds, count) = {
             let wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
-            let mut cmds = Vec::new();
-            if !wanted.channels.is_empty() {
-                let names = wanted.channels.iter().cloned().collect();
-                cmds.push((SubscriptionKind::Channel, true, names, Vec::new()));
-            }
-            if !wanted.patterns.is_empty() {
-                let names = wanted.patterns.iter().cloned().collect();
-                cmds.push((SubscriptionKind::Pattern, true, names, Vec::new()));
-            }
-            // One SSUBSCRIBE per channel: in a cluster, shard channels of one command must share
-            // a slot, and this layer knows no slots.
-            for name in &wanted.shards {
-                cmds.push((
-                    SubscriptionKind::Shard,
-                    true,
-                    vec![name.clone()],
-                    Vec::new(),
-                ));
-            }
-            (cmds, wanted.len())
+            (resubscriptions(&wanted), wanted.len())
         };
-        let (mut cmds, count) = initial;
         // Changes asked for while disconnected are in the wanted set: their callers wait for the
         // last of these confirmations (or for nothing, when nothing is wanted any more).
         match cmds.last_mut() {
-            Some(last) => last.3 = deferred,
+            Some(last) => last.waiters = deferred,
             None => {
                 for done in deferred {
                     let _ = done.send(Ok(()));
                 }
             }
         }
-        if let Err(reason) = self.write(&mut stream, cmds).await {
-            return Exit::Broken(reason);
-        }
-        if let Some(downtime) = resubscribed {
-            self.events.emit(Event::Resubscribed {
-                addr: addr.clone(),
-                subscriptions: count,
-            });
-            let event = SubscriberEvent::Resubscribed {
-                addr: addr.clone(),
-                downtime,
-            };
-            if self.out.send(event).await.is_err() {
-                return Exit::Closed;
-            }
-        }
-        let health = self.config.health_check_interval;
-        let patience = self.config.response_timeout;
-        let mut last_activity = Instant::now();
-        let mut ping_due: Option<Instant> = None;
+        self.write(stream, cmds).await.map_err(Exit::Broken)?;
+        let Some(downtime) = resubscribed else {
+            return Ok(());
+        };
+        self.events.emit(Event::Resubscribed {
+            addr: addr.to_string(),
+            subscriptions: count,
+        });
+        let event = SubscriberEvent::Resubscribed {
+            addr: addr.to_string(),
+            downtime,
+        };
+        self.out.send(event).await.map_err(|_| Exit::Closed)
+    }
+
+    /// Handles every whole value in the read buffer.
+    async fn handle_buffered(
+        &mut self,
+        decoder: &mut Decoder,
+        rbuf: &mut BytesMut,
+        addr: &str,
+        liveness: &mut Liveness,
+    ) -> Result<(), Exit> {
         loop {
-            loop {
-                match decoder.decode(&mut rbuf) {
-                    Ok(Some(value)) => {
-                        // Whole values are activity; bytes alone (a value that never ends)
-                        // do not put the health check off.
-                        last_activity = Instant::now();
-                        if let Err(exit) = self.handle(value, &mut ping_due).await {
-                            return exit;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let error = Error::Protocol {
-                            addr: addr.clone(),
-                            source: e,
-                        };
-                        self.events.emit(Event::Error {
-                            addr: addr.clone(),
-                            error: error.clone(),
-                        });
-                        return Exit::Broken(error.to_string());
-                    }
+            match decoder.decode(rbuf) {
+                Ok(Some(value)) => {
+                    // Whole values are activity; bytes alone (a value that never ends) do not
+                    // put the health check off.
+                    liveness.heard(Instant::now());
+                    self.handle_value(value, liveness).await?;
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let error = Error::Protocol {
+                        addr: addr.to_string(),
+                        source: e,
+                    };
+                    self.events.emit(Event::Error {
+                        addr: addr.to_string(),
+                        error: error.clone(),
+                    });
+                    return Err(Exit::Broken(error.to_string()));
                 }
             }
-            let wake = match (ping_due, health) {
-                (Some(due), _) => Some(due),
-                (None, Some(interval)) => Some(last_activity + interval),
-                (None, None) => None,
-            };
-            if rbuf.capacity() - rbuf.len() < 4096 {
-                rbuf.reserve(16 * 1024);
+        }
+    }
+
+    /// Applies what the handle asked for.
+    async fn apply(&mut self, control: Option<Control>, stream: &mut Stream) -> Result<(), Exit> {
+        match control {
+            None | Some(Control::Close) => Err(Exit::Closed),
+            Some(Control::Relocate) => Err(Exit::Relocate),
+            Some(Control::Change {
+                kind,
+                subscribe,
+                names,
+                done,
+            }) => {
+                let cmds = change_commands(kind, subscribe, names, done);
+                self.write(stream, cmds).await.map_err(Exit::Broken)
             }
+        }
+    }
+
+    /// The health check's timer fired: pings, or finds the connection hung.
+    async fn check_health(
+        &mut self,
+        stream: &mut Stream,
+        liveness: &mut Liveness,
+    ) -> Result<(), Exit> {
+        let now = Instant::now();
+        match liveness.on_timer(now) {
+            HealthStep::Wait => Ok(()),
+            HealthStep::Hung => Err(Exit::Broken(format!(
+                "no reply to a health check within {:?}: the connection is considered hung",
+                liveness.patience
+            ))),
+            HealthStep::Ping => {
+                let mut out = BytesMut::new();
+                Cmd::new("PING").write_to(&mut out);
+                write_within(stream, &out, liveness.patience)
+                    .await
+                    .map_err(Exit::Broken)?;
+                liveness.pinged(now);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The commands that subscribe a new connection to everything wanted, nobody waiting for them
+/// yet. Shard channels one per command: in a cluster, shard channels of one command must share
+/// a slot, and this layer knows no slots.
+fn resubscriptions(wanted: &Wanted) -> Vec<ChangeCmd> {
+    let mut cmds = Vec::new();
+    for (kind, set) in [
+        (SubscriptionKind::Channel, &wanted.channels),
+        (SubscriptionKind::Pattern, &wanted.patterns),
+    ] {
+        if !set.is_empty() {
+            let names = set.iter().cloned().collect();
+            cmds.push(ChangeCmd::new(kind, true, names, Vec::new()));
+        }
+    }
+    for name in &wanted.shards {
+        let names = vec![name.clone()];
+        cmds.push(ChangeCmd::new(
+            SubscriptionKind::Shard,
+            true,
+            names,
+            Vec::new(),
+        ));
+    }
+    cmds
+}
+
+/// The commands for a change asked for by a caller: shard channels one per command, as on
+/// resubscribe, the caller answered when the last is confirmed; other kinds in one command.
+fn change_commands(
+    kind: SubscriptionKind,
+    subscribe: bool,
+    names: Vec<Bytes>,
+    done: oneshot::Sender<Result<(), Error>>,
+) -> Vec<ChangeCmd> {
+    if kind != SubscriptionKind::Shard || names.len() <= 1 {
+        return vec![ChangeCmd::new(kind, subscribe, names, vec![done])];
+    }
+    let last = names.len() - 1;
+    let mut done = Some(done);
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let d = if i == last { done.take() } else { None };
+            ChangeCmd::new(kind, subscribe, vec![n], d.into_iter().collect())
+        })
+        .collect()
+}
+
+/// What the health check does when its timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealthStep {
+    /// Nothing yet (a ping is out, its reply not yet due).
+    Wait,
+    /// Send a `PING`.
+    Ping,
+    /// The ping went unanswered for the response timeout.
+    Hung,
+}
+
+/// The subscriber's health check: after an idle interval without a whole value from the
+/// server, a `PING`, whose `PONG` must come within the response timeout.
+#[derive(Debug)]
+struct Liveness {
+    interval: Option<Duration>,
+    patience: Duration,
+    /// The last whole value from the server, or the last ping.
+    last_activity: Instant,
+    /// When the `PONG` to the ping out is due.
+    pong_due: Option<Instant>,
+}
+
+impl Liveness {
+    fn new(interval: Option<Duration>, patience: Duration, now: Instant) -> Liveness {
+        Liveness {
+            interval,
+            patience,
+            last_activity: now,
+            pong_due: None,
+        }
+    }
+
+    /// When the timer should fire: the due `PONG`, or the end of the idle interval.
+    fn wake_at(&self) -> Option<Instant> {
+        match (self.pong_due, self.interval) {
+            (Some(due), _) => Some(due),
+            (None, Some(interval)) => Some(self.last_activity + interval),
+            (None, None) => None,
+        }
+    }
+
+    /// A whole value came at `now`.
+    fn heard(&mut self, now: Instant) {
+        self.last_activity = now;
+    }
+
+    /// The `PONG` came.
+    fn ponged(&mut self) {
+        self.pong_due = None;
+    }
+
+    /// The timer fired at `now`.
+    fn on_timer(&self, now: Instant) -> HealthStep {
+        match self.pong_due {
+            Some(due) if due <= now => HealthStep::Hung,
+            Some(_) => HealthStep::Wait,
+            None => HealthStep::Ping,
+        }
+    }
+
+    /// A `PING` was written at `now`.
+    fn pinged(&mut self, now: Instant) {
+        self.pong_due = Some(now + self.patience);
+        self.last_activity = now;
+    }
+}
+
+impl Reconnecting for Driver {
+    type Opened = Opened;
+    const WHAT: &'static str = "subscriber's connection";
+
+    fn schedule(&mut self) -> &mut ReconnectSchedule {
+        &mut self.schedule
+    }
+
+    fn events(&self) -> &EventSink {
+        &self.events
+    }
+
+    fn addr(&self) -> String {
+        Driver::addr(self)
+    }
+
+    /// Connects to where the locator now says (or the configured server).
+    async fn attempt(&mut self) -> Option<(String, Result<Opened, Error>)> {
+        let config = match &self.locator {
+            Some(locate) => self.config.with_addr(locate()),
+            None => self.config.clone(),
+        };
+        let addr = config.addr().to_string();
+        *self.shared.addr.lock().unwrap_or_else(|e| e.into_inner()) = addr.clone();
+        let opened = open(&config, self.tls.as_ref(), &addr).await;
+        Some((addr, opened))
+    }
+
+    /// Waits `delay` while disconnected, keeping the callers of subscription changes that come
+    /// meanwhile in `deferred`. False when the subscriber was closed meanwhile.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
             tokio::select! {
-                read = stream.read_buf(&mut rbuf) => match read {
-                    Ok(0) => return Exit::Broken("closed by the server".into()),
-                    Ok(_) => {}
-                    Err(e) => return Exit::Broken(format!("read failed: {e}")),
-                },
+                () = tokio::time::sleep_until(until) => return true,
                 control = self.ctl.recv() => match control {
-                    None | Some(Control::Close) => return Exit::Closed,
-                    Some(Control::Relocate) => return Exit::Relocate,
-                    Some(Control::Change { kind, subscribe, names, done }) => {
-                        // Shard channels one per command, as on resubscribe; the caller is
-                        // answered when the last is confirmed.
-                        let cmds = if kind == SubscriptionKind::Shard && names.len() > 1 {
-                            let last = names.len() - 1;
-                            let mut done = Some(done);
-                            names
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, n)| {
-                                    let d = if i == last { done.take() } else { None };
-                                    (kind, subscribe, vec![n], d.into_iter().collect())
-                                })
-                                .collect()
-                        } else {
-                            vec![(kind, subscribe, names, vec![done])]
-                        };
-                        if let Err(reason) = self.write(&mut stream, cmds).await {
-                            return Exit::Broken(reason);
-                        }
-                    }
+                    None | Some(Control::Close) => return false,
+                    Some(Control::Relocate) => {}
+                    Some(Control::Change { done, .. }) => self.deferred.push(done),
                 },
-                () = sleep_until_opt(wake) => {
-                    let now = Instant::now();
-                    match ping_due {
-                        Some(due) if due <= now => {
-                            return Exit::Broken(format!(
-                                "no reply to a health check within {patience:?}: the connection \
-                                 is considered hung"
-                            ));
-                        }
-                        Some(_) => {}
-                        None => {
-                            let mut out = BytesMut::new();
-                            Cmd::new("PING").write_to(&mut out);
-                            if let Err(reason) = write_within(&mut stream, &out, patience).await {
-                                return Exit::Broken(reason);
-                            }
-                            ping_due = Some(now + patience);
-                            last_activity = now;
-                        }
-                    }
-                },
-                () = self.out.closed() => return Exit::Closed,
+                () = self.out.closed() => return false,
             }
         }
     }
@@ -1055,5 +1151,77 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_new_connection_subscribes_to_everything_shard_channels_one_by_one() {
+        let mut wanted = Wanted::default();
+        assert!(resubscriptions(&wanted).is_empty());
+        for (kind, name) in [
+            (SubscriptionKind::Channel, "a"),
+            (SubscriptionKind::Channel, "b"),
+            (SubscriptionKind::Pattern, "p*"),
+            (SubscriptionKind::Shard, "s1"),
+            (SubscriptionKind::Shard, "s2"),
+        ] {
+            wanted.names_of(kind).insert(Bytes::from(name));
+        }
+        let cmds: Vec<_> = resubscriptions(&wanted)
+            .into_iter()
+            .map(|c| (c.kind, c.subscribe, c.names.len(), c.waiters.len()))
+            .collect();
+        assert_eq!(
+            cmds,
+            [
+                (SubscriptionKind::Channel, true, 2, 0),
+                (SubscriptionKind::Pattern, true, 1, 0),
+                (SubscriptionKind::Shard, true, 1, 0),
+                (SubscriptionKind::Shard, true, 1, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_of_shard_channels_is_one_command_each_answered_with_the_last() {
+        let names = || vec![Bytes::from("x"), Bytes::from("y"), Bytes::from("z")];
+        let (done, _wait) = oneshot::channel();
+        let cmds = change_commands(SubscriptionKind::Shard, false, names(), done);
+        let waiters: Vec<_> = cmds
+            .iter()
+            .map(|c| (c.names.len(), c.waiters.len()))
+            .collect();
+        assert_eq!(waiters, [(1, 0), (1, 0), (1, 1)]);
+        let (done, _wait) = oneshot::channel();
+        let cmds = change_commands(SubscriptionKind::Channel, true, names(), done);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!((cmds[0].names.len(), cmds[0].waiters.len()), (3, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_health_check_pings_when_idle_and_finds_a_missing_pong() {
+        let start = Instant::now();
+        let mut liveness = Liveness::new(Some(10 * SECOND), SECOND, start);
+        assert_eq!(liveness.wake_at(), Some(start + 10 * SECOND));
+        liveness.heard(start + 5 * SECOND);
+        assert_eq!(liveness.wake_at(), Some(start + 15 * SECOND));
+        let at = start + 15 * SECOND;
+        assert_eq!(liveness.on_timer(at), HealthStep::Ping);
+        liveness.pinged(at);
+        assert_eq!(liveness.wake_at(), Some(at + SECOND));
+        // Values other than the PONG do not answer the ping.
+        liveness.heard(at + SECOND / 2);
+        assert_eq!(liveness.on_timer(at + SECOND / 2), HealthStep::Wait);
+        assert_eq!(liveness.on_timer(at + SECOND), HealthStep::Hung);
+        liveness.ponged();
+        assert_eq!(liveness.wake_at(), Some(at + SECOND / 2 + 10 * SECOND));
+        let off = Liveness::new(None, SECOND, start);
+        assert_eq!(off.wake_at(), None);
     }
 }

@@ -14,6 +14,12 @@
 //! attempt limit. A connection lost after proving healthy is reconnected to at once (the first
 //! attempt of an outage does not wait), so a restarted server is not punished.
 //!
+//! [`reconnect`] is the loop both run after a loss: it waits as the schedule says, tries,
+//! reports every failure as an event (an error that will not go away by itself, such as wrong
+//! credentials, once, and then waits the longest delay), and stops when the schedule gives up or
+//! the owner was closed. What differs between the two (where to connect, what to do with the
+//! callers waiting meanwhile) is their [`Reconnecting`] implementation.
+//!
 //! The decisions take the time as an argument and keep no clock of their own: they are tested
 //! with explicit instants and on tokio's paused clock.
 
@@ -22,7 +28,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::{Backoff, BackoffConfig};
+use crate::events::{Event, EventSink};
+use crate::{Backoff, BackoffConfig, Error};
 
 /// The reconnect state of one connection: the backoff, and whether the connection now up has
 /// proved healthy (see the [module docs](self)).
@@ -101,6 +108,148 @@ impl ReconnectSchedule {
     pub(crate) fn longest_delay(&self) -> Duration {
         self.backoff.config().ceiling(u32::MAX)
     }
+}
+
+/// What [`reconnect`] needs of the connection or subscriber it brings back.
+pub(crate) trait Reconnecting {
+    /// A new connection: transport, read buffer, decoder.
+    type Opened;
+    /// What is reconnecting, for logs ("connection", "subscriber").
+    const WHAT: &'static str;
+
+    /// Its reconnect schedule.
+    fn schedule(&mut self) -> &mut ReconnectSchedule;
+
+    /// Where its events go.
+    fn events(&self) -> &EventSink;
+
+    /// The address it connects to (or last did).
+    fn addr(&self) -> String;
+
+    /// One attempt to connect and hand shake: to where, and how it went; `None` when closed
+    /// meanwhile.
+    async fn attempt(&mut self) -> Option<(String, Result<Self::Opened, Error>)>;
+
+    /// Waits out `delay` while disconnected (answering what comes meanwhile); false when closed
+    /// meanwhile.
+    async fn wait(&mut self, delay: Duration) -> bool;
+
+    /// An attempt failed (before the schedule is asked whether to go on).
+    fn attempt_failed(&mut self) {}
+
+    /// An attempt failed with an error that will fail the next attempts the same way: what
+    /// waits for the connection may fail now.
+    fn refused_for_good(&mut self, _error: &Error) {}
+
+    /// An attempt succeeded (before [`Event::Reconnected`] is emitted).
+    fn reconnected(&mut self) {}
+}
+
+/// How [`reconnect`] ended.
+#[derive(Debug)]
+pub(crate) enum Reconnected<O> {
+    /// Connected again.
+    Up(O),
+    /// The attempt limit was reached: why, for the close.
+    GaveUp(String),
+    /// Closed meanwhile.
+    Closed,
+}
+
+/// Reconnects `side`, whose connection went down at `down_since`: waits as its schedule says
+/// (at once after losing a healthy connection), tries until an attempt succeeds, reporting each
+/// failure as [`Event::ReconnectFailed`] and a permanent error once as [`Event::Error`] (then
+/// waiting the longest delay).
+pub(crate) async fn reconnect<S: Reconnecting>(
+    side: &mut S,
+    down_since: Instant,
+) -> Reconnected<S::Opened> {
+    // A connection that never proved healthy (it closed right after the handshake, say) counts
+    // as a failed attempt: the first attempt waits, as after a refused connect.
+    let Some(first_wait) = side.schedule().lost(down_since, &mut rand::rng()) else {
+        return Reconnected::GaveUp(
+            "gave up reconnecting: the attempt limit was reached (the last connection was lost \
+             before it proved healthy)"
+                .into(),
+        );
+    };
+    if !first_wait.is_zero() {
+        tracing::debug!(
+            addr = %side.addr(),
+            wait = ?first_wait,
+            "the {} was lost before it proved healthy; backing off",
+            S::WHAT
+        );
+        if !side.wait(first_wait).await {
+            return Reconnected::Closed;
+        }
+    }
+    let mut attempt = 0u32;
+    let mut reported: Option<String> = None;
+    loop {
+        attempt += 1;
+        let Some((addr, opened)) = side.attempt().await else {
+            return Reconnected::Closed;
+        };
+        let error = match opened {
+            Ok(opened) => {
+                side.schedule().connected(Instant::now());
+                side.reconnected();
+                side.events().emit(Event::Reconnected {
+                    addr,
+                    attempts: attempt,
+                    downtime: down_since.elapsed(),
+                });
+                return Reconnected::Up(opened);
+            }
+            Err(error) => error,
+        };
+        let delay = match after_failure(side, addr, attempt, error, &mut reported) {
+            Ok(delay) => delay,
+            Err(reason) => return Reconnected::GaveUp(reason),
+        };
+        if !side.wait(delay).await {
+            return Reconnected::Closed;
+        }
+    }
+}
+
+/// Reports the failed attempt number `attempt` to `addr`: the wait before the next one, or
+/// `Err` with why the schedule gives up. An error that will fail the next attempts the same way
+/// (wrong credentials) waits the longest delay, fails what waits, and is reported once
+/// (`reported` keeps what was).
+fn after_failure<S: Reconnecting>(
+    side: &mut S,
+    addr: String,
+    attempt: u32,
+    error: Error,
+    reported: &mut Option<String>,
+) -> Result<Duration, String> {
+    side.attempt_failed();
+    let Some(mut delay) = side.schedule().failed(&mut rand::rng()) else {
+        return Err(format!(
+            "gave up reconnecting after {attempt} attempts: {error}"
+        ));
+    };
+    if error.is_permanent() {
+        delay = side.schedule().longest_delay();
+        side.refused_for_good(&error);
+        if reported.as_deref() != Some(&error.to_string()) {
+            *reported = Some(error.to_string());
+            tracing::error!(addr = %addr, error = %error, "{} reconnect refused", S::WHAT);
+            side.events().emit(Event::Error {
+                addr: addr.clone(),
+                error: error.clone(),
+            });
+        }
+    }
+    side.events().emit(Event::ReconnectFailed {
+        addr,
+        attempt,
+        error,
+        next_delay: delay,
+    });
+    Ok(delay)
 }
 
 #[cfg(test)]
@@ -184,6 +333,128 @@ mod tests {
         }
         schedule.connected(t0);
         assert_eq!(schedule.lost(t0, &mut rng), None, "the limit is reached");
+    }
+
+    /// A side whose attempts fail with `errors`, in order, then succeed.
+    struct Scripted {
+        schedule: ReconnectSchedule,
+        events: EventSink,
+        errors: Vec<Error>,
+        failed: u32,
+        refused: u32,
+        waited: Vec<Duration>,
+    }
+
+    impl Scripted {
+        fn new(config: BackoffConfig, errors: Vec<Error>) -> Scripted {
+            Scripted {
+                schedule: ReconnectSchedule::new(config, Instant::now()),
+                events: EventSink::new(&Default::default()),
+                errors,
+                failed: 0,
+                refused: 0,
+                waited: Vec::new(),
+            }
+        }
+    }
+
+    impl Reconnecting for Scripted {
+        type Opened = ();
+        const WHAT: &'static str = "test";
+
+        fn schedule(&mut self) -> &mut ReconnectSchedule {
+            &mut self.schedule
+        }
+
+        fn events(&self) -> &EventSink {
+            &self.events
+        }
+
+        fn addr(&self) -> String {
+            "test:1".into()
+        }
+
+        async fn attempt(&mut self) -> Option<(String, Result<(), Error>)> {
+            let result = if self.errors.is_empty() {
+                Ok(())
+            } else {
+                Err(self.errors.remove(0))
+            };
+            Some((self.addr(), result))
+        }
+
+        async fn wait(&mut self, delay: Duration) -> bool {
+            self.waited.push(delay);
+            tokio::time::sleep(delay).await;
+            true
+        }
+
+        fn attempt_failed(&mut self) {
+            self.failed += 1;
+        }
+
+        fn refused_for_good(&mut self, _error: &Error) {
+            self.refused += 1;
+        }
+    }
+
+    fn refused() -> Error {
+        Error::Connect {
+            addr: "test:1".into(),
+            reason: "connection refused".into(),
+        }
+    }
+
+    fn wrong_password() -> Error {
+        Error::Auth {
+            addr: "test:1".into(),
+            message: "WRONGPASS".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnect_tries_until_up_and_reports_a_permanent_error_once() {
+        let mut side = Scripted::new(
+            BackoffConfig::default(),
+            vec![refused(), wrong_password(), wrong_password()],
+        );
+        let mut events = side.events.subscribe();
+        side.schedule.served();
+        let outcome = reconnect(&mut side, Instant::now()).await;
+        assert!(matches!(outcome, Reconnected::Up(())));
+        assert_eq!((side.failed, side.refused), (3, 2));
+        // No wait before the first attempt (the connection had proved healthy); the permanent
+        // errors wait the longest delay.
+        let longest = BackoffConfig::default().ceiling(u32::MAX);
+        assert_eq!(side.waited.len(), 3);
+        assert_eq!(side.waited[1..], [longest, longest]);
+        let mut errors = 0;
+        let mut failures = 0;
+        while let Ok(event) = events.try_recv() {
+            match event {
+                Event::Error { .. } => errors += 1,
+                Event::ReconnectFailed { .. } => failures += 1,
+                Event::Reconnected { attempts, .. } => assert_eq!(attempts, 4),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((errors, failures), (1, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnect_gives_up_at_the_attempt_limit() {
+        let config = BackoffConfig::default().max_attempts(Some(2));
+        let mut side = Scripted::new(config, vec![refused(), refused(), refused()]);
+        side.schedule.served();
+        let outcome = reconnect(&mut side, Instant::now()).await;
+        assert!(
+            matches!(outcome, Reconnected::GaveUp(reason) if reason.contains("after 3 attempts"))
+        );
+        assert_eq!(side.failed, 3);
+        // An unproven connection's loss counts: with the limit reached, no attempt is made.
+        let mut side = Scripted::new(BackoffConfig::default().max_attempts(Some(0)), vec![]);
+        let outcome = reconnect(&mut side, Instant::now()).await;
+        assert!(matches!(outcome, Reconnected::GaveUp(reason) if reason.contains("limit")));
     }
 
     /// Drives a schedule against a server for `window` of paused time and counts connections:
