@@ -4,151 +4,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use redis_conn::pool::RedisLease;
 use redis_conn::table::{ClusterPolicy, CommandInfo};
-use redis_conn::{
-    Args, Batch, BatchCmd, Cmd, Error, Node, NodeConfig, RandomSelector, ReplicaSelector,
-    ServerAddr, Stats, Value,
-};
+use redis_conn::{Args, Batch, BatchCmd, Cmd, Error, Node, ServerAddr, Stats, Value};
 
 use crate::decision::{decide, needs_refresh, reply_error, Attempt, Rules, Sender, Step};
 use crate::fan_out::FanOut;
 use crate::node_set::NodeSet;
 use crate::refresher::TopologyRefresher;
 use crate::split::{Combined, SplitPlan};
-use crate::{slot, NodeAddr, Redirect, SlotMap, Topology};
-
-/// Settings of a cluster client.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    pub(crate) seeds: Vec<NodeAddr>,
-    pub(crate) node: NodeConfig,
-    refresh_interval: Option<Duration>,
-    pub(crate) min_refresh_interval: Duration,
-    max_redirects: u32,
-    read_from_replicas: bool,
-    selector: Arc<dyn ReplicaSelector>,
-}
-
-impl ClusterConfig {
-    /// Seeds to learn the topology from, and the settings every node uses (connection settings,
-    /// whose address is replaced per node, and the node's pool of exclusive connections; a
-    /// `ConnectionConfig` converts). Defaults: refresh every 30 s (with jitter), at most one
-    /// refresh per 250 ms, 5 redirects per command.
-    ///
-    /// Behind NAT, Docker or Kubernetes, give the connection settings a `redis_conn::AddressMap`
-    /// (`ConnectionConfig::address_map`): every node named by the topology, `MOVED` or `ASK`
-    /// (and every seed) is then dialed at its mapped address, while the slot map, redirects and
-    /// errors keep the addresses the nodes announce.
-    pub fn new(seeds: impl IntoIterator<Item = NodeAddr>, node: impl Into<NodeConfig>) -> Self {
-        ClusterConfig {
-            seeds: seeds.into_iter().collect(),
-            node: node.into(),
-            refresh_interval: Some(Duration::from_secs(30)),
-            min_refresh_interval: Duration::from_millis(250),
-            max_redirects: 5,
-            read_from_replicas: false,
-            selector: Arc::new(RandomSelector),
-        }
-    }
-
-    /// Send read-only commands to a replica of their slot (default false). Replica connections
-    /// send `READONLY`; a read falls back to the master when no replica of the slot is healthy or
-    /// the replica fails. Replicas lag their master: a read may not see a write just made.
-    #[must_use]
-    pub fn read_from_replicas(mut self, on: bool) -> Self {
-        self.read_from_replicas = on;
-        self
-    }
-
-    /// How a replica is chosen (default [`RandomSelector`]).
-    #[must_use]
-    pub fn replica_selector(mut self, selector: impl ReplicaSelector + 'static) -> Self {
-        self.selector = Arc::new(selector);
-        self
-    }
-
-    /// Periodic refresh, with +-10% jitter (default 30 s; `None` turns it off, leaving only
-    /// refreshes on triggers).
-    #[must_use]
-    pub fn refresh_interval(mut self, interval: Option<Duration>) -> Self {
-        self.refresh_interval = interval;
-        self
-    }
-
-    /// The least time between two refreshes, however many triggers arrive (default 250 ms).
-    #[must_use]
-    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
-        self.min_refresh_interval = interval;
-        self
-    }
-
-    /// Redirects followed per command before giving up (default 5).
-    #[must_use]
-    pub fn max_redirects(mut self, n: u32) -> Self {
-        self.max_redirects = n;
-        self
-    }
-
-    /// The seeds.
-    pub fn seeds(&self) -> &[NodeAddr] {
-        &self.seeds
-    }
-
-    /// The settings every node uses.
-    pub fn node_config(&self) -> &NodeConfig {
-        &self.node
-    }
-
-    /// The same settings for the node at `addr`.
-    fn node_at(&self, addr: &NodeAddr) -> NodeConfig {
-        self.node.clone().map_connection(|c| c.with_addr(addr))
-    }
-}
-
-impl ClusterError {
-    /// Whether the command may have run (see `redis_conn::Error::sent`). Errors found before
-    /// anything was sent say `Sent::No`: a key spanning slots, a slot nobody serves, no usable
-    /// topology, and a connection that could not be opened (refused, timed out, TLS or the
-    /// handshake refused: the command never reached a server).
-    pub fn sent(&self) -> Option<redis_conn::Sent> {
-        match self {
-            ClusterError::Node(e) if never_reached_a_server(e) => Some(redis_conn::Sent::No),
-            ClusterError::Node(e) => e.sent(),
-            ClusterError::CrossSlot { .. }
-            | ClusterError::Unassigned { .. }
-            | ClusterError::NoTopology(_) => Some(redis_conn::Sent::No),
-            ClusterError::TaskFailed { .. } => Some(redis_conn::Sent::Maybe),
-            ClusterError::TooManyRedirects { .. } | ClusterError::BadTopology { .. } => None,
-        }
-    }
-
-    /// A short, stable name of the variant; a node's error gives its own
-    /// (`redis_conn::Error::kind`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ClusterError::Node(e) => e.kind(),
-            ClusterError::NoTopology(_) => "no_topology",
-            ClusterError::BadTopology { .. } => "bad_topology",
-            ClusterError::Unassigned { .. } => "unassigned",
-            ClusterError::CrossSlot { .. } => "cross_slot",
-            ClusterError::TooManyRedirects { .. } => "too_many_redirects",
-            ClusterError::TaskFailed { .. } => "task_failed",
-        }
-    }
-
-    /// The same failure for a request of which other parts may have run (see
-    /// `redis_conn::Error::partly_sent`).
-    #[must_use]
-    pub fn partly_sent(self) -> ClusterError {
-        match self {
-            ClusterError::Node(e) => ClusterError::Node(e.partly_sent()),
-            other => other,
-        }
-    }
-}
+use crate::{
+    slot, ClusterConfig, ClusterError, ClusterScan, NodeAddr, Redirect, SlotMap, Topology,
+};
 
 /// Counters of a cluster client, from [`ClusterClient::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -162,55 +30,6 @@ pub struct ClusterStats {
     pub ask: u64,
     /// The shared connections of every node, added up.
     pub connections: Stats,
-}
-
-/// What a cluster call can fail with.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClusterError {
-    /// The node's connection failed or the node answered with an error.
-    #[error(transparent)]
-    Node(#[from] Error),
-    /// No node gave a usable view of the cluster.
-    #[error("no usable cluster topology: {0}")]
-    NoTopology(String),
-    /// No node serves the slot.
-    #[error("no node serves slot {slot}")]
-    Unassigned {
-        /// The slot.
-        slot: u16,
-    },
-    /// The keys of one command live in different slots; nothing was sent.
-    #[error("the keys of {command} live in different slots; nothing was sent")]
-    CrossSlot {
-        /// The command's name.
-        command: String,
-    },
-    /// A node's view of the cluster was refused: it broke a rule no real cluster breaks
-    /// (overlapping ranges, slots past 16383, more ranges or shards than slots...). The map in
-    /// force stays.
-    #[error("refused the topology from {node}: {error}")]
-    BadTopology {
-        /// The node that sent it.
-        node: NodeAddr,
-        /// What was wrong.
-        error: crate::TopologyError,
-    },
-    /// Redirects went on past the limit.
-    #[error("gave up after {redirects} redirects for slot {slot}")]
-    TooManyRedirects {
-        /// The slot.
-        slot: u16,
-        /// How many were followed.
-        redirects: u32,
-    },
-    /// A task that carried part of the call (a node's share of a pipeline, one master's copy
-    /// of a command sent to every master) panicked or was cancelled: that part may have run.
-    #[error("a task of the call failed: {reason}; the command may have been executed")]
-    TaskFailed {
-        /// What the runtime said.
-        reason: String,
-    },
 }
 
 /// Something that happened to the cluster as this client sees it.
@@ -350,15 +169,7 @@ impl ClusterClient {
             .iter()
             .map(|s| s.master.clone())
             .collect();
-        ClusterScan {
-            client: self.clone(),
-            masters,
-            node: 0,
-            cursor: b"0".to_vec(),
-            pattern: pattern.map(str::to_string),
-            count: count.max(1),
-            key_type: key_type.map(str::to_string),
-        }
+        ClusterScan::new(self.clone(), masters, pattern, count, key_type)
     }
 
     /// A stream of topology events.
@@ -939,84 +750,6 @@ impl ClusterClient {
     }
 }
 
-/// A cluster-wide SCAN, from [`ClusterClient::scan`]. Like SCAN itself it guarantees that a key
-/// present for the whole scan is returned at least once (a key may come twice); keys that move
-/// between masters during the scan (resharding) may be missed or repeated.
-#[derive(Debug)]
-pub struct ClusterScan {
-    client: ClusterClient,
-    masters: Vec<NodeAddr>,
-    node: usize,
-    cursor: Vec<u8>,
-    pattern: Option<String>,
-    count: usize,
-    key_type: Option<String>,
-}
-
-impl ClusterScan {
-    /// The next batch of keys (possibly empty), or `None` when every master has been scanned.
-    ///
-    /// # Errors
-    /// The node's error; the scan can be resumed by calling again.
-    pub async fn next_batch(&mut self) -> Result<Option<Vec<bytes::Bytes>>, ClusterError> {
-        let Some(addr) = self.masters.get(self.node) else {
-            return Ok(None);
-        };
-        let mut cmd = Cmd::new("SCAN").arg(&self.cursor);
-        if let Some(pattern) = &self.pattern {
-            cmd = cmd.arg("MATCH").arg(pattern);
-        }
-        cmd = cmd.arg("COUNT").arg_int(self.count as i64);
-        if let Some(t) = &self.key_type {
-            cmd = cmd.arg("TYPE").arg(t);
-        }
-        let conn = self.client.connection(addr).await?;
-        let reply = conn.send(cmd).await?;
-        let bad = || {
-            ClusterError::Node(Error::Unsupported(format!(
-                "unexpected SCAN reply from {addr}"
-            )))
-        };
-        let Value::Array(mut parts) = reply else {
-            return Err(bad());
-        };
-        if parts.len() != 2 {
-            return Err(bad());
-        }
-        let keys = parts.pop().ok_or_else(bad)?;
-        let cursor = parts
-            .pop()
-            .and_then(|c| c.as_bytes().cloned())
-            .ok_or_else(bad)?;
-        let Value::Array(keys) = keys else {
-            return Err(bad());
-        };
-        if &cursor[..] == b"0" {
-            self.node += 1;
-            self.cursor = b"0".to_vec();
-        } else {
-            self.cursor = cursor.to_vec();
-        }
-        Ok(Some(
-            keys.into_iter()
-                .filter_map(|k| k.as_bytes().cloned())
-                .collect(),
-        ))
-    }
-}
-
-/// Errors of a connection that could not be opened: the command was never written.
-pub(crate) fn never_reached_a_server(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Connect { .. }
-            | Error::ConnectTimeout { .. }
-            | Error::Tls { .. }
-            | Error::Auth { .. }
-            | Error::Handshake { .. }
-    )
-}
-
 /// Whether a command whose keys span slots may be split by slot (the command table says).
 fn splits_by_slot(info: &CommandInfo, args: Args<'_>) -> bool {
     matches!(info.cluster_policy(args), ClusterPolicy::SplitBySlot(_))
@@ -1188,7 +921,10 @@ mod tests {
                 .arg("0")),
             Err(ClusterError::CrossSlot { .. })
         ));
-        // A batch's commands route as the commands themselves do.
+    }
+
+    #[test]
+    fn a_batchs_commands_route_as_the_commands_themselves_do() {
         let cmds = [
             Cmd::new("GET").arg("foo"),
             Cmd::new("PING"),

@@ -48,22 +48,26 @@
 #![deny(missing_docs)]
 
 mod client;
+mod config;
 mod decision;
+mod error;
 mod fan_out;
 mod node_set;
 mod pubsub;
 mod redirect;
 mod refresher;
+mod scan;
 mod slot;
 mod split;
 mod topology;
 
-pub use client::{
-    ClusterClient, ClusterConfig, ClusterError, ClusterEvent, ClusterScan, ClusterStats,
-};
+pub use client::{ClusterClient, ClusterEvent, ClusterStats};
+pub use config::ClusterConfig;
+pub use error::ClusterError;
 pub use pubsub::ClusterSubscriber;
 pub use redirect::{Redirect, RedirectKind};
 pub use redis_conn::{RandomSelector, ReplicaSelector, RoundRobinSelector};
+pub use scan::ClusterScan;
 pub use slot::{slot, SLOTS};
 pub use topology::{
     agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError, Transport, MAX_NODES,

@@ -729,6 +729,13 @@ mod tests {
             "a loading replica was kept"
         );
         // The same as RESP3 maps.
+        let resp3 = shards_as_resp3(&resp2);
+        assert_eq!(Topology::from_cluster_shards(&resp3, &asked).unwrap(), t);
+        assert!(Topology::from_cluster_shards(&Value::Integer(1), &asked).is_err());
+    }
+
+    /// A RESP2 `CLUSTER SHARDS` reply (flat arrays of names and values) as RESP3 maps.
+    fn shards_as_resp3(resp2: &Value) -> Value {
         let to_map = |flat: &Value| match flat {
             Value::Array(items) => Value::Map(
                 items
@@ -738,10 +745,10 @@ mod tests {
             ),
             other => other.clone(),
         };
-        let Value::Array(entries) = &resp2 else {
+        let Value::Array(entries) = resp2 else {
             unreachable!()
         };
-        let resp3 = Value::Array(
+        Value::Array(
             entries
                 .iter()
                 .map(|e| {
@@ -761,9 +768,7 @@ mod tests {
                     )
                 })
                 .collect(),
-        );
-        assert_eq!(Topology::from_cluster_shards(&resp3, &asked).unwrap(), t);
-        assert!(Topology::from_cluster_shards(&Value::Integer(1), &asked).is_err());
+        )
     }
 
     /// One `CLUSTER SHARDS` entry covering every slot, its nodes given as (field, value) lists.
