@@ -360,6 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_after_an_attempt_that_may_have_run_is_the_answer_not_followed() {
+        // The connection reports a MOVED (or TRYAGAIN...) met by a resend, after an attempt
+        // that may have run, as a lost connection that may have run (`Sent::Maybe` sticks):
+        // following it could run the command twice.
+        let refused_after_maybe = Error::ConnectionLost {
+            addr: "10.0.0.1:7000".into(),
+            reason: "an earlier attempt may have run, and the resend was refused: MOVED 12 :7001"
+                .into(),
+            sent: Sent::Maybe,
+        };
+        for sender in [Sender::Command, Sender::Transaction] {
+            assert_eq!(
+                decide(&refused_after_maybe, &me(), at(0, false), rules(sender)),
+                Step::Fail { refresh: true },
+                "{sender:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_transaction_follows_moved_only() {
         let transaction = rules(Sender::Transaction);
         assert_eq!(
