@@ -424,7 +424,7 @@ impl ClusterClient {
         let Some(&(base, _)) = segment.first() else {
             return Ok(());
         };
-        let mut placed = Placed::after(base);
+        let mut placed = SegmentReplies::after(base);
         let mut resend = Vec::new();
         let rules = self.rules(Sender::PipelinePart);
         let shares = self.send_shares(batch, segment);
@@ -485,7 +485,7 @@ impl ClusterClient {
         &self,
         batch: &Batch,
         mut resend: Vec<usize>,
-        placed: &mut Placed,
+        placed: &mut SegmentReplies,
     ) -> Result<(), ClusterError> {
         resend.sort_unstable();
         for i in resend {
@@ -674,10 +674,9 @@ impl ClusterClient {
     }
 
     /// A command the table splits by slot (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH) whose keys
-    /// span slots: one command per slot,
-    /// all sent at once (commands for the same node leave in one write on its multiplexed
-    /// connection), results merged in the caller's key order (MGET) or summed. Not atomic across
-    /// slots: a failure can leave some slots written.
+    /// span slots: one command per slot, all sent at once (commands for the same node leave in
+    /// one write on its multiplexed connection), results merged in the caller's key order (MGET)
+    /// or summed. Not atomic across slots: a failure can leave some slots written.
     async fn send_split(&self, cmd: &Cmd) -> Result<Value, ClusterError> {
         let ClusterPolicy::SplitBySlot(merge) = cmd.info().cluster_policy(cmd.args()) else {
             return Err(ClusterError::CrossSlot {
@@ -803,15 +802,15 @@ fn did_not_run(reply: &Value, replied_by: &NodeAddr, rules: Rules) -> bool {
 
 /// The replies of a pipeline segment, put in the caller's order as they arrive.
 #[derive(Debug)]
-struct Placed {
+struct SegmentReplies {
     /// The index of the segment's first command in the pipeline.
     base: usize,
     slots: Vec<Option<Value>>,
 }
 
-impl Placed {
-    fn after(base: usize) -> Placed {
-        Placed {
+impl SegmentReplies {
+    fn after(base: usize) -> SegmentReplies {
+        SegmentReplies {
             base,
             slots: Vec::new(),
         }
