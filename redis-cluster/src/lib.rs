@@ -19,7 +19,9 @@
 //! Multi-key commands whose keys span slots: MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are split
 //! by slot, sent at once, and merged in the caller's order (or summed); they are not atomic across
 //! slots. Any other command whose keys span slots (MSETNX, RENAME, SUNIONSTORE...) is refused
-//! before sending with [`ClusterError::CrossSlot`].
+//! before sending with [`ClusterError::CrossSlot`]. Which commands are split, and which go to
+//! every master (below), is declared in redis-conn's command table
+//! (`redis_conn::table::ClusterPolicy`).
 //!
 //! Reads from replicas ([`ClusterConfig::read_from_replicas`]) go to a replica picked by a
 //! [`ReplicaSelector`] (random, round-robin, or your own), falling back to the master.
@@ -29,6 +31,10 @@
 //! FUNCTION LOAD/FLUSH go to every master.
 //!
 //! [`ClusterClient::scan`] walks every master with its own cursor.
+//!
+//! Inside, one pure decision says what follows a refusal or a failure (`MOVED`, `ASK`,
+//! `TRYAGAIN`, `CLUSTERDOWN`, a closed node) for single commands, transactions and pipelines
+//! alike; a `TopologyRefresher` keeps the refresh state (single-flight, rate limit, timer).
 //!
 //! Each node is a `redis_conn::Node`: ordinary commands share its multiplexed connection;
 //! blocking commands (BLPOP, XREAD BLOCK...) wait on an exclusive connection from its pool.
@@ -42,17 +48,26 @@
 #![deny(missing_docs)]
 
 mod client;
+mod config;
+mod decision;
+mod error;
+mod fan_out;
+mod node_set;
 mod pubsub;
 mod redirect;
+mod refresher;
+mod scan;
 mod slot;
+mod split;
 mod topology;
 
-pub use client::{
-    ClusterClient, ClusterConfig, ClusterError, ClusterEvent, ClusterScan, ClusterStats,
-};
+pub use client::{ClusterClient, ClusterEvent, ClusterStats};
+pub use config::ClusterConfig;
+pub use error::ClusterError;
 pub use pubsub::ClusterSubscriber;
 pub use redirect::{Redirect, RedirectKind};
 pub use redis_conn::{RandomSelector, ReplicaSelector, RoundRobinSelector};
+pub use scan::ClusterScan;
 pub use slot::{slot, SLOTS};
 pub use topology::{
     agreed_view, NodeAddr, Shard, SlotMap, Topology, TopologyError, Transport, MAX_NODES,

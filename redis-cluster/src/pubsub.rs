@@ -15,6 +15,9 @@ use crate::{slot, ClusterClient, ClusterError, ClusterEvent, NodeAddr};
 /// A shard channel and the node it is subscribed on now.
 type Placed = (Bytes, Option<NodeAddr>);
 
+/// Shard channels to subscribe on a new home, by that master and their slot.
+type Moves = HashMap<(NodeAddr, u16), Vec<Placed>>;
+
 /// How often shard channels are checked against the slot map, besides topology events.
 const REHOME_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -290,71 +293,84 @@ impl Shared {
             return Ok(());
         }
         let _one = self.rehoming.lock().await;
-        let map = self.client.slot_map();
-        // Channels to move, grouped by slot (one SSUBSCRIBE per slot).
-        let mut moves: HashMap<(NodeAddr, u16), Vec<Placed>> = HashMap::new();
-        let mut first_error = None;
-        {
-            let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
-            for (channel, home) in shards.iter() {
-                let s = slot(channel);
-                match map.master(s) {
-                    Some(owner) if home.as_ref() != Some(owner) => moves
-                        .entry((owner.clone(), s))
-                        .or_default()
-                        .push((channel.clone(), home.clone())),
-                    Some(_) => {}
-                    None => {
-                        first_error.get_or_insert(ClusterError::Unassigned { slot: s });
-                    }
-                }
-            }
-        }
+        let (moves, mut first_error) = self.moves_to_make();
         for ((owner, _), channels) in moves {
-            // Leave the old home in the background: it may be dead, and waiting for it would
-            // hold the move up.
-            let mut leaving: HashMap<NodeAddr, Vec<Bytes>> = HashMap::new();
-            for (channel, home) in &channels {
-                if let Some(old) = home {
-                    leaving
-                        .entry(old.clone())
-                        .or_default()
-                        .push(channel.clone());
-                }
+            if let Err(e) = self.move_channels(&owner, channels).await {
+                first_error.get_or_insert(ClusterError::Node(e));
             }
-            for (old, names) in leaving {
-                if let Some(handle) = self.nodes.lock().await.get(&old).cloned() {
-                    tokio::spawn(async move {
-                        let _ = handle.sunsubscribe(names).await;
-                    });
-                }
-            }
-            let names: Vec<Bytes> = channels.iter().map(|(c, _)| c.clone()).collect();
-            let result = match self.node(&owner).await {
-                Ok(handle) => handle.ssubscribe(&names).await,
-                Err(e) => Err(e),
-            };
-            let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
-            match result {
-                Ok(()) => {
-                    for name in names {
-                        // Still wanted (not unsubscribed meanwhile)?
-                        if let Some(home) = shards.get_mut(&name) {
-                            *home = Some(owner.clone());
-                        }
-                    }
-                }
-                Err(e) => {
-                    for name in names {
-                        if let Some(home) = shards.get_mut(&name) {
-                            *home = None;
-                        }
-                    }
-                    first_error.get_or_insert(ClusterError::Node(e));
+        }
+        self.close_idle_subscribers().await;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The shard channels not on the master of their slot, grouped by that master and slot
+    /// (one SSUBSCRIBE per slot); and the first slot found with no master.
+    fn moves_to_make(&self) -> (Moves, Option<ClusterError>) {
+        let map = self.client.slot_map();
+        let mut moves = Moves::new();
+        let mut first_error = None;
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        for (channel, home) in shards.iter() {
+            let s = slot(channel);
+            match map.master(s) {
+                Some(owner) if home.as_ref() != Some(owner) => moves
+                    .entry((owner.clone(), s))
+                    .or_default()
+                    .push((channel.clone(), home.clone())),
+                Some(_) => {}
+                None => {
+                    first_error.get_or_insert(ClusterError::Unassigned { slot: s });
                 }
             }
         }
-        // Subscribers that serve no channel any more are closed.
+        (moves, first_error)
+    }
+
+    /// Subscribes `channels` on `owner`, leaving their old homes in the background (one may be
+    /// dead, and waiting for it would hold the move up); a channel whose move failed is left
+    /// with no home.
+    async fn move_channels(
+        self: &Arc<Self>,
+        owner: &NodeAddr,
+        channels: Vec<Placed>,
+    ) -> Result<(), redis_conn::Error> {
+        let mut leaving: HashMap<NodeAddr, Vec<Bytes>> = HashMap::new();
+        for (channel, home) in &channels {
+            if let Some(old) = home {
+                leaving
+                    .entry(old.clone())
+                    .or_default()
+                    .push(channel.clone());
+            }
+        }
+        for (old, names) in leaving {
+            if let Some(handle) = self.nodes.lock().await.get(&old).cloned() {
+                tokio::spawn(async move {
+                    let _ = handle.sunsubscribe(names).await;
+                });
+            }
+        }
+        let names: Vec<Bytes> = channels.iter().map(|(c, _)| c.clone()).collect();
+        let result = match self.node(owner).await {
+            Ok(handle) => handle.ssubscribe(&names).await,
+            Err(e) => Err(e),
+        };
+        let home = result.as_ref().ok().map(|()| owner);
+        let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            // Still wanted (not unsubscribed meanwhile)?
+            if let Some(at) = shards.get_mut(&name) {
+                *at = home.cloned();
+            }
+        }
+        result
+    }
+
+    /// Closes the subscribers that serve no channel any more.
+    async fn close_idle_subscribers(&self) {
         let homes: Vec<NodeAddr> = {
             let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
             shards.values().flatten().cloned().collect()
@@ -367,10 +383,6 @@ impl Shared {
             }
             keep
         });
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 
     /// A shard channel the server dropped (its slot left that node): wanted still, home unknown.

@@ -221,6 +221,75 @@ pub struct Topology {
     shards: Vec<Shard>,
 }
 
+/// A `CLUSTER SHARDS` error naming what was wrong.
+fn bad_shards(what: &str) -> TopologyError {
+    TopologyError::BadReply(format!("CLUSTER SHARDS: {what}"))
+}
+
+/// A shard's `slots` of `CLUSTER SHARDS`: pairs of bounds, as inclusive ranges.
+fn shard_ranges(bounds: &[Value]) -> Result<Vec<(u16, u16)>, TopologyError> {
+    if bounds.len() / 2 > usize::from(SLOTS) {
+        return Err(TopologyError::TooManyRanges {
+            ranges: bounds.len() / 2,
+        });
+    }
+    let mut ranges = Vec::new();
+    for pair in bounds.chunks(2) {
+        let [a, b] = pair else {
+            return Err(bad_shards("odd slot bounds"));
+        };
+        ranges.push((slot_number(a)?, slot_number(b)?));
+    }
+    Ok(ranges)
+}
+
+/// A master and its replicas, as `CLUSTER SHARDS` lists them.
+type ShardNodes = (Option<(NodeAddr, Option<String>)>, Vec<NodeAddr>);
+
+/// A shard's `nodes` of `CLUSTER SHARDS`: its master (with its id) and its `online` replicas.
+fn shard_nodes(
+    nodes: &[Value],
+    asked: &NodeAddr,
+    transport: Transport,
+) -> Result<ShardNodes, TopologyError> {
+    let (wanted, other) = match transport {
+        Transport::Plain => ("port", "tls-port"),
+        Transport::Tls => ("tls-port", "port"),
+    };
+    let mut master = None;
+    let mut replicas = Vec::new();
+    for node in nodes {
+        let f = fields(node).ok_or_else(|| bad_shards("a node is not a map"))?;
+        let text_of = |name: &str| {
+            f.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| text(v))
+                .unwrap_or_default()
+        };
+        let port_of = |name: &str| {
+            f.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| int(v))
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|&p| p != 0)
+        };
+        let port = port_of(wanted)
+            .or_else(|| port_of(other))
+            .ok_or_else(|| bad_shards("a node without a valid port or tls-port"))?;
+        let host = [text_of("endpoint"), text_of("ip")]
+            .into_iter()
+            .find(|h| !h.is_empty() && h != "?")
+            .unwrap_or_else(|| asked.host.clone());
+        let addr = NodeAddr::new(host, port);
+        match text_of("role").as_str() {
+            "master" => master = Some((addr, Some(text_of("id")))),
+            _ if text_of("health") == "online" => replicas.push(addr),
+            _ => {}
+        }
+    }
+    Ok((master, replicas))
+}
+
 fn text(v: &Value) -> Option<String> {
     v.as_bytes()
         .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -360,11 +429,7 @@ impl Topology {
         asked: &NodeAddr,
         transport: Transport,
     ) -> Result<Topology, TopologyError> {
-        let (wanted, other) = match transport {
-            Transport::Plain => ("port", "tls-port"),
-            Transport::Tls => ("tls-port", "port"),
-        };
-        let bad = |what: &str| TopologyError::BadReply(format!("CLUSTER SHARDS: {what}"));
+        let bad = bad_shards;
         let Value::Array(entries) = reply else {
             return Err(bad("not an array"));
         };
@@ -387,18 +452,7 @@ impl Topology {
             let Some(Value::Array(bounds)) = get("slots") else {
                 return Err(bad("a shard without slots"));
             };
-            if bounds.len() / 2 > usize::from(SLOTS) {
-                return Err(TopologyError::TooManyRanges {
-                    ranges: bounds.len() / 2,
-                });
-            }
-            let mut ranges = Vec::new();
-            for pair in bounds.chunks(2) {
-                let [a, b] = pair else {
-                    return Err(bad("odd slot bounds"));
-                };
-                ranges.push((slot_number(a)?, slot_number(b)?));
-            }
+            let mut ranges = shard_ranges(bounds)?;
             if ranges.is_empty() {
                 continue;
             }
@@ -406,37 +460,7 @@ impl Topology {
                 return Err(bad("a shard without nodes"));
             };
             count.add(nodes.len())?;
-            let mut master = None;
-            let mut replicas = Vec::new();
-            for node in nodes {
-                let f = fields(node).ok_or_else(|| bad("a node is not a map"))?;
-                let text_of = |name: &str| {
-                    f.iter()
-                        .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| text(v))
-                        .unwrap_or_default()
-                };
-                let port_of = |name: &str| {
-                    f.iter()
-                        .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| int(v))
-                        .and_then(|p| u16::try_from(p).ok())
-                        .filter(|&p| p != 0)
-                };
-                let port = port_of(wanted)
-                    .or_else(|| port_of(other))
-                    .ok_or_else(|| bad("a node without a valid port or tls-port"))?;
-                let host = [text_of("endpoint"), text_of("ip")]
-                    .into_iter()
-                    .find(|h| !h.is_empty() && h != "?")
-                    .unwrap_or_else(|| asked.host.clone());
-                let addr = NodeAddr::new(host, port);
-                match text_of("role").as_str() {
-                    "master" => master = Some((addr, Some(text_of("id")))),
-                    _ if text_of("health") == "online" => replicas.push(addr),
-                    _ => {}
-                }
-            }
+            let (master, mut replicas) = shard_nodes(nodes, asked, transport)?;
             let Some((master, master_id)) = master else {
                 // A shard whose master is gone from the view: its slots stay unowned here.
                 continue;
@@ -705,6 +729,13 @@ mod tests {
             "a loading replica was kept"
         );
         // The same as RESP3 maps.
+        let resp3 = shards_as_resp3(&resp2);
+        assert_eq!(Topology::from_cluster_shards(&resp3, &asked).unwrap(), t);
+        assert!(Topology::from_cluster_shards(&Value::Integer(1), &asked).is_err());
+    }
+
+    /// A RESP2 `CLUSTER SHARDS` reply (flat arrays of names and values) as RESP3 maps.
+    fn shards_as_resp3(resp2: &Value) -> Value {
         let to_map = |flat: &Value| match flat {
             Value::Array(items) => Value::Map(
                 items
@@ -714,10 +745,10 @@ mod tests {
             ),
             other => other.clone(),
         };
-        let Value::Array(entries) = &resp2 else {
+        let Value::Array(entries) = resp2 else {
             unreachable!()
         };
-        let resp3 = Value::Array(
+        Value::Array(
             entries
                 .iter()
                 .map(|e| {
@@ -737,9 +768,7 @@ mod tests {
                     )
                 })
                 .collect(),
-        );
-        assert_eq!(Topology::from_cluster_shards(&resp3, &asked).unwrap(), t);
-        assert!(Topology::from_cluster_shards(&Value::Integer(1), &asked).is_err());
+        )
     }
 
     /// One `CLUSTER SHARDS` entry covering every slot, its nodes given as (field, value) lists.

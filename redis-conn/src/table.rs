@@ -104,6 +104,76 @@ pub struct CommandInfo {
     /// Commands whose replies arrive as a stream of messages (SUBSCRIBE, MONITOR): only the
     /// pub/sub API can carry them, even on an exclusive connection.
     pub streams_replies: bool,
+    /// How a cluster client sends it beyond routing by slot; see [`CommandInfo::cluster_policy`].
+    cluster: ClusterSpec,
+}
+
+/// How a cluster client sends a command, besides routing it to the node of its keys' slot.
+/// Declared with each command's entry ([`CommandInfo::cluster_policy`]), so that splitting and
+/// fanning out are decided where the rest of what a command is, is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterPolicy {
+    /// To the node of its keys' slot (any master for a keyless command); keys that span slots
+    /// are refused before sending.
+    BySlot,
+    /// Keys that span slots are split by slot (each key's effect is independent of the
+    /// others'): one command per slot, replies merged. Not atomic across slots.
+    SplitBySlot(Merge),
+    /// A keyless command sent to every master, their answers combined.
+    AllMasters(Combine),
+}
+
+/// How the replies of a command split by slot are merged ([`ClusterPolicy::SplitBySlot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Values put back in the caller's key order (MGET).
+    InKeyOrder,
+    /// Every part answers OK: one OK (MSET).
+    AllOk,
+    /// Integers added up (DEL, UNLINK, EXISTS, TOUCH).
+    Sum,
+}
+
+/// How the answers of a command sent to every master combine ([`ClusterPolicy::AllMasters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// Integers added up (DBSIZE).
+    Sum,
+    /// Arrays concatenated (KEYS).
+    Concat,
+    /// Every master answers the same (FLUSHALL, SCRIPT LOAD): one answer.
+    Same,
+    /// The fewest acknowledgements (WAIT, WAITAOF): the caller's writes went to any master,
+    /// and what holds for all of them holds for each.
+    Fewest,
+}
+
+/// A command's cluster policy as its entry declares it: fixed, or set by its subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClusterSpec {
+    /// The policy, whatever the arguments.
+    Fixed(ClusterPolicy),
+    /// Sent to every master when the subcommand is one of these, else by slot.
+    AllMastersFor(Subcommands, Combine),
+}
+
+/// Subcommands that change what every master holds, so that each must run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subcommands {
+    /// `SCRIPT LOAD` and `SCRIPT FLUSH`: the script cache.
+    ScriptCacheWrites,
+    /// `FUNCTION LOAD`, `FUNCTION FLUSH` and `FUNCTION DELETE`: the function libraries.
+    FunctionLibraryWrites,
+}
+
+impl Subcommands {
+    fn contains(self, sub: &[u8]) -> bool {
+        let words: &[&[u8]] = match self {
+            Subcommands::ScriptCacheWrites => &[b"LOAD", b"FLUSH"],
+            Subcommands::FunctionLibraryWrites => &[b"LOAD", b"FLUSH", b"DELETE"],
+        };
+        words.iter().any(|w| sub.eq_ignore_ascii_case(w))
+    }
 }
 
 /// The arguments that decide whether a command is retry-safe, for the commands whose options
@@ -163,6 +233,33 @@ const fn info(effect: Effect, keys: KeySpec) -> CommandInfo {
         blocking: BlockingArg::None,
         needs_dedicated_connection: false,
         streams_replies: false,
+        cluster: ClusterSpec::Fixed(ClusterPolicy::BySlot),
+    }
+}
+
+/// An entry whose keys may be split by slot in a cluster, the parts' replies merged by `merge`.
+const fn split(merge: Merge, entry: CommandInfo) -> CommandInfo {
+    CommandInfo {
+        cluster: ClusterSpec::Fixed(ClusterPolicy::SplitBySlot(merge)),
+        ..entry
+    }
+}
+
+/// An entry sent to every master in a cluster, the answers combined by `combine`.
+const fn all_masters(combine: Combine, entry: CommandInfo) -> CommandInfo {
+    CommandInfo {
+        cluster: ClusterSpec::Fixed(ClusterPolicy::AllMasters(combine)),
+        ..entry
+    }
+}
+
+/// A container command (`SCRIPT`, `FUNCTION`) whose subcommand decides; `subs` go to every
+/// master in a cluster, their answers combined by `combine`.
+const fn container(subs: Subcommands, combine: Combine) -> CommandInfo {
+    CommandInfo {
+        options: Options::Subcommand,
+        cluster: ClusterSpec::AllMastersFor(subs, combine),
+        ..info(R, NONE)
     }
 }
 
@@ -281,7 +378,8 @@ command_table! {
     | b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME" | b"TYPE" | b"DUMP" | b"PFCOUNT" => {
         info(R, one(1))
     },
-    b"MGET" | b"EXISTS" | b"TOUCH" => info(R, ALL_FROM_1),
+    b"MGET" => split(Merge::InKeyOrder, info(R, ALL_FROM_1)),
+    b"EXISTS" | b"TOUCH" => split(Merge::Sum, info(R, ALL_FROM_1)),
     b"LCS" => info(R, FIRST_TWO),
     b"SET" => safe_unless(Options::Set, one(1)),
     // SETRANGE answers the string's length, the same after a second run.
@@ -296,9 +394,9 @@ command_table! {
     b"SETNX" | b"GETSET" | b"SETBIT" | b"PERSIST" | b"PFADD" | b"EXPIREAT" | b"PEXPIREAT"
     | b"INCR" | b"INCRBY" | b"INCRBYFLOAT" | b"DECR" | b"DECRBY" | b"APPEND" | b"GETDEL"
     | b"BITFIELD" | b"MOVE" => info(W, one(1)),
-    b"MSET" => info(RetrySafe, PAIRS_FROM_1),
+    b"MSET" => split(Merge::AllOk, info(RetrySafe, PAIRS_FROM_1)),
     b"MSETNX" => info(W, PAIRS_FROM_1),
-    b"DEL" | b"UNLINK" => info(W, ALL_FROM_1),
+    b"DEL" | b"UNLINK" => split(Merge::Sum, info(W, ALL_FROM_1)),
     b"SORT" => safe_unless(Options::Sort, one(1)),
     b"BITFIELD_RO" | b"SORT_RO" => info(R, one(1)),
     b"BITOP" => safe_unless(Options::Destination(2), ALL_FROM_2),
@@ -374,19 +472,22 @@ command_table! {
     // Scripting and functions.
     b"EVAL" | b"EVALSHA" | b"FCALL" => info(W, counted(2)),
     b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO" => info(R, counted(2)),
-    b"SCRIPT" | b"FUNCTION" | b"CONFIG" | b"CLIENT" | b"CLUSTER" | b"LATENCY"
-    | b"SLOWLOG" => CommandInfo {
+    b"SCRIPT" => container(Subcommands::ScriptCacheWrites, Combine::Same),
+    b"FUNCTION" => container(Subcommands::FunctionLibraryWrites, Combine::Same),
+    b"CONFIG" | b"CLIENT" | b"CLUSTER" | b"LATENCY" | b"SLOWLOG" => CommandInfo {
         options: Options::Subcommand,
         ..info(R, NONE)
     },
     // Keyspace and server.
-    b"SCAN" | b"KEYS" | b"DBSIZE" | b"RANDOMKEY" | b"PING" | b"ECHO" | b"INFO" | b"TIME"
-    | b"LASTSAVE" | b"ROLE" | b"COMMAND" | b"LOLWUT" | b"READONLY" | b"READWRITE"
-    | b"ASKING" => info(R, NONE),
-    b"SELECT" | b"FLUSHDB" | b"FLUSHALL" | b"HELLO" | b"AUTH" => info(RetrySafe, NONE),
+    b"SCAN" | b"RANDOMKEY" | b"PING" | b"ECHO" | b"INFO" | b"TIME" | b"LASTSAVE" | b"ROLE"
+    | b"COMMAND" | b"LOLWUT" | b"READONLY" | b"READWRITE" | b"ASKING" => info(R, NONE),
+    b"DBSIZE" => all_masters(Combine::Sum, info(R, NONE)),
+    b"KEYS" => all_masters(Combine::Concat, info(R, NONE)),
+    b"SELECT" | b"HELLO" | b"AUTH" => info(RetrySafe, NONE),
+    b"FLUSHDB" | b"FLUSHALL" => all_masters(Combine::Same, info(RetrySafe, NONE)),
     // SWAPDB a second time swaps back.
     b"SWAPDB" => info(W, NONE),
-    b"WAIT" | b"WAITAOF" => blocking(R, NONE, BlockingArg::LastMillis),
+    b"WAIT" | b"WAITAOF" => all_masters(Combine::Fewest, blocking(R, NONE, BlockingArg::LastMillis)),
     // Routed by its channel's slot in a cluster, so that one publisher's messages to one
     // channel keep their order (they all take the same path through the cluster bus).
     b"PUBLISH" => info(W, one(1)),
@@ -644,6 +745,29 @@ impl CommandInfo {
         args.skip(skip).take(take).step_by(step)
     }
 
+    /// How a cluster client sends the command, given its arguments (argument 0 is the name):
+    /// split by slot when its keys span slots, to every master, or by slot.
+    ///
+    /// ```
+    /// use redis_conn::{table::{ClusterPolicy, Combine, Merge}, Cmd};
+    ///
+    /// let policy = |cmd: Cmd| cmd.info().cluster_policy(cmd.args());
+    /// assert_eq!(policy(Cmd::new("MGET").arg("a").arg("b")), ClusterPolicy::SplitBySlot(Merge::InKeyOrder));
+    /// assert_eq!(policy(Cmd::new("DBSIZE")), ClusterPolicy::AllMasters(Combine::Sum));
+    /// assert_eq!(policy(Cmd::new("SCRIPT").arg("LOAD").arg("return 1")), ClusterPolicy::AllMasters(Combine::Same));
+    /// assert_eq!(policy(Cmd::new("SCRIPT").arg("EXISTS").arg("sha")), ClusterPolicy::BySlot);
+    /// assert_eq!(policy(Cmd::new("GET").arg("a")), ClusterPolicy::BySlot);
+    /// ```
+    pub fn cluster_policy(&self, args: Args<'_>) -> ClusterPolicy {
+        match self.cluster {
+            ClusterSpec::Fixed(policy) => policy,
+            ClusterSpec::AllMastersFor(subs, combine) => match args.clone().nth(1) {
+                Some(sub) if subs.contains(sub) => ClusterPolicy::AllMasters(combine),
+                _ => ClusterPolicy::BySlot,
+            },
+        }
+    }
+
     /// `WAIT` and `WAITAOF`: they count the replicas that acknowledged the writes of the
     /// connection they run on, so they must run where the caller's writes went (the shared
     /// connection, or the caller's lease), not on a connection of their own.
@@ -795,6 +919,48 @@ mod tests {
         ];
         for (args, want) in cases {
             assert_eq!(effect(args), *want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_splits_and_fans_out_what_the_entries_declare() {
+        use ClusterPolicy::{AllMasters, BySlot, SplitBySlot};
+        let policy = |args: &[&str]| {
+            let cmd = cmd(args);
+            cmd.info().cluster_policy(cmd.args())
+        };
+        let cases: &[(&[&str], ClusterPolicy)] = &[
+            (&["MGET", "a", "b"], SplitBySlot(Merge::InKeyOrder)),
+            (&["mset", "a", "1"], SplitBySlot(Merge::AllOk)),
+            (&["DEL", "a"], SplitBySlot(Merge::Sum)),
+            (&["UNLINK", "a"], SplitBySlot(Merge::Sum)),
+            (&["EXISTS", "a"], SplitBySlot(Merge::Sum)),
+            (&["TOUCH", "a"], SplitBySlot(Merge::Sum)),
+            (&["MSETNX", "a", "1"], BySlot),
+            (&["SUNIONSTORE", "d", "a"], BySlot),
+            (&["DBSIZE"], AllMasters(Combine::Sum)),
+            (&["KEYS", "*"], AllMasters(Combine::Concat)),
+            (&["FLUSHALL"], AllMasters(Combine::Same)),
+            (&["FLUSHDB", "ASYNC"], AllMasters(Combine::Same)),
+            (&["WAIT", "1", "0"], AllMasters(Combine::Fewest)),
+            (&["WAITAOF", "1", "0", "0"], AllMasters(Combine::Fewest)),
+            (&["SCRIPT", "load", "return 1"], AllMasters(Combine::Same)),
+            (&["SCRIPT", "FLUSH"], AllMasters(Combine::Same)),
+            (&["SCRIPT", "EXISTS", "sha"], BySlot),
+            (&["SCRIPT", "KILL"], BySlot),
+            (&["SCRIPT"], BySlot),
+            (&["FUNCTION", "LOAD", "code"], AllMasters(Combine::Same)),
+            (&["FUNCTION", "flush"], AllMasters(Combine::Same)),
+            (&["FUNCTION", "DELETE", "lib"], AllMasters(Combine::Same)),
+            (&["FUNCTION", "LIST"], BySlot),
+            (&["FUNCTION", "RESTORE", "x"], BySlot),
+            (&["CONFIG", "SET", "a", "b"], BySlot),
+            (&["PING"], BySlot),
+            (&["GET", "a"], BySlot),
+            (&["NOSUCHCOMMAND"], BySlot),
+        ];
+        for (args, want) in cases {
+            assert_eq!(policy(args), *want, "{args:?}");
         }
     }
 
