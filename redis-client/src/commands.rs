@@ -29,13 +29,13 @@ fn cmd(name: &str) -> Cmd {
     Cmd::new(name)
 }
 
-/// Appends one value's arguments.
-trait Push {
-    fn a(self, value: impl ToArgs) -> Self;
+/// Appends one value's arguments: `cmd("SET").with(key).with(value)`.
+trait WithArgs {
+    fn with(self, value: impl ToArgs) -> Self;
 }
 
-impl Push for Cmd {
-    fn a(mut self, value: impl ToArgs) -> Cmd {
+impl WithArgs for Cmd {
+    fn with(mut self, value: impl ToArgs) -> Cmd {
         value.push_to(&mut self);
         self
     }
@@ -55,7 +55,7 @@ pub(crate) fn with_keys(mut cmd: Cmd, keys: impl ToArgs, args: impl ToArgs) -> C
 
 /// `STREAMS key... id...` after the read options.
 fn streams(options: &StreamReadOptions, keys: impl ToArgs, ids: impl ToArgs) -> Cmd {
-    options.command().a(keys).a(ids)
+    options.command().with(keys).with(ids)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -112,7 +112,7 @@ macro_rules! commands {
     // A pipeline method's body. A command that is its name and its arguments in order (most of
     // them) is encoded straight into the batch, with no `Cmd` of its own; any other is built as
     // a `Cmd`, which the pipeline copies.
-    (@queue $pipeline:tt { cmd($cname:literal) $(.a($arg:expr))* }) => {{
+    (@queue $pipeline:tt { cmd($cname:literal) $(.with($arg:expr))* }) => {{
         // Unused by the commands without arguments.
         let _batch = $pipeline.start_command($cname);
         $(ToArgs::push_to(&$arg, _batch);)*
@@ -163,199 +163,199 @@ commands! {
     // Strings.
 
     /// `GET key`: the value, or nil.
-    fn get(key: impl ToArgs) -> R { cmd("GET").a(key) }
+    fn get(key: impl ToArgs) -> R { cmd("GET").with(key) }
     /// `SET key value`.
-    fn set(key: impl ToArgs, value: impl ToArgs) -> () { cmd("SET").a(key).a(value) }
+    fn set(key: impl ToArgs, value: impl ToArgs) -> () { cmd("SET").with(key).with(value) }
     /// `SET key value PX ms`: with a time to live.
     fn set_ex(key: impl ToArgs, value: impl ToArgs, ttl: Duration) -> () {
-        cmd("SET").a(key).a(value).a(Expiry::after(ttl))
+        cmd("SET").with(key).with(value).with(Expiry::after(ttl))
     }
     /// `SET key value NX`: true when it was set (the key did not exist).
-    fn set_nx(key: impl ToArgs, value: impl ToArgs) -> bool { cmd("SET").a(key).a(value).a("NX") }
+    fn set_nx(key: impl ToArgs, value: impl ToArgs) -> bool { cmd("SET").with(key).with(value).with("NX") }
     /// `SET key value [NX|XX] [EX|PX|EXAT|PXAT|KEEPTTL] [GET]`: `OK` or nil, or the old value
     /// with `GET`.
     fn set_options(key: impl ToArgs, value: impl ToArgs, options: SetOptions) -> R {
-        cmd("SET").a(key).a(value).a(options)
+        cmd("SET").with(key).with(value).with(options)
     }
     /// `GETDEL key`: the value, deleting the key.
-    fn getdel(key: impl ToArgs) -> R { cmd("GETDEL").a(key) }
+    fn getdel(key: impl ToArgs) -> R { cmd("GETDEL").with(key) }
     /// `GETEX key EX|PX|EXAT|PXAT|PERSIST`: the value, changing its expiry.
-    fn getex(key: impl ToArgs, expiry: Expiry) -> R { cmd("GETEX").a(key).a(expiry) }
+    fn getex(key: impl ToArgs, expiry: Expiry) -> R { cmd("GETEX").with(key).with(expiry) }
     /// `GETRANGE key start end`.
     fn getrange(key: impl ToArgs, start: i64, end: i64) -> R {
-        cmd("GETRANGE").a(key).a(start).a(end)
+        cmd("GETRANGE").with(key).with(start).with(end)
     }
     /// `SETRANGE key offset value`: the new length.
     fn setrange(key: impl ToArgs, offset: u64, value: impl ToArgs) -> u64 {
-        cmd("SETRANGE").a(key).a(offset).a(value)
+        cmd("SETRANGE").with(key).with(offset).with(value)
     }
     /// `MGET key...`: values in the keys' order (split by slot in a cluster).
-    fn mget(keys: impl ToArgs) -> R { cmd("MGET").a(keys) }
+    fn mget(keys: impl ToArgs) -> R { cmd("MGET").with(keys) }
     /// `MSET key value ...` from pairs (split by slot in a cluster: not atomic across slots).
-    fn mset(pairs: impl ToArgs) -> () { cmd("MSET").a(pairs) }
+    fn mset(pairs: impl ToArgs) -> () { cmd("MSET").with(pairs) }
     /// `MSETNX key value ...`: true when all were set (atomic: one slot in a cluster).
-    fn msetnx(pairs: impl ToArgs) -> bool { cmd("MSETNX").a(pairs) }
+    fn msetnx(pairs: impl ToArgs) -> bool { cmd("MSETNX").with(pairs) }
     /// `INCR key`.
-    fn incr(key: impl ToArgs) -> i64 { cmd("INCR").a(key) }
+    fn incr(key: impl ToArgs) -> i64 { cmd("INCR").with(key) }
     /// `INCRBY key by`.
-    fn incr_by(key: impl ToArgs, by: i64) -> i64 { cmd("INCRBY").a(key).a(by) }
+    fn incr_by(key: impl ToArgs, by: i64) -> i64 { cmd("INCRBY").with(key).with(by) }
     /// `DECR key`.
-    fn decr(key: impl ToArgs) -> i64 { cmd("DECR").a(key) }
+    fn decr(key: impl ToArgs) -> i64 { cmd("DECR").with(key) }
     /// `DECRBY key by`.
-    fn decr_by(key: impl ToArgs, by: i64) -> i64 { cmd("DECRBY").a(key).a(by) }
+    fn decr_by(key: impl ToArgs, by: i64) -> i64 { cmd("DECRBY").with(key).with(by) }
     /// `INCRBYFLOAT key by`.
-    fn incr_by_float(key: impl ToArgs, by: f64) -> f64 { cmd("INCRBYFLOAT").a(key).a(by) }
+    fn incr_by_float(key: impl ToArgs, by: f64) -> f64 { cmd("INCRBYFLOAT").with(key).with(by) }
     /// `APPEND key value`: the new length.
-    fn append(key: impl ToArgs, value: impl ToArgs) -> u64 { cmd("APPEND").a(key).a(value) }
+    fn append(key: impl ToArgs, value: impl ToArgs) -> u64 { cmd("APPEND").with(key).with(value) }
     /// `STRLEN key`.
-    fn strlen(key: impl ToArgs) -> u64 { cmd("STRLEN").a(key) }
+    fn strlen(key: impl ToArgs) -> u64 { cmd("STRLEN").with(key) }
 
     // Keys and expiry.
 
     /// `DEL key...`: how many existed (summed over slots in a cluster).
-    fn del(keys: impl ToArgs) -> u64 { cmd("DEL").a(keys) }
+    fn del(keys: impl ToArgs) -> u64 { cmd("DEL").with(keys) }
     /// `UNLINK key...`: like DEL, freeing memory in the background.
-    fn unlink(keys: impl ToArgs) -> u64 { cmd("UNLINK").a(keys) }
+    fn unlink(keys: impl ToArgs) -> u64 { cmd("UNLINK").with(keys) }
     /// `EXISTS key...`: how many exist.
-    fn exists(keys: impl ToArgs) -> u64 { cmd("EXISTS").a(keys) }
+    fn exists(keys: impl ToArgs) -> u64 { cmd("EXISTS").with(keys) }
     /// `TOUCH key...`: how many exist.
-    fn touch(keys: impl ToArgs) -> u64 { cmd("TOUCH").a(keys) }
+    fn touch(keys: impl ToArgs) -> u64 { cmd("TOUCH").with(keys) }
     /// `EXPIRE key seconds`: true when the key exists.
-    fn expire(key: impl ToArgs, seconds: i64) -> bool { cmd("EXPIRE").a(key).a(seconds) }
+    fn expire(key: impl ToArgs, seconds: i64) -> bool { cmd("EXPIRE").with(key).with(seconds) }
     /// `EXPIRE key seconds NX|XX|GT|LT`.
     fn expire_if(key: impl ToArgs, seconds: i64, condition: ExpireCondition) -> bool {
-        cmd("EXPIRE").a(key).a(seconds).a(condition)
+        cmd("EXPIRE").with(key).with(seconds).with(condition)
     }
     /// `PEXPIRE key ms`.
-    fn pexpire(key: impl ToArgs, ms: i64) -> bool { cmd("PEXPIRE").a(key).a(ms) }
+    fn pexpire(key: impl ToArgs, ms: i64) -> bool { cmd("PEXPIRE").with(key).with(ms) }
     /// `EXPIREAT key unix-seconds`.
     fn expire_at(key: impl ToArgs, unix_seconds: i64) -> bool {
-        cmd("EXPIREAT").a(key).a(unix_seconds)
+        cmd("EXPIREAT").with(key).with(unix_seconds)
     }
     /// `PEXPIREAT key unix-ms`.
-    fn pexpire_at(key: impl ToArgs, unix_ms: i64) -> bool { cmd("PEXPIREAT").a(key).a(unix_ms) }
+    fn pexpire_at(key: impl ToArgs, unix_ms: i64) -> bool { cmd("PEXPIREAT").with(key).with(unix_ms) }
     /// `PERSIST key`: true when an expiry was removed.
-    fn persist(key: impl ToArgs) -> bool { cmd("PERSIST").a(key) }
+    fn persist(key: impl ToArgs) -> bool { cmd("PERSIST").with(key) }
     /// `TTL key`: seconds left; -1 without expiry, -2 without key.
-    fn ttl(key: impl ToArgs) -> i64 { cmd("TTL").a(key) }
+    fn ttl(key: impl ToArgs) -> i64 { cmd("TTL").with(key) }
     /// `PTTL key`: milliseconds left; -1 without expiry, -2 without key.
-    fn pttl(key: impl ToArgs) -> i64 { cmd("PTTL").a(key) }
+    fn pttl(key: impl ToArgs) -> i64 { cmd("PTTL").with(key) }
     /// `EXPIRETIME key`: the expiry as unix seconds; -1, -2 as TTL.
-    fn expire_time(key: impl ToArgs) -> i64 { cmd("EXPIRETIME").a(key) }
+    fn expire_time(key: impl ToArgs) -> i64 { cmd("EXPIRETIME").with(key) }
     /// `TYPE key`: `string`, `list`, `set`, `zset`, `hash`, `stream`, or `none`.
-    fn key_type(key: impl ToArgs) -> String { cmd("TYPE").a(key) }
+    fn key_type(key: impl ToArgs) -> String { cmd("TYPE").with(key) }
     /// `RENAME key new_key` (one slot in a cluster).
-    fn rename(key: impl ToArgs, new_key: impl ToArgs) -> () { cmd("RENAME").a(key).a(new_key) }
+    fn rename(key: impl ToArgs, new_key: impl ToArgs) -> () { cmd("RENAME").with(key).with(new_key) }
     /// `RENAMENX key new_key`: true when renamed.
     fn rename_nx(key: impl ToArgs, new_key: impl ToArgs) -> bool {
-        cmd("RENAMENX").a(key).a(new_key)
+        cmd("RENAMENX").with(key).with(new_key)
     }
     /// `KEYS pattern` (every master in a cluster). Prefer `scan` on a busy server.
-    fn keys(pattern: impl ToArgs) -> R { cmd("KEYS").a(pattern) }
+    fn keys(pattern: impl ToArgs) -> R { cmd("KEYS").with(pattern) }
     /// `DBSIZE` (summed over masters in a cluster).
     fn dbsize() -> u64 { cmd("DBSIZE") }
     /// `OBJECT ENCODING key`.
     fn object_encoding(key: impl ToArgs) -> Option<String> {
-        cmd("OBJECT").a("ENCODING").a(key)
+        cmd("OBJECT").with("ENCODING").with(key)
     }
 
     // Hashes.
 
     /// `HGET key field`.
-    fn hget(key: impl ToArgs, field: impl ToArgs) -> R { cmd("HGET").a(key).a(field) }
+    fn hget(key: impl ToArgs, field: impl ToArgs) -> R { cmd("HGET").with(key).with(field) }
     /// `HSET key field value`: how many fields were added.
     fn hset(key: impl ToArgs, field: impl ToArgs, value: impl ToArgs) -> u64 {
-        cmd("HSET").a(key).a(field).a(value)
+        cmd("HSET").with(key).with(field).with(value)
     }
     /// `HSET key field value ...` from pairs.
-    fn hset_multiple(key: impl ToArgs, pairs: impl ToArgs) -> u64 { cmd("HSET").a(key).a(pairs) }
+    fn hset_multiple(key: impl ToArgs, pairs: impl ToArgs) -> u64 { cmd("HSET").with(key).with(pairs) }
     /// `HSETNX key field value`: true when set.
     fn hsetnx(key: impl ToArgs, field: impl ToArgs, value: impl ToArgs) -> bool {
-        cmd("HSETNX").a(key).a(field).a(value)
+        cmd("HSETNX").with(key).with(field).with(value)
     }
     /// `HMGET key field...`.
-    fn hmget(key: impl ToArgs, fields: impl ToArgs) -> R { cmd("HMGET").a(key).a(fields) }
+    fn hmget(key: impl ToArgs, fields: impl ToArgs) -> R { cmd("HMGET").with(key).with(fields) }
     /// `HGETALL key`: into a map, or a list of pairs.
-    fn hgetall(key: impl ToArgs) -> R { cmd("HGETALL").a(key) }
+    fn hgetall(key: impl ToArgs) -> R { cmd("HGETALL").with(key) }
     /// `HDEL key field...`: how many were removed.
-    fn hdel(key: impl ToArgs, fields: impl ToArgs) -> u64 { cmd("HDEL").a(key).a(fields) }
+    fn hdel(key: impl ToArgs, fields: impl ToArgs) -> u64 { cmd("HDEL").with(key).with(fields) }
     /// `HEXISTS key field`.
-    fn hexists(key: impl ToArgs, field: impl ToArgs) -> bool { cmd("HEXISTS").a(key).a(field) }
+    fn hexists(key: impl ToArgs, field: impl ToArgs) -> bool { cmd("HEXISTS").with(key).with(field) }
     /// `HLEN key`.
-    fn hlen(key: impl ToArgs) -> u64 { cmd("HLEN").a(key) }
+    fn hlen(key: impl ToArgs) -> u64 { cmd("HLEN").with(key) }
     /// `HKEYS key`.
-    fn hkeys(key: impl ToArgs) -> R { cmd("HKEYS").a(key) }
+    fn hkeys(key: impl ToArgs) -> R { cmd("HKEYS").with(key) }
     /// `HVALS key`.
-    fn hvals(key: impl ToArgs) -> R { cmd("HVALS").a(key) }
+    fn hvals(key: impl ToArgs) -> R { cmd("HVALS").with(key) }
     /// `HINCRBY key field by`.
     fn hincr_by(key: impl ToArgs, field: impl ToArgs, by: i64) -> i64 {
-        cmd("HINCRBY").a(key).a(field).a(by)
+        cmd("HINCRBY").with(key).with(field).with(by)
     }
     /// `HINCRBYFLOAT key field by`.
     fn hincr_by_float(key: impl ToArgs, field: impl ToArgs, by: f64) -> f64 {
-        cmd("HINCRBYFLOAT").a(key).a(field).a(by)
+        cmd("HINCRBYFLOAT").with(key).with(field).with(by)
     }
     /// `HSTRLEN key field`.
-    fn hstrlen(key: impl ToArgs, field: impl ToArgs) -> u64 { cmd("HSTRLEN").a(key).a(field) }
+    fn hstrlen(key: impl ToArgs, field: impl ToArgs) -> u64 { cmd("HSTRLEN").with(key).with(field) }
 
     // Lists.
 
     /// `LPUSH key value...`: the new length.
-    fn lpush(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("LPUSH").a(key).a(values) }
+    fn lpush(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("LPUSH").with(key).with(values) }
     /// `RPUSH key value...`: the new length.
-    fn rpush(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("RPUSH").a(key).a(values) }
+    fn rpush(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("RPUSH").with(key).with(values) }
     /// `LPUSHX key value...`: push only onto an existing list.
-    fn lpushx(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("LPUSHX").a(key).a(values) }
+    fn lpushx(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("LPUSHX").with(key).with(values) }
     /// `RPUSHX key value...`.
-    fn rpushx(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("RPUSHX").a(key).a(values) }
+    fn rpushx(key: impl ToArgs, values: impl ToArgs) -> u64 { cmd("RPUSHX").with(key).with(values) }
     /// `LPOP key`: the head, or nil.
-    fn lpop(key: impl ToArgs) -> R { cmd("LPOP").a(key) }
+    fn lpop(key: impl ToArgs) -> R { cmd("LPOP").with(key) }
     /// `RPOP key`: the tail, or nil.
-    fn rpop(key: impl ToArgs) -> R { cmd("RPOP").a(key) }
+    fn rpop(key: impl ToArgs) -> R { cmd("RPOP").with(key) }
     /// `LPOP key count`.
-    fn lpop_count(key: impl ToArgs, count: u64) -> R { cmd("LPOP").a(key).a(count) }
+    fn lpop_count(key: impl ToArgs, count: u64) -> R { cmd("LPOP").with(key).with(count) }
     /// `RPOP key count`.
-    fn rpop_count(key: impl ToArgs, count: u64) -> R { cmd("RPOP").a(key).a(count) }
+    fn rpop_count(key: impl ToArgs, count: u64) -> R { cmd("RPOP").with(key).with(count) }
     /// `LRANGE key start stop` (inclusive; -1 is the last).
     fn lrange(key: impl ToArgs, start: i64, stop: i64) -> R {
-        cmd("LRANGE").a(key).a(start).a(stop)
+        cmd("LRANGE").with(key).with(start).with(stop)
     }
     /// `LLEN key`.
-    fn llen(key: impl ToArgs) -> u64 { cmd("LLEN").a(key) }
+    fn llen(key: impl ToArgs) -> u64 { cmd("LLEN").with(key) }
     /// `LINDEX key index`.
-    fn lindex(key: impl ToArgs, index: i64) -> R { cmd("LINDEX").a(key).a(index) }
+    fn lindex(key: impl ToArgs, index: i64) -> R { cmd("LINDEX").with(key).with(index) }
     /// `LSET key index value`.
     fn lset(key: impl ToArgs, index: i64, value: impl ToArgs) -> () {
-        cmd("LSET").a(key).a(index).a(value)
+        cmd("LSET").with(key).with(index).with(value)
     }
     /// `LREM key count value`: how many were removed.
     fn lrem(key: impl ToArgs, count: i64, value: impl ToArgs) -> u64 {
-        cmd("LREM").a(key).a(count).a(value)
+        cmd("LREM").with(key).with(count).with(value)
     }
     /// `LTRIM key start stop`.
     fn ltrim(key: impl ToArgs, start: i64, stop: i64) -> () {
-        cmd("LTRIM").a(key).a(start).a(stop)
+        cmd("LTRIM").with(key).with(start).with(stop)
     }
     /// `LINSERT key BEFORE pivot value`: the new length, -1 without the pivot.
     fn linsert_before(key: impl ToArgs, pivot: impl ToArgs, value: impl ToArgs) -> i64 {
-        cmd("LINSERT").a(key).a("BEFORE").a(pivot).a(value)
+        cmd("LINSERT").with(key).with("BEFORE").with(pivot).with(value)
     }
     /// `LINSERT key AFTER pivot value`.
     fn linsert_after(key: impl ToArgs, pivot: impl ToArgs, value: impl ToArgs) -> i64 {
-        cmd("LINSERT").a(key).a("AFTER").a(pivot).a(value)
+        cmd("LINSERT").with(key).with("AFTER").with(pivot).with(value)
     }
     /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`: the element moved, or nil.
     fn lmove(source: impl ToArgs, destination: impl ToArgs, from: Side, to: Side) -> R {
-        cmd("LMOVE").a(source).a(destination).a(from).a(to)
+        cmd("LMOVE").with(source).with(destination).with(from).with(to)
     }
     /// `BLPOP key... timeout`: `(key, element)`, or nil after `timeout` (`ZERO`: forever).
     /// Waits on an exclusive connection: other callers are never held up.
     fn blpop(keys: impl ToArgs, timeout: Duration) -> R {
-        cmd("BLPOP").a(keys).a(BlockSeconds(timeout))
+        cmd("BLPOP").with(keys).with(BlockSeconds(timeout))
     }
     /// `BRPOP key... timeout`.
     fn brpop(keys: impl ToArgs, timeout: Duration) -> R {
-        cmd("BRPOP").a(keys).a(BlockSeconds(timeout))
+        cmd("BRPOP").with(keys).with(BlockSeconds(timeout))
     }
     /// `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`.
     fn blmove(
@@ -365,141 +365,141 @@ commands! {
         to: Side,
         timeout: Duration,
     ) -> R {
-        cmd("BLMOVE").a(source).a(destination).a(from).a(to).a(BlockSeconds(timeout))
+        cmd("BLMOVE").with(source).with(destination).with(from).with(to).with(BlockSeconds(timeout))
     }
 
     // Sets.
 
     /// `SADD key member...`: how many were added.
-    fn sadd(key: impl ToArgs, members: impl ToArgs) -> u64 { cmd("SADD").a(key).a(members) }
+    fn sadd(key: impl ToArgs, members: impl ToArgs) -> u64 { cmd("SADD").with(key).with(members) }
     /// `SREM key member...`: how many were removed.
-    fn srem(key: impl ToArgs, members: impl ToArgs) -> u64 { cmd("SREM").a(key).a(members) }
+    fn srem(key: impl ToArgs, members: impl ToArgs) -> u64 { cmd("SREM").with(key).with(members) }
     /// `SMEMBERS key`.
-    fn smembers(key: impl ToArgs) -> R { cmd("SMEMBERS").a(key) }
+    fn smembers(key: impl ToArgs) -> R { cmd("SMEMBERS").with(key) }
     /// `SISMEMBER key member`.
     fn sismember(key: impl ToArgs, member: impl ToArgs) -> bool {
-        cmd("SISMEMBER").a(key).a(member)
+        cmd("SISMEMBER").with(key).with(member)
     }
     /// `SMISMEMBER key member...`: one answer per member.
     fn smismember(key: impl ToArgs, members: impl ToArgs) -> Vec<bool> {
-        cmd("SMISMEMBER").a(key).a(members)
+        cmd("SMISMEMBER").with(key).with(members)
     }
     /// `SCARD key`.
-    fn scard(key: impl ToArgs) -> u64 { cmd("SCARD").a(key) }
+    fn scard(key: impl ToArgs) -> u64 { cmd("SCARD").with(key) }
     /// `SPOP key`: a random member, removed.
-    fn spop(key: impl ToArgs) -> R { cmd("SPOP").a(key) }
+    fn spop(key: impl ToArgs) -> R { cmd("SPOP").with(key) }
     /// `SRANDMEMBER key`.
-    fn srandmember(key: impl ToArgs) -> R { cmd("SRANDMEMBER").a(key) }
+    fn srandmember(key: impl ToArgs) -> R { cmd("SRANDMEMBER").with(key) }
     /// `SINTER key...` (one slot in a cluster).
-    fn sinter(keys: impl ToArgs) -> R { cmd("SINTER").a(keys) }
+    fn sinter(keys: impl ToArgs) -> R { cmd("SINTER").with(keys) }
     /// `SUNION key...`.
-    fn sunion(keys: impl ToArgs) -> R { cmd("SUNION").a(keys) }
+    fn sunion(keys: impl ToArgs) -> R { cmd("SUNION").with(keys) }
     /// `SDIFF key...`.
-    fn sdiff(keys: impl ToArgs) -> R { cmd("SDIFF").a(keys) }
+    fn sdiff(keys: impl ToArgs) -> R { cmd("SDIFF").with(keys) }
     /// `SINTERSTORE destination key...`: the result's size.
     fn sinterstore(destination: impl ToArgs, keys: impl ToArgs) -> u64 {
-        cmd("SINTERSTORE").a(destination).a(keys)
+        cmd("SINTERSTORE").with(destination).with(keys)
     }
     /// `SUNIONSTORE destination key...`.
     fn sunionstore(destination: impl ToArgs, keys: impl ToArgs) -> u64 {
-        cmd("SUNIONSTORE").a(destination).a(keys)
+        cmd("SUNIONSTORE").with(destination).with(keys)
     }
     /// `SDIFFSTORE destination key...`.
     fn sdiffstore(destination: impl ToArgs, keys: impl ToArgs) -> u64 {
-        cmd("SDIFFSTORE").a(destination).a(keys)
+        cmd("SDIFFSTORE").with(destination).with(keys)
     }
     /// `SMOVE source destination member`: true when moved.
     fn smove(source: impl ToArgs, destination: impl ToArgs, member: impl ToArgs) -> bool {
-        cmd("SMOVE").a(source).a(destination).a(member)
+        cmd("SMOVE").with(source).with(destination).with(member)
     }
 
     // Sorted sets.
 
     /// `ZADD key score member`: how many were added.
     fn zadd(key: impl ToArgs, member: impl ToArgs, score: f64) -> u64 {
-        cmd("ZADD").a(key).a(score).a(member)
+        cmd("ZADD").with(key).with(score).with(member)
     }
     /// `ZADD key score member ...` from `(score, member)` pairs.
-    fn zadd_multiple(key: impl ToArgs, items: impl ToArgs) -> u64 { cmd("ZADD").a(key).a(items) }
+    fn zadd_multiple(key: impl ToArgs, items: impl ToArgs) -> u64 { cmd("ZADD").with(key).with(items) }
     /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member ...`: a count, or the new score with
     /// `INCR` (nil when a condition stopped it).
     fn zadd_options(key: impl ToArgs, options: ZAddOptions, items: impl ToArgs) -> R {
-        cmd("ZADD").a(key).a(options).a(items)
+        cmd("ZADD").with(key).with(options).with(items)
     }
     /// `ZREM key member...`.
-    fn zrem(key: impl ToArgs, members: impl ToArgs) -> u64 { cmd("ZREM").a(key).a(members) }
+    fn zrem(key: impl ToArgs, members: impl ToArgs) -> u64 { cmd("ZREM").with(key).with(members) }
     /// `ZSCORE key member`.
     fn zscore(key: impl ToArgs, member: impl ToArgs) -> Option<f64> {
-        cmd("ZSCORE").a(key).a(member)
+        cmd("ZSCORE").with(key).with(member)
     }
     /// `ZMSCORE key member...`.
     fn zmscore(key: impl ToArgs, members: impl ToArgs) -> Vec<Option<f64>> {
-        cmd("ZMSCORE").a(key).a(members)
+        cmd("ZMSCORE").with(key).with(members)
     }
     /// `ZINCRBY key by member`: the new score.
     fn zincr_by(key: impl ToArgs, member: impl ToArgs, by: f64) -> f64 {
-        cmd("ZINCRBY").a(key).a(by).a(member)
+        cmd("ZINCRBY").with(key).with(by).with(member)
     }
     /// `ZCARD key`.
-    fn zcard(key: impl ToArgs) -> u64 { cmd("ZCARD").a(key) }
+    fn zcard(key: impl ToArgs) -> u64 { cmd("ZCARD").with(key) }
     /// `ZCOUNT key min max` (`"-inf"`, `"(1.5"` are valid bounds).
     fn zcount(key: impl ToArgs, min: impl ToArgs, max: impl ToArgs) -> u64 {
-        cmd("ZCOUNT").a(key).a(min).a(max)
+        cmd("ZCOUNT").with(key).with(min).with(max)
     }
     /// `ZRANK key member`.
     fn zrank(key: impl ToArgs, member: impl ToArgs) -> Option<u64> {
-        cmd("ZRANK").a(key).a(member)
+        cmd("ZRANK").with(key).with(member)
     }
     /// `ZREVRANK key member`.
     fn zrevrank(key: impl ToArgs, member: impl ToArgs) -> Option<u64> {
-        cmd("ZREVRANK").a(key).a(member)
+        cmd("ZREVRANK").with(key).with(member)
     }
     /// `ZRANGE key start stop`.
     fn zrange(key: impl ToArgs, start: i64, stop: i64) -> R {
-        cmd("ZRANGE").a(key).a(start).a(stop)
+        cmd("ZRANGE").with(key).with(start).with(stop)
     }
     /// `ZRANGE key start stop WITHSCORES`: `(member, score)` pairs.
     fn zrange_withscores(key: impl ToArgs, start: i64, stop: i64) -> R {
-        cmd("ZRANGE").a(key).a(start).a(stop).a("WITHSCORES")
+        cmd("ZRANGE").with(key).with(start).with(stop).with("WITHSCORES")
     }
     /// `ZRANGE key start stop REV`.
     fn zrevrange(key: impl ToArgs, start: i64, stop: i64) -> R {
-        cmd("ZRANGE").a(key).a(start).a(stop).a("REV")
+        cmd("ZRANGE").with(key).with(start).with(stop).with("REV")
     }
     /// `ZRANGE key min max BYSCORE`.
     fn zrangebyscore(key: impl ToArgs, min: impl ToArgs, max: impl ToArgs) -> R {
-        cmd("ZRANGE").a(key).a(min).a(max).a("BYSCORE")
+        cmd("ZRANGE").with(key).with(min).with(max).with("BYSCORE")
     }
     /// `ZRANGE key min max BYSCORE WITHSCORES`.
     fn zrangebyscore_withscores(key: impl ToArgs, min: impl ToArgs, max: impl ToArgs) -> R {
-        cmd("ZRANGE").a(key).a(min).a(max).a("BYSCORE").a("WITHSCORES")
+        cmd("ZRANGE").with(key).with(min).with(max).with("BYSCORE").with("WITHSCORES")
     }
     /// `ZPOPMIN key count`: `(member, score)` pairs.
-    fn zpopmin(key: impl ToArgs, count: u64) -> R { cmd("ZPOPMIN").a(key).a(count) }
+    fn zpopmin(key: impl ToArgs, count: u64) -> R { cmd("ZPOPMIN").with(key).with(count) }
     /// `ZPOPMAX key count`.
-    fn zpopmax(key: impl ToArgs, count: u64) -> R { cmd("ZPOPMAX").a(key).a(count) }
+    fn zpopmax(key: impl ToArgs, count: u64) -> R { cmd("ZPOPMAX").with(key).with(count) }
     /// `BZPOPMIN key... timeout`: `(key, member, score)`, or nil.
     fn bzpopmin(keys: impl ToArgs, timeout: Duration) -> R {
-        cmd("BZPOPMIN").a(keys).a(BlockSeconds(timeout))
+        cmd("BZPOPMIN").with(keys).with(BlockSeconds(timeout))
     }
     /// `BZPOPMAX key... timeout`.
     fn bzpopmax(keys: impl ToArgs, timeout: Duration) -> R {
-        cmd("BZPOPMAX").a(keys).a(BlockSeconds(timeout))
+        cmd("BZPOPMAX").with(keys).with(BlockSeconds(timeout))
     }
     /// `ZREMRANGEBYSCORE key min max`.
     fn zremrangebyscore(key: impl ToArgs, min: impl ToArgs, max: impl ToArgs) -> u64 {
-        cmd("ZREMRANGEBYSCORE").a(key).a(min).a(max)
+        cmd("ZREMRANGEBYSCORE").with(key).with(min).with(max)
     }
     /// `ZREMRANGEBYRANK key start stop`.
     fn zremrangebyrank(key: impl ToArgs, start: i64, stop: i64) -> u64 {
-        cmd("ZREMRANGEBYRANK").a(key).a(start).a(stop)
+        cmd("ZREMRANGEBYRANK").with(key).with(start).with(stop)
     }
 
     // Streams.
 
     /// `XADD key id field value ...`: the entry's id (`"*"` lets the server choose it).
     fn xadd(key: impl ToArgs, id: impl ToArgs, fields: impl ToArgs) -> R {
-        cmd("XADD").a(key).a(id).a(fields)
+        cmd("XADD").with(key).with(id).with(fields)
     }
     /// `XADD key [NOMKSTREAM] [MAXLEN|MINID ...] id field value ...`.
     fn xadd_options(
@@ -508,27 +508,27 @@ commands! {
         id: impl ToArgs,
         fields: impl ToArgs,
     ) -> R {
-        cmd("XADD").a(key).a(options).a(id).a(fields)
+        cmd("XADD").with(key).with(options).with(id).with(fields)
     }
     /// `XLEN key`.
-    fn xlen(key: impl ToArgs) -> u64 { cmd("XLEN").a(key) }
+    fn xlen(key: impl ToArgs) -> u64 { cmd("XLEN").with(key) }
     /// `XRANGE key start end` (`"-"`, `"+"`): into `Vec<StreamEntry>`.
     fn xrange(key: impl ToArgs, start: impl ToArgs, end: impl ToArgs) -> R {
-        cmd("XRANGE").a(key).a(start).a(end)
+        cmd("XRANGE").with(key).with(start).with(end)
     }
     /// `XRANGE key start end COUNT count`.
     fn xrange_count(key: impl ToArgs, start: impl ToArgs, end: impl ToArgs, count: u64) -> R {
-        cmd("XRANGE").a(key).a(start).a(end).a("COUNT").a(count)
+        cmd("XRANGE").with(key).with(start).with(end).with("COUNT").with(count)
     }
     /// `XREVRANGE key end start`.
     fn xrevrange(key: impl ToArgs, end: impl ToArgs, start: impl ToArgs) -> R {
-        cmd("XREVRANGE").a(key).a(end).a(start)
+        cmd("XREVRANGE").with(key).with(end).with(start)
     }
     /// `XDEL key id...`.
-    fn xdel(key: impl ToArgs, ids: impl ToArgs) -> u64 { cmd("XDEL").a(key).a(ids) }
+    fn xdel(key: impl ToArgs, ids: impl ToArgs) -> u64 { cmd("XDEL").with(key).with(ids) }
     /// `XTRIM key MAXLEN n`: how many entries were removed.
     fn xtrim_maxlen(key: impl ToArgs, max_len: u64) -> u64 {
-        cmd("XTRIM").a(key).a("MAXLEN").a(max_len)
+        cmd("XTRIM").with(key).with("MAXLEN").with(max_len)
     }
     /// `XREAD STREAMS key... id...`: into `Vec<(String, Vec<StreamEntry>)>` (empty when nothing
     /// is new).
@@ -547,30 +547,30 @@ commands! {
         keys: impl ToArgs,
         ids: impl ToArgs,
     ) -> R {
-        cmd("XREADGROUP").a("GROUP").a(group).a(consumer).a("STREAMS").a(keys).a(ids)
+        cmd("XREADGROUP").with("GROUP").with(group).with(consumer).with("STREAMS").with(keys).with(ids)
     }
     /// `XGROUP CREATE key group id`.
     fn xgroup_create(key: impl ToArgs, group: impl ToArgs, id: impl ToArgs) -> () {
-        cmd("XGROUP").a("CREATE").a(key).a(group).a(id)
+        cmd("XGROUP").with("CREATE").with(key).with(group).with(id)
     }
     /// `XGROUP CREATE key group id MKSTREAM`: creating the stream if needed.
     fn xgroup_create_mkstream(key: impl ToArgs, group: impl ToArgs, id: impl ToArgs) -> () {
-        cmd("XGROUP").a("CREATE").a(key).a(group).a(id).a("MKSTREAM")
+        cmd("XGROUP").with("CREATE").with(key).with(group).with(id).with("MKSTREAM")
     }
     /// `XGROUP DESTROY key group`.
     fn xgroup_destroy(key: impl ToArgs, group: impl ToArgs) -> bool {
-        cmd("XGROUP").a("DESTROY").a(key).a(group)
+        cmd("XGROUP").with("DESTROY").with(key).with(group)
     }
     /// `XGROUP DELCONSUMER key group consumer`: its pending entries.
     fn xgroup_delconsumer(key: impl ToArgs, group: impl ToArgs, consumer: impl ToArgs) -> u64 {
-        cmd("XGROUP").a("DELCONSUMER").a(key).a(group).a(consumer)
+        cmd("XGROUP").with("DELCONSUMER").with(key).with(group).with(consumer)
     }
     /// `XACK key group id...`: how many were acknowledged.
     fn xack(key: impl ToArgs, group: impl ToArgs, ids: impl ToArgs) -> u64 {
-        cmd("XACK").a(key).a(group).a(ids)
+        cmd("XACK").with(key).with(group).with(ids)
     }
     /// `XPENDING key group`: the summary.
-    fn xpending(key: impl ToArgs, group: impl ToArgs) -> R { cmd("XPENDING").a(key).a(group) }
+    fn xpending(key: impl ToArgs, group: impl ToArgs) -> R { cmd("XPENDING").with(key).with(group) }
     /// `XCLAIM key group consumer min-idle-ms id...`.
     fn xclaim(
         key: impl ToArgs,
@@ -579,7 +579,7 @@ commands! {
         min_idle: Duration,
         ids: impl ToArgs,
     ) -> R {
-        cmd("XCLAIM").a(key).a(group).a(consumer).a(millis(min_idle)).a(ids)
+        cmd("XCLAIM").with(key).with(group).with(consumer).with(millis(min_idle)).with(ids)
     }
 
     // Scripting.
@@ -587,25 +587,25 @@ commands! {
     /// `EVAL script numkeys key... arg...` (prefer [`Script`](crate::Script), which sends the
     /// SHA-1 only).
     fn eval(script: impl ToArgs, keys: impl ToArgs, args: impl ToArgs) -> R {
-        with_keys(cmd("EVAL").a(script), keys, args)
+        with_keys(cmd("EVAL").with(script), keys, args)
     }
     /// `EVALSHA sha1 numkeys key... arg...`.
     fn evalsha(sha1: impl ToArgs, keys: impl ToArgs, args: impl ToArgs) -> R {
-        with_keys(cmd("EVALSHA").a(sha1), keys, args)
+        with_keys(cmd("EVALSHA").with(sha1), keys, args)
     }
     /// `SCRIPT LOAD script`: its SHA-1 (every master in a cluster).
-    fn script_load(script: impl ToArgs) -> String { cmd("SCRIPT").a("LOAD").a(script) }
+    fn script_load(script: impl ToArgs) -> String { cmd("SCRIPT").with("LOAD").with(script) }
     /// `SCRIPT EXISTS sha1...`.
-    fn script_exists(sha1s: impl ToArgs) -> Vec<bool> { cmd("SCRIPT").a("EXISTS").a(sha1s) }
+    fn script_exists(sha1s: impl ToArgs) -> Vec<bool> { cmd("SCRIPT").with("EXISTS").with(sha1s) }
     /// `SCRIPT FLUSH`.
-    fn script_flush() -> () { cmd("SCRIPT").a("FLUSH") }
+    fn script_flush() -> () { cmd("SCRIPT").with("FLUSH") }
     /// `FCALL function numkeys key... arg...`.
     fn fcall(function: impl ToArgs, keys: impl ToArgs, args: impl ToArgs) -> R {
-        with_keys(cmd("FCALL").a(function), keys, args)
+        with_keys(cmd("FCALL").with(function), keys, args)
     }
     /// `FCALL_RO function numkeys key... arg...`.
     fn fcall_ro(function: impl ToArgs, keys: impl ToArgs, args: impl ToArgs) -> R {
-        with_keys(cmd("FCALL_RO").a(function), keys, args)
+        with_keys(cmd("FCALL_RO").with(function), keys, args)
     }
 
     // Pub/sub (publishing; subscribe with `Client::subscriber`).
@@ -615,22 +615,22 @@ commands! {
     /// the messages one task publishes to one channel take one path through the cluster bus
     /// and every subscriber, on any node, sees them in the order they were published.
     fn publish(channel: impl ToArgs, message: impl ToArgs) -> u64 {
-        cmd("PUBLISH").a(channel).a(message)
+        cmd("PUBLISH").with(channel).with(message)
     }
     /// `SPUBLISH channel message`: to a shard channel (routed to its slot in a cluster).
     fn spublish(channel: impl ToArgs, message: impl ToArgs) -> u64 {
-        cmd("SPUBLISH").a(channel).a(message)
+        cmd("SPUBLISH").with(channel).with(message)
     }
 
     // HyperLogLog.
 
     /// `PFADD key element...`: true when the estimate changed.
-    fn pfadd(key: impl ToArgs, elements: impl ToArgs) -> bool { cmd("PFADD").a(key).a(elements) }
+    fn pfadd(key: impl ToArgs, elements: impl ToArgs) -> bool { cmd("PFADD").with(key).with(elements) }
     /// `PFCOUNT key...`.
-    fn pfcount(keys: impl ToArgs) -> u64 { cmd("PFCOUNT").a(keys) }
+    fn pfcount(keys: impl ToArgs) -> u64 { cmd("PFCOUNT").with(keys) }
     /// `PFMERGE destination source...`.
     fn pfmerge(destination: impl ToArgs, sources: impl ToArgs) -> () {
-        cmd("PFMERGE").a(destination).a(sources)
+        cmd("PFMERGE").with(destination).with(sources)
     }
 
     // Server.
@@ -638,18 +638,18 @@ commands! {
     /// `PING`: `PONG`.
     fn ping() -> String { cmd("PING") }
     /// `ECHO message`.
-    fn echo(message: impl ToArgs) -> R { cmd("ECHO").a(message) }
+    fn echo(message: impl ToArgs) -> R { cmd("ECHO").with(message) }
     /// `INFO`.
     fn info() -> String { cmd("INFO") }
     /// `INFO section`.
-    fn info_section(section: impl ToArgs) -> String { cmd("INFO").a(section) }
+    fn info_section(section: impl ToArgs) -> String { cmd("INFO").with(section) }
     /// `TIME`: `(unix seconds, microseconds)`.
     fn time() -> (u64, u64) { cmd("TIME") }
     /// `CONFIG GET parameter`: into a map.
-    fn config_get(parameter: impl ToArgs) -> R { cmd("CONFIG").a("GET").a(parameter) }
+    fn config_get(parameter: impl ToArgs) -> R { cmd("CONFIG").with("GET").with(parameter) }
     /// `CONFIG SET parameter value`.
     fn config_set(parameter: impl ToArgs, value: impl ToArgs) -> () {
-        cmd("CONFIG").a("SET").a(parameter).a(value)
+        cmd("CONFIG").with("SET").with(parameter).with(value)
     }
     /// `FLUSHDB` (every master in a cluster).
     fn flushdb() -> () { cmd("FLUSHDB") }
@@ -657,7 +657,7 @@ commands! {
     fn flushall() -> () { cmd("FLUSHALL") }
     /// `WAIT replicas timeout`: how many replicas acknowledged the writes before it.
     fn wait(replicas: u64, timeout: Duration) -> u64 {
-        cmd("WAIT").a(replicas).a(millis(timeout))
+        cmd("WAIT").with(replicas).with(millis(timeout))
     }
 }
 

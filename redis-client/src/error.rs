@@ -51,8 +51,10 @@ impl Error {
     pub fn sent(&self) -> Option<Sent> {
         match self {
             Error::Connection(e) => e.sent(),
-            Error::Cluster(ClusterError::CrossSlot { .. }) | Error::Config(_) => Some(Sent::No),
-            _ => None,
+            Error::Cluster(e) => e.sent(),
+            Error::Sentinel(e) => e.sent(),
+            Error::Config(_) => Some(Sent::No),
+            Error::Server(_) | Error::Type(_) | Error::EndlessScan(_) => None,
         }
     }
 
@@ -232,3 +234,28 @@ impl fmt::Display for ConfigError {
 
 /// The result of every call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layer_says_whether_its_failure_may_have_run() {
+        let task = Error::from(ClusterError::TaskFailed {
+            reason: "panicked".into(),
+        });
+        assert_eq!(task.sent(), Some(Sent::Maybe));
+        let topology = Error::from(ClusterError::NoTopology("no seed answered".into()));
+        assert_eq!(topology.sent(), Some(Sent::No));
+        let no_master = Error::from(SentinelError::NoMaster {
+            name: "mymaster".into(),
+            reason: "no sentinel answered".into(),
+        });
+        assert_eq!(no_master.sent(), Some(Sent::No));
+        assert_eq!(
+            Error::Config(ConfigError::new("bad")).sent(),
+            Some(Sent::No)
+        );
+        assert_eq!(Error::EndlessScan("cursor".into()).sent(), None);
+    }
+}
