@@ -155,11 +155,7 @@ async fn a_rediss_cluster_url_reaches_a_tls_only_cluster_and_a_wrong_ca_is_a_tls
     let certs = TestCerts::generate().unwrap();
     let cluster = test_support::Cluster::builder()
         .replicas_per_master(0)
-        .tls(ServerTls {
-            cert: certs.server.clone(),
-            ca: certs.ca.clone(),
-            require_client_cert: false,
-        })
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let seeds: Vec<String> = cluster.seeds().iter().map(|a| a.to_string()).collect();
@@ -192,11 +188,7 @@ async fn the_tls_switches_of_a_profile_apply_to_every_node_of_a_tls_only_cluster
     // Every node's certificate is signed by the CA but names localhost.example.com only.
     let cluster = test_support::Cluster::builder()
         .replicas_per_master(0)
-        .tls(ServerTls {
-            cert: certs.wrong_host.clone(),
-            ca: certs.ca.clone(),
-            require_client_cert: false,
-        })
+        .tls(ServerTls::new(&certs, &certs.wrong_host))
         .start()
         .unwrap();
     let seeds: Vec<String> = cluster.seeds().iter().map(|a| a.to_string()).collect();

@@ -6,15 +6,7 @@ use std::time::{Duration, Instant};
 
 use redis_cluster::{slot, ClusterClient, ClusterConfig, ClusterError, NodeAddr};
 use redis_conn::{Cmd, ConnectionConfig, Error, ServerAddr, TlsConfig, Value};
-use test_support::{CertFiles, Cluster, ServerTls, TestCerts};
-
-fn server_tls(certs: &TestCerts, cert: &CertFiles) -> ServerTls {
-    ServerTls {
-        cert: cert.clone(),
-        ca: certs.ca.clone(),
-        require_client_cert: false,
-    }
-}
+use test_support::{Cluster, ServerTls, TestCerts};
 
 /// Seeds on `host` (with the cluster's TLS ports), every node verified against `ca`.
 fn config(cluster: &Cluster, host: &str, ca: &std::path::Path) -> ClusterConfig {
@@ -53,7 +45,7 @@ fn hostname_args() -> [&'static str; 4] {
 async fn a_tls_only_cluster_routes_1000_keys_and_follows_a_moved_slot() {
     let certs = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
-        .tls(server_tls(&certs, &certs.server))
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let client = ClusterClient::connect(config(&cluster, "127.0.0.1", &certs.ca))
@@ -117,7 +109,7 @@ async fn a_tls_only_cluster_routes_1000_keys_and_follows_a_moved_slot() {
 async fn a_graceful_failover_on_a_tls_cluster_is_followed() {
     let certs = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
-        .tls(server_tls(&certs, &certs.server))
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let client = ClusterClient::connect(config(&cluster, "127.0.0.1", &certs.ca))
@@ -159,7 +151,7 @@ async fn a_graceful_failover_on_a_tls_cluster_is_followed() {
 async fn replica_reads_on_a_tls_cluster_reach_only_replicas() {
     let certs = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
-        .tls(server_tls(&certs, &certs.server))
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let client =
@@ -206,7 +198,7 @@ async fn the_cluster_slots_fallback_reads_tls_ports_over_tls() {
     let certs = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
         .replicas_per_master(0)
-        .tls(server_tls(&certs, &certs.server))
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     // As on a server without CLUSTER SHARDS: the client must use CLUSTER SLOTS.
@@ -252,7 +244,7 @@ async fn a_client_trusting_another_ca_fails_with_a_typed_tls_error() {
     let other = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
         .replicas_per_master(0)
-        .tls(server_tls(&certs, &certs.server))
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let err = ClusterClient::connect(config(&cluster, "127.0.0.1", &other.ca))
@@ -271,7 +263,7 @@ async fn announced_hostnames_are_dialled_and_verified_by_name() {
     // The certificates name only `localhost`: a connection to 127.0.0.1 would fail verification.
     let cluster = Cluster::builder()
         .replicas_per_master(0)
-        .tls(server_tls(&certs, &certs.localhost_only))
+        .tls(ServerTls::new(&certs, &certs.localhost_only))
         .args(hostname_args())
         .start()
         .unwrap();
@@ -297,7 +289,7 @@ async fn a_node_whose_certificate_does_not_name_its_announced_host_fails_verific
     // verify, the nodes the topology names do not.
     let cluster = Cluster::builder()
         .replicas_per_master(0)
-        .tls(server_tls(&certs, &certs.ip_only))
+        .tls(ServerTls::new(&certs, &certs.ip_only))
         .args(hostname_args())
         .start()
         .unwrap();
@@ -323,7 +315,7 @@ async fn a_node_whose_certificate_does_not_name_its_announced_host_fails_verific
 async fn the_periodic_refresh_and_shard_channels_follow_a_failover_on_a_tls_cluster() {
     let certs = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
-        .tls(server_tls(&certs, &certs.server))
+        .tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let client = ClusterClient::connect(
@@ -357,14 +349,13 @@ async fn the_periodic_refresh_and_shard_channels_follow_a_failover_on_a_tls_clus
     cluster.nodes()[replica]
         .cmd(&["CLUSTER", "FAILOVER"])
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.slot_map().master(16383) != Some(&shard.replicas[0]) {
-        assert!(
-            Instant::now() < deadline,
-            "the periodic refresh never learned of the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (client, promoted) = (&client, &shard.replicas[0]);
+    test_support::eventually(
+        "the periodic refresh to learn of the failover",
+        Duration::from_secs(10),
+        || async move { client.slot_map().master(16383) == Some(promoted) },
+    )
+    .await;
 
     // The shard channels of the promoted replica's slots are subscribed on it now.
     let moved: Vec<&String> = channels

@@ -74,11 +74,7 @@ async fn tls_through_a_map_verifies_the_announced_host_unless_a_server_name_is_s
     let certs = TestCerts::generate().unwrap();
     // The certificate names localhost.example.com only, not the 127.0.0.1 the map dials.
     let server = RedisServer::builder()
-        .tls(ServerTls {
-            cert: certs.wrong_host.clone(),
-            ca: certs.ca.clone(),
-            require_client_cert: false,
-        })
+        .tls(ServerTls::new(&certs, &certs.wrong_host))
         .start()
         .unwrap();
     let tls_port = server.tls_addr().unwrap().port();
@@ -117,11 +113,7 @@ async fn a_map_that_verifies_mapped_hosts_checks_the_certificate_against_the_dia
     let certs = TestCerts::generate().unwrap();
     // The certificate names `localhost` only: not the address the server is announced at.
     let server = RedisServer::builder()
-        .tls(ServerTls {
-            cert: certs.localhost_only.clone(),
-            ca: certs.ca.clone(),
-            require_client_cert: false,
-        })
+        .tls(ServerTls::new(&certs, &certs.localhost_only))
         .start()
         .unwrap();
     let tls_port = server.tls_addr().unwrap().port();

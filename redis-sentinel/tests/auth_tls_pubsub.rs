@@ -110,11 +110,7 @@ async fn passwords_on_sentinels_and_data_nodes_are_used_everywhere() {
 async fn sentinels_over_tls_are_verified_and_followed() {
     let certs = TestCerts::generate().unwrap();
     let set = SentinelSet::builder()
-        .sentinel_tls(ServerTls {
-            cert: certs.server.clone(),
-            ca: certs.ca.clone(),
-            require_client_cert: false,
-        })
+        .sentinel_tls(ServerTls::new(&certs, &certs.server))
         .start()
         .unwrap();
     let tls_addrs: Vec<ServerAddr> = set
@@ -157,11 +153,7 @@ async fn tls_sentinels_announcing_hostnames_are_verified_by_name() {
     // The sentinels' certificate names `localhost` only, and they announce `localhost`.
     let set = SentinelSet::builder()
         .hostnames(true)
-        .sentinel_tls(ServerTls {
-            cert: certs.localhost_only.clone(),
-            ca: certs.ca.clone(),
-            require_client_cert: false,
-        })
+        .sentinel_tls(ServerTls::new(&certs, &certs.localhost_only))
         .start()
         .unwrap();
     let on = |host: &str| -> Vec<ServerAddr> {
@@ -193,12 +185,7 @@ async fn tls_sentinels_announcing_hostnames_are_verified_by_name() {
     let old = set.master_addr().unwrap();
     assert_eq!(client.master(), ServerAddr::tcp("localhost", old.port()));
     let mut events = client.events();
-    set.sentinels()[1]
-        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
-        .unwrap();
-    let new = set
-        .wait_for_new_master(old, Duration::from_secs(30))
-        .unwrap();
+    let (_, new) = set.force_failover(1).unwrap();
     assert_eq!(
         followed(&mut events).await,
         format!("localhost:{}", new.port())
@@ -207,11 +194,7 @@ async fn tls_sentinels_announcing_hostnames_are_verified_by_name() {
         .send(Cmd::new("SET").arg("by-name").arg("v"))
         .await
         .unwrap();
-    let index = set.master_index().unwrap();
-    assert_eq!(
-        set.servers()[index].cmd(&["GET", "by-name"]).unwrap(),
-        Value::BulkString("v".into())
-    );
+    assert!(set.holds(new, "by-name", "v"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -306,31 +306,16 @@ async fn sentinels_that_announce_hostnames_are_followed_by_name() {
         .send(Cmd::new("SET").arg("by-name").arg("1"))
         .await
         .unwrap();
-    let old = set.master_addr().unwrap();
-    set.sentinels()[0]
-        .cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])
-        .unwrap();
-    let new = set
-        .wait_for_new_master(old, Duration::from_secs(30))
-        .unwrap();
+    let (_, new) = set.force_failover(0).unwrap();
     // The client follows the failover to the master the sentinels name by host name.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let written = client.send(Cmd::new("SET").arg("after").arg("1")).await;
-        let role = set
-            .servers()
-            .iter()
-            .find(|s| s.addr() == new)
-            .unwrap()
-            .cmd(&["GET", "after"])
-            .unwrap();
-        if written.is_ok() && role == Value::BulkString("1".into()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the client never wrote to the new master"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (client, set) = (&client, &set);
+    test_support::eventually(
+        "the client to write to the new master",
+        Duration::from_secs(15),
+        || async move {
+            let written = client.send(Cmd::new("SET").arg("after").arg("1")).await;
+            written.is_ok() && set.holds(new, "after", "1")
+        },
+    )
+    .await;
 }

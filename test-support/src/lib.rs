@@ -39,7 +39,7 @@
 //!
 //! let certs = TestCerts::generate().unwrap();
 //! let cluster = Cluster::builder()
-//!     .tls(ServerTls { cert: certs.server.clone(), ca: certs.ca.clone(), require_client_cert: false })
+//!     .tls(ServerTls::new(&certs, &certs.server))
 //!     .start()
 //!     .unwrap();
 //! // Seeds for a client that trusts `certs.ca`, e.g. `rediss+cluster://<seeds>?ca_file=...`.
@@ -69,6 +69,34 @@ pub use proxy::{Fault, FaultProxy};
 pub use sentinel::{SentinelBuilder, SentinelSet, MASTER_NAME};
 pub use server::{server_binary, RedisServer, ServerBuilder, ServerTls, SERVER_BIN_ENV};
 pub use tls::{CertFiles, TestCerts};
+
+/// Polls `check` every 50 ms until it says true; panics naming `what` once `timeout` has
+/// passed. For async tests that wait on a client and a server at once.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let mut polls = 0;
+/// test_support::eventually("the third poll", std::time::Duration::from_secs(1), || {
+///     polls += 1;
+///     std::future::ready(polls == 3)
+/// })
+/// .await;
+/// # });
+/// ```
+pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
 
 /// An in-memory, cloneable `Write` sink, for capturing log output in tests (give a clone of it
 /// to a log subscriber's writer, read it back with [`SharedBuf::contents`]).

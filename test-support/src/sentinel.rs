@@ -310,6 +310,33 @@ impl SentinelSet {
             })
     }
 
+    /// The data server (master or replica) listening at `addr`.
+    ///
+    /// # Panics
+    /// When the set started no server there.
+    pub fn server_at(&self, addr: SocketAddr) -> &RedisServer {
+        self.servers
+            .iter()
+            .find(|s| s.addr() == addr)
+            .unwrap_or_else(|| panic!("the set started no server at {addr}"))
+    }
+
+    /// Whether the data server at `addr` holds `value` at `key`.
+    pub fn holds(&self, addr: SocketAddr, key: &str, value: &str) -> bool {
+        self.server_at(addr)
+            .cmd(&["GET", key])
+            .is_ok_and(|v| v.as_bytes().is_some_and(|b| &b[..] == value.as_bytes()))
+    }
+
+    /// Forces a failover through sentinel `via` (`SENTINEL FAILOVER`) and waits until the
+    /// sentinels name a new master (30 s at most); returns the old and the new master.
+    pub fn force_failover(&self, via: usize) -> Result<(SocketAddr, SocketAddr)> {
+        let old = self.master_addr()?;
+        self.sentinels[via].cmd(&["SENTINEL", "FAILOVER", MASTER_NAME])?;
+        let new = self.wait_for_new_master(old, Duration::from_secs(30))?;
+        Ok((old, new))
+    }
+
     /// Waits until the sentinels report a master other than `old`, and returns it.
     pub fn wait_for_new_master(&self, old: SocketAddr, timeout: Duration) -> Result<SocketAddr> {
         let mut new = None;

@@ -29,6 +29,17 @@ pub struct ServerTls {
     pub require_client_cert: bool,
 }
 
+impl ServerTls {
+    /// `cert`, trusting `certs`' CA, with client certificates optional (the common case).
+    pub fn new(certs: &crate::TestCerts, cert: &CertFiles) -> ServerTls {
+        ServerTls {
+            cert: cert.clone(),
+            ca: certs.ca.clone(),
+            require_client_cert: false,
+        }
+    }
+}
+
 /// What to start. Built with [`RedisServer::builder`].
 #[derive(Debug, Clone, Default)]
 pub struct ServerBuilder {
