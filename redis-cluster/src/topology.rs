@@ -276,10 +276,21 @@ fn shard_nodes(
         let port = port_of(wanted)
             .or_else(|| port_of(other))
             .ok_or_else(|| bad_shards("a node without a valid port or tls-port"))?;
-        let host = [text_of("endpoint"), text_of("ip")]
-            .into_iter()
-            .find(|h| !h.is_empty() && h != "?")
-            .unwrap_or_else(|| asked.host.clone());
+        let endpoint = f
+            .iter()
+            .find(|(k, _)| k == "endpoint")
+            .map(|(_, v)| text(v).unwrap_or_default());
+        let host = match endpoint {
+            // An empty (or NULL) endpoint: `unknown-endpoint`, or a node that does not know its
+            // address; both mean the endpoint that was asked, never the `ip` (behind a load
+            // balancer, an address the client cannot reach).
+            Some(e) if e.is_empty() => asked.host.clone(),
+            Some(e) if e != "?" => e,
+            // `?` (hostnames preferred, none set), or no endpoint field: the `ip`.
+            _ => Some(text_of("ip"))
+                .filter(|ip| !ip.is_empty() && ip != "?")
+                .unwrap_or_else(|| asked.host.clone()),
+        };
         let addr = NodeAddr::new(host, port);
         match text_of("role").as_str() {
             "master" => master = Some((addr, Some(text_of("id")))),
@@ -315,8 +326,9 @@ fn int(v: &Value) -> Option<i64> {
 }
 
 impl Topology {
-    /// Reads a `CLUSTER SLOTS` reply. `asked` is the node that sent it: an empty host in the reply
-    /// means "the address you reached me at". `?` (a node with no hostname while the cluster
+    /// Reads a `CLUSTER SLOTS` reply. `asked` is the node that sent it: an empty or NULL host in
+    /// the reply (NULL is how `cluster-preferred-endpoint-type unknown-endpoint` says it) means
+    /// "the address you reached me at". `?` (a node with no hostname while the cluster
     /// prefers hostnames) means the node's `ip` from the entry's metadata, or, without one, the
     /// host of `asked`. The port is the one the server chose for the connection that asked (with
     /// `tls-cluster yes`, the TLS port for a TLS connection), so no [`Transport`] is needed.
@@ -332,10 +344,13 @@ impl Topology {
             let Value::Array(parts) = v else {
                 return Err(bad("a node is not an array"));
             };
-            let host = parts
-                .first()
-                .and_then(text)
-                .ok_or_else(|| bad("node without host"))?;
+            // NULL (`cluster-preferred-endpoint-type unknown-endpoint`) and an empty host both
+            // mean "the endpoint you asked on".
+            let host = match parts.first() {
+                Some(Value::Null) => String::new(),
+                Some(v) => text(v).ok_or_else(|| bad("node without host"))?,
+                None => return Err(bad("node without host")),
+            };
             let port = parts
                 .get(1)
                 .and_then(int)
@@ -415,8 +430,10 @@ impl Topology {
     /// Reads a `CLUSTER SHARDS` reply (Redis 7+; RESP2 or RESP3). It reports node health, so
     /// replicas that are not `online` are left out, and lists replicas as soon as they are attached.
     ///
-    /// Each node's address is its `endpoint` (the hostname when the cluster prefers hostnames),
-    /// else its `ip`; `asked` stands in for nodes that announce neither (empty or `?`). Its port
+    /// Each node's address is its `endpoint` (the hostname when the cluster prefers hostnames);
+    /// an empty endpoint (`cluster-preferred-endpoint-type unknown-endpoint`) means the host of
+    /// `asked`, as Redis documents; `?` (or no endpoint field) means the node's `ip`, and `asked`
+    /// when that is empty or `?` too. Its port
     /// is the one for `transport`: `tls-port` for [`Transport::Tls`], `port` for
     /// [`Transport::Plain`]; a node announcing only the other one is given that one (its
     /// connection then fails with the transport's own error).
@@ -888,6 +905,52 @@ mod tests {
                 NodeAddr::new("127.0.0.1", 7002)
             ]
         );
+    }
+
+    #[test]
+    fn unknown_endpoints_mean_the_host_that_was_asked_not_the_ip() {
+        // `cluster-preferred-endpoint-type unknown-endpoint`, as Redis 7 sends it: an empty
+        // `endpoint` beside the node's (internal) `ip` in CLUSTER SHARDS, a NULL host in CLUSTER
+        // SLOTS. Both mean the endpoint the client asked on.
+        let asked = NodeAddr::new("lb.example.com", 7000);
+        let (i, s) = (Value::Integer, b);
+        let shards = one_shard(vec![
+            vec![("id", s("a")), ("port", i(7000)), ("ip", s("10.0.0.1"))]
+                .into_iter()
+                .chain([("endpoint", s("")), ("role", s("master"))])
+                .collect(),
+            vec![("id", s("b")), ("port", i(7001)), ("ip", s("10.0.0.2"))]
+                .into_iter()
+                .chain([("endpoint", s("")), ("role", s("replica"))])
+                .chain([("health", s("online"))])
+                .collect(),
+        ]);
+        let t = Topology::from_cluster_shards_over(&shards, &asked, Transport::Plain).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("lb.example.com", 7000));
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![NodeAddr::new("lb.example.com", 7001)]
+        );
+
+        let slots = Value::Array(vec![Value::Array(vec![
+            i(0),
+            i(16383),
+            Value::Array(vec![Value::Null, i(7000), b("a")]),
+            Value::Array(vec![Value::Null, i(7001), b("b"), Value::Map(vec![])]),
+        ])]);
+        let t = Topology::from_cluster_slots(&slots, &asked).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("lb.example.com", 7000));
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![NodeAddr::new("lb.example.com", 7001)]
+        );
+        // Anything else that is not text is still refused.
+        let bad = Value::Array(vec![Value::Array(vec![
+            i(0),
+            i(16383),
+            Value::Array(vec![i(5), i(7000)]),
+        ])]);
+        assert!(Topology::from_cluster_slots(&bad, &asked).is_err());
     }
 
     #[test]
