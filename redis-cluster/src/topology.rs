@@ -273,9 +273,13 @@ fn shard_nodes(
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|&p| p != 0)
         };
-        let port = port_of(wanted)
-            .or_else(|| port_of(other))
-            .ok_or_else(|| bad_shards("a node without a valid port or tls-port"))?;
+        // A node with neither port has no address (`noaddr`: another node answered at its
+        // address, as when a node restarts with a fresh identity); Redis lists it without a
+        // port until it is forgotten. It cannot be dialled: skipped, and a master skipped so
+        // leaves its shard's slots unowned in this view.
+        let Some(port) = port_of(wanted).or_else(|| port_of(other)) else {
+            continue;
+        };
         let endpoint = f
             .iter()
             .find(|(k, _)| k == "endpoint")
@@ -438,9 +442,11 @@ impl Topology {
     /// [`Transport::Plain`]; a node announcing only the other one is given that one (its
     /// connection then fails with the transport's own error).
     ///
+    /// A node with neither a valid `port` nor a valid `tls-port` (one Redis flags `noaddr`) is
+    /// left out; when it is a shard's master, that shard's slots have no owner in this view.
+    ///
     /// # Errors
-    /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`, or names a node with
-    /// neither a valid `port` nor a valid `tls-port`.
+    /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`.
     pub fn from_cluster_shards_over(
         reply: &Value,
         asked: &NodeAddr,
@@ -842,7 +848,8 @@ mod tests {
             plain
         );
 
-        // Neither port (or only zeros) is still refused, for either transport.
+        // Neither port (or only zeros): a node that cannot be dialled, left out for either
+        // transport (Redis lists a `noaddr` node so); its shard then has no owner here.
         let portless = one_shard(vec![vec![
             ("id", s("a")),
             ("port", i(0)),
@@ -850,10 +857,8 @@ mod tests {
             ("role", s("master")),
         ]]);
         for transport in [Transport::Tls, Transport::Plain] {
-            assert!(matches!(
-                Topology::from_cluster_shards_over(&portless, &asked, transport),
-                Err(TopologyError::BadReply(m)) if m.contains("port")
-            ));
+            let t = Topology::from_cluster_shards_over(&portless, &asked, transport).unwrap();
+            assert_eq!(t.covered_slots(), 0);
         }
     }
 
@@ -951,6 +956,36 @@ mod tests {
             Value::Array(vec![i(5), i(7000)]),
         ])]);
         assert!(Topology::from_cluster_slots(&bad, &asked).is_err());
+    }
+
+    #[test]
+    fn nodes_without_an_address_are_left_out_not_fatal() {
+        // What Redis 7 lists for a `noaddr` node: no port, empty ip and endpoint.
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let (i, s) = (Value::Integer, b);
+        let noaddr = |role: &str| {
+            vec![("id", s("gone")), ("ip", s("")), ("endpoint", s(""))]
+                .into_iter()
+                .chain([("role", s(role)), ("health", s("loading"))])
+                .collect::<Vec<_>>()
+        };
+        let master = vec![("id", s("a")), ("port", i(7000)), ("ip", s("127.0.0.1"))]
+            .into_iter()
+            .chain([("role", s("master")), ("health", s("online"))])
+            .collect::<Vec<_>>();
+        let t = Topology::from_cluster_shards(&one_shard(vec![master, noaddr("replica")]), &asked)
+            .unwrap();
+        assert_eq!(t.covered_slots(), 16384);
+        assert_eq!(t.shards()[0].master, NodeAddr::new("127.0.0.1", 7000));
+        assert!(t.shards()[0].replicas.is_empty());
+        // A master without an address: its shard has no owner in this view, nothing fails.
+        let replica = vec![("id", s("b")), ("port", i(7001)), ("ip", s("127.0.0.1"))]
+            .into_iter()
+            .chain([("role", s("replica")), ("health", s("online"))])
+            .collect::<Vec<_>>();
+        let t = Topology::from_cluster_shards(&one_shard(vec![noaddr("master"), replica]), &asked)
+            .unwrap();
+        assert_eq!(t.covered_slots(), 0);
     }
 
     #[test]

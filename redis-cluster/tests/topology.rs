@@ -131,3 +131,69 @@ fn the_topology_layer_routes_every_key_of_a_real_cluster() {
     assert_eq!(conn.cmd(&["GET", key]).unwrap(), Value::Null);
     assert_eq!(map.master(s), Some(&source));
 }
+
+/// A replica replaced by a fresh node at its address (a pod restarted without its `nodes.conf`):
+/// the old entry turns `noaddr` on every node, and Redis 7 lists it in `CLUSTER SHARDS` with no
+/// `port` at all (`ip` and `endpoint` empty, health `loading`) until someone runs CLUSTER FORGET.
+/// That one dead replica must not cost the client its topology.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_left_without_an_address_does_not_cost_the_topology() {
+    use redis_cluster::{ClusterClient, ClusterConfig};
+    use redis_conn::{Cmd, ConnectionConfig, ServerAddr};
+    use std::time::{Duration, Instant};
+
+    let mut cluster = Cluster::start().unwrap();
+    let masters = cluster.master_count();
+    let replica = masters;
+    let old_id = cluster.nodes()[replica]
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    let node = &mut cluster.nodes_mut()[replica];
+    node.kill9();
+    std::fs::remove_file(node.dir().join("nodes.conf")).unwrap();
+    node.restart().unwrap();
+    // The masters ping the old address, meet another node id there, and drop the address.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let noaddr = cluster.nodes()[..masters].iter().all(|m| {
+            m.admin()
+                .and_then(|mut a| a.cmd_string(&["CLUSTER", "NODES"]))
+                .is_ok_and(|text| {
+                    text.lines()
+                        .any(|l| l.starts_with(&old_id) && l.contains("noaddr"))
+                })
+        });
+        if noaddr {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old replica never lost its address"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let seeds: Vec<NodeAddr> = cluster.nodes()[..masters]
+        .iter()
+        .map(|n| NodeAddr::from(n.addr()))
+        .collect();
+    let template = ConnectionConfig::new(ServerAddr::from(&seeds[0]));
+    let client = ClusterClient::connect(ClusterConfig::new(seeds, template).refresh_interval(None))
+        .await
+        .unwrap();
+    assert_eq!(client.slot_map().uncovered(), 0);
+    for i in 0..300 {
+        client
+            .send(Cmd::new("SET").arg(format!("k{i}")).arg("v"))
+            .await
+            .unwrap();
+    }
+    for (i, m) in cluster.nodes()[..masters].iter().enumerate() {
+        let Value::Integer(n) = m.cmd(&["DBSIZE"]).unwrap() else {
+            panic!("DBSIZE is an integer")
+        };
+        assert!(n > 0, "master {i} got none of the keys");
+    }
+}
