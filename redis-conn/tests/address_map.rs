@@ -157,6 +157,17 @@ async fn a_map_that_verifies_mapped_hosts_checks_the_certificate_against_the_dia
         Value::SimpleString("PONG".into())
     );
     assert_eq!(conn.addr(), "10.255.255.1:6379");
+    // A server name set in the TLS settings still wins over the mapped host.
+    let named = config.clone().address_map(map().verify_mapped_host()).tls(
+        TlsConfig::builder()
+            .ca_file(&certs.ca)
+            .server_name("other.example.com")
+            .build(),
+    );
+    match Connection::connect(named).await.unwrap_err() {
+        Error::Tls { reason, .. } => assert!(reason.contains("other.example.com"), "{reason}"),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
     let untrusted = config
         .tls(TlsConfig::default())
         .address_map(map().verify_mapped_host());
