@@ -197,3 +197,98 @@ async fn a_replica_left_without_an_address_does_not_cost_the_topology() {
         assert!(n > 0, "master {i} got none of the keys");
     }
 }
+
+/// `MOVED <slot> ?:<port>`: the cluster prefers hostnames and the new owner has none. Redis
+/// documents `?` as an unknown node, "not necessarily the same node as the one serving the
+/// current command", so the client must not send the command to the replying node's host on
+/// that port. Here that host on that port is unreachable (the map sends it nowhere), while the
+/// slot map knows the one node listening on that port by its `ip`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_to_an_unknown_endpoint_goes_to_the_node_on_that_port() {
+    use redis_cluster::{ClusterClient, ClusterConfig};
+    use redis_conn::{AddressMap, Cmd, ConnectionConfig, ServerAddr};
+    use std::time::{Duration, Instant};
+
+    let cluster = Cluster::builder()
+        .replicas_per_master(0)
+        .args([
+            "--cluster-announce-hostname",
+            "localhost",
+            "--cluster-preferred-endpoint-type",
+            "hostname",
+        ])
+        .start()
+        .unwrap();
+    let port = |i: usize| cluster.nodes()[i].port();
+    let (p0, p2) = (port(0), port(2));
+    cluster.nodes()[2]
+        .cmd(&["CONFIG", "SET", "cluster-announce-hostname", ""])
+        .unwrap();
+    // Wait until node 0 names node 2 `?` in CLUSTER SLOTS.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = format!(
+            "{:?}",
+            cluster.nodes()[0].cmd(&["CLUSTER", "SLOTS"]).unwrap()
+        );
+        if text.contains("\"?\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never lost its hostname: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // `localhost` on node 2's port leads nowhere: only 127.0.0.1 reaches node 2.
+    let map = AddressMap::new(move |host, port| {
+        if host == "localhost" && port == p2 {
+            ("127.0.0.1".to_string(), 1)
+        } else {
+            (host.to_string(), port)
+        }
+    });
+    let seed = NodeAddr::new("localhost", p0);
+    let template = ConnectionConfig::new(ServerAddr::from(&seed))
+        .address_map(map)
+        .connect_timeout(Duration::from_millis(500));
+    let client =
+        ClusterClient::connect(ClusterConfig::new(vec![seed], template).refresh_interval(None))
+            .await
+            .unwrap();
+    assert!(
+        client
+            .slot_map()
+            .nodes()
+            .contains(&NodeAddr::new("127.0.0.1", p2)),
+        "{:?}",
+        client.slot_map().nodes()
+    );
+
+    // A key of node 0 whose slot moves to node 2 behind the client's back.
+    let key = (0..)
+        .map(|i| format!("q:{i}"))
+        .find(|k| cluster.master_of_slot(slot(k.as_bytes())).unwrap() == 0)
+        .unwrap();
+    let s = slot(key.as_bytes()).to_string();
+    let id2 = cluster.nodes()[2]
+        .admin()
+        .unwrap()
+        .cmd_string(&["CLUSTER", "MYID"])
+        .unwrap();
+    for node in cluster.nodes() {
+        node.cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &id2]).unwrap();
+    }
+    let moved = format!("{:?}", cluster.nodes()[0].cmd(&["GET", &key]).unwrap_err());
+    assert!(moved.contains(&format!("?:{p2}")), "{moved}");
+
+    client
+        .send(Cmd::new("SET").arg(&key).arg("v"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.nodes()[2].cmd(&["GET", &key]).unwrap(),
+        Value::BulkString("v".into())
+    );
+}
