@@ -257,6 +257,7 @@ fn shard_nodes(
         Transport::Tls => ("tls-port", "port"),
     };
     let mut master = None;
+    let mut master_failing = false;
     let mut replicas = Vec::new();
     for node in nodes {
         let f = fields(node).ok_or_else(|| bad_shards("a node is not a map"))?;
@@ -297,7 +298,16 @@ fn shard_nodes(
         };
         let addr = NodeAddr::new(host, port);
         match text_of("role").as_str() {
-            "master" => master = Some((addr, Some(text_of("id")))),
+            // Redis 7.2+ and Valkey list a dead master that was replaced in the same shard as
+            // its successor, both `master`: a failing one never displaces one that is not,
+            // whatever the order (otherwise the last one listed wins).
+            "master" => {
+                let failing = text_of("health") == "fail";
+                if master.is_none() || master_failing || !failing {
+                    master = Some((addr, Some(text_of("id"))));
+                    master_failing = failing;
+                }
+            }
             _ if text_of("health") == "online" => replicas.push(addr),
             _ => {}
         }
@@ -443,7 +453,9 @@ impl Topology {
     /// connection then fails with the transport's own error).
     ///
     /// A node with neither a valid `port` nor a valid `tls-port` (one Redis flags `noaddr`) is
-    /// left out; when it is a shard's master, that shard's slots have no owner in this view.
+    /// left out; when it is a shard's master, that shard's slots have no owner in this view. A
+    /// shard listing two masters (Redis 7.2+ and Valkey keep a dead master beside the replica
+    /// promoted in its place) is served by the one whose health is not `fail`.
     ///
     /// # Errors
     /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`.
@@ -986,6 +998,32 @@ mod tests {
         let t = Topology::from_cluster_shards(&one_shard(vec![noaddr("master"), replica]), &asked)
             .unwrap();
         assert_eq!(t.covered_slots(), 0);
+    }
+
+    #[test]
+    fn a_failed_master_listed_beside_its_successor_is_not_the_shards_master() {
+        // Valkey 8.1 (and Redis 7.2+) after a failover whose old master is still down: both in
+        // one shard, both `role master`, the old one `health fail`. The order depends on when
+        // the answering node learned each of them, so both orders must give the live one.
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let (i, s) = (Value::Integer, b);
+        let node = |port: i64, health: &str| {
+            vec![("id", s("x")), ("port", i(port)), ("ip", s("127.0.0.1"))]
+                .into_iter()
+                .chain([("role", s("master")), ("health", s(health))])
+                .collect::<Vec<_>>()
+        };
+        for nodes in [
+            vec![node(7000, "fail"), node(7003, "online")],
+            vec![node(7003, "online"), node(7000, "fail")],
+        ] {
+            let t = Topology::from_cluster_shards(&one_shard(nodes), &asked).unwrap();
+            assert_eq!(t.shards()[0].master, NodeAddr::new("127.0.0.1", 7003));
+        }
+        // A master that is failing and alone is still the shard's master.
+        let t =
+            Topology::from_cluster_shards(&one_shard(vec![node(7000, "fail")]), &asked).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("127.0.0.1", 7000));
     }
 
     #[test]
