@@ -191,16 +191,17 @@ async fn the_tls_switches_of_a_profile_apply_to_every_node_of_a_tls_only_cluster
         .tls(ServerTls::new(&certs, &certs.wrong_host))
         .start()
         .unwrap();
-    let seeds: Vec<String> = cluster.seeds().iter().map(|a| a.to_string()).collect();
+    // One seed: the other masters are reached only because the topology names them, so each
+    // switch is shown to apply to nodes the client was not configured with.
+    let seed = cluster.seeds()[0].to_string();
     let ca = certs.ca.display().to_string();
     let profile = |tls: &str| {
         format!(
-            "[profiles.p]\nurl = \"rediss+cluster://{}\"\nconnect_timeout_ms = 500\n[profiles.p.tls]\n{tls}",
-            seeds.join(",")
+            "[profiles.p]\nurl = \"rediss+cluster://{seed}\"\nconnect_timeout_ms = 500\n[profiles.p.tls]\n{tls}"
         )
     };
 
-    // The CA alone: the name does not match, on the seeds as on every other node.
+    // The CA alone: the name does not match.
     let refused = profile_client(&profile(&format!("ca_file = \"{ca}\""))).await;
     assert!(is_tls_error(&refused), "{refused:?}");
     // Skipping the chain check does not excuse the wrong name.

@@ -286,7 +286,7 @@ impl ClusterClient {
                     (e, step)
                 }
             };
-            match step {
+            match self.resolve_unknown_endpoint(&error, step) {
                 Step::Moved(redirect) => {
                     self.follow_moved(&redirect);
                     attempt = attempt.redirected(false);
@@ -603,7 +603,8 @@ impl ClusterClient {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            match decide(&error, &target, attempt, self.rules(Sender::Command)) {
+            let step = decide(&error, &target, attempt, self.rules(Sender::Command));
+            match self.resolve_unknown_endpoint(&error, step) {
                 Step::Moved(redirect) => {
                     self.follow_moved(&redirect);
                     attempt = attempt.redirected(false);
@@ -728,6 +729,43 @@ impl ClusterClient {
                     .is_none_or(|node| node.connection().is_connected())
             });
         Ok(up.unwrap_or(&shards[start].master).clone())
+    }
+
+    /// A redirection to `?:<port>` (see [`Redirect::names_unknown_endpoint`]) goes to the one
+    /// node the slot map knows on that port, when there is exactly one; otherwise it keeps the
+    /// replying node's host that [`Redirect::parse`] put there.
+    fn resolve_unknown_endpoint(&self, error: &Error, step: Step) -> Step {
+        let Error::Server(server) = error else {
+            return step;
+        };
+        if !Redirect::names_unknown_endpoint(server) {
+            return step;
+        }
+        let map = self.slot_map();
+        let resolve = |mut redirect: Redirect| {
+            let port = redirect.addr.port;
+            let on_port: Vec<NodeAddr> =
+                map.nodes().into_iter().filter(|n| n.port == port).collect();
+            if let [only] = &on_port[..] {
+                redirect.addr = only.clone();
+            }
+            redirect
+        };
+        match step {
+            Step::Moved(redirect) => Step::Moved(resolve(redirect)),
+            Step::Ask { redirect, refresh } => Step::Ask {
+                redirect: resolve(redirect),
+                refresh,
+            },
+            Step::TooManyRedirects {
+                redirect,
+                redirects,
+            } => Step::TooManyRedirects {
+                redirect: resolve(redirect),
+                redirects,
+            },
+            other => other,
+        }
     }
 
     fn patch_moved(&self, slot: u16, addr: &NodeAddr) {

@@ -27,7 +27,8 @@ pub struct Redirect {
 
 impl Redirect {
     /// Reads `MOVED <slot> <host:port>` or `ASK <slot> <host:port>`. An empty host (`:6381`)
-    /// means the host of the node that replied, `replied_by`.
+    /// means the host of the node that replied, `replied_by`; so does `?` here, for want of
+    /// anything better (see [`Redirect::names_unknown_endpoint`]).
     pub fn parse(error: &ServerError, replied_by: &NodeAddr) -> Option<Redirect> {
         let kind = match error.code() {
             "MOVED" => RedirectKind::Moved,
@@ -50,6 +51,23 @@ impl Redirect {
             slot,
             addr: NodeAddr::new(host, port.parse().ok()?),
         })
+    }
+}
+
+impl Redirect {
+    /// Whether the redirection names its target `?:<port>`: a cluster that prefers hostnames
+    /// redirecting to a node that has none. Redis documents `?` as an unknown node, not
+    /// necessarily the one that replied, so [`Redirect::parse`]'s stand-in (the replying node's
+    /// host) is only a last resort: the cluster client first looks for the one node its slot
+    /// map knows on that port.
+    pub fn names_unknown_endpoint(error: &ServerError) -> bool {
+        matches!(error.code(), "MOVED" | "ASK")
+            && error
+                .message()
+                .split_ascii_whitespace()
+                .nth(2)
+                .and_then(|endpoint| endpoint.rsplit_once(':'))
+                .is_some_and(|(host, _)| host == "?")
     }
 }
 
@@ -81,6 +99,11 @@ mod tests {
                 .addr,
             NodeAddr::new("::1", 7003)
         );
+        assert!(Redirect::names_unknown_endpoint(&err("MOVED 3 ?:7004")));
+        assert!(Redirect::names_unknown_endpoint(&err("ASK 3 ?:7004")));
+        for known in ["MOVED 3 h:7004", "MOVED 3 :7004", "ERR ?:1", "MOVED 3"] {
+            assert!(!Redirect::names_unknown_endpoint(&err(known)), "{known}");
+        }
         for bad in [
             "ERR x",
             "MOVED",

@@ -257,6 +257,7 @@ fn shard_nodes(
         Transport::Tls => ("tls-port", "port"),
     };
     let mut master = None;
+    let mut master_failing = false;
     let mut replicas = Vec::new();
     for node in nodes {
         let f = fields(node).ok_or_else(|| bad_shards("a node is not a map"))?;
@@ -273,16 +274,40 @@ fn shard_nodes(
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|&p| p != 0)
         };
-        let port = port_of(wanted)
-            .or_else(|| port_of(other))
-            .ok_or_else(|| bad_shards("a node without a valid port or tls-port"))?;
-        let host = [text_of("endpoint"), text_of("ip")]
-            .into_iter()
-            .find(|h| !h.is_empty() && h != "?")
-            .unwrap_or_else(|| asked.host.clone());
+        // A node with neither port has no address (`noaddr`: another node answered at its
+        // address, as when a node restarts with a fresh identity); Redis lists it without a
+        // port until it is forgotten. It cannot be dialled: skipped, and a master skipped so
+        // leaves its shard's slots unowned in this view.
+        let Some(port) = port_of(wanted).or_else(|| port_of(other)) else {
+            continue;
+        };
+        let endpoint = f
+            .iter()
+            .find(|(k, _)| k == "endpoint")
+            .map(|(_, v)| text(v).unwrap_or_default());
+        let host = match endpoint {
+            // An empty (or NULL) endpoint: `unknown-endpoint`, or a node that does not know its
+            // address; both mean the endpoint that was asked, never the `ip` (behind a load
+            // balancer, an address the client cannot reach).
+            Some(e) if e.is_empty() => asked.host.clone(),
+            Some(e) if e != "?" => e,
+            // `?` (hostnames preferred, none set), or no endpoint field: the `ip`.
+            _ => Some(text_of("ip"))
+                .filter(|ip| !ip.is_empty() && ip != "?")
+                .unwrap_or_else(|| asked.host.clone()),
+        };
         let addr = NodeAddr::new(host, port);
         match text_of("role").as_str() {
-            "master" => master = Some((addr, Some(text_of("id")))),
+            // Redis 7.2+ and Valkey list a dead master that was replaced in the same shard as
+            // its successor, both `master`: a failing one never displaces one that is not,
+            // whatever the order (otherwise the last one listed wins).
+            "master" => {
+                let failing = text_of("health") == "fail";
+                if master.is_none() || master_failing || !failing {
+                    master = Some((addr, Some(text_of("id"))));
+                    master_failing = failing;
+                }
+            }
             _ if text_of("health") == "online" => replicas.push(addr),
             _ => {}
         }
@@ -315,8 +340,9 @@ fn int(v: &Value) -> Option<i64> {
 }
 
 impl Topology {
-    /// Reads a `CLUSTER SLOTS` reply. `asked` is the node that sent it: an empty host in the reply
-    /// means "the address you reached me at". `?` (a node with no hostname while the cluster
+    /// Reads a `CLUSTER SLOTS` reply. `asked` is the node that sent it: an empty or NULL host in
+    /// the reply (NULL is how `cluster-preferred-endpoint-type unknown-endpoint` says it) means
+    /// "the address you reached me at". `?` (a node with no hostname while the cluster
     /// prefers hostnames) means the node's `ip` from the entry's metadata, or, without one, the
     /// host of `asked`. The port is the one the server chose for the connection that asked (with
     /// `tls-cluster yes`, the TLS port for a TLS connection), so no [`Transport`] is needed.
@@ -332,10 +358,13 @@ impl Topology {
             let Value::Array(parts) = v else {
                 return Err(bad("a node is not an array"));
             };
-            let host = parts
-                .first()
-                .and_then(text)
-                .ok_or_else(|| bad("node without host"))?;
+            // NULL (`cluster-preferred-endpoint-type unknown-endpoint`) and an empty host both
+            // mean "the endpoint you asked on".
+            let host = match parts.first() {
+                Some(Value::Null) => String::new(),
+                Some(v) => text(v).ok_or_else(|| bad("node without host"))?,
+                None => return Err(bad("node without host")),
+            };
             let port = parts
                 .get(1)
                 .and_then(int)
@@ -415,15 +444,21 @@ impl Topology {
     /// Reads a `CLUSTER SHARDS` reply (Redis 7+; RESP2 or RESP3). It reports node health, so
     /// replicas that are not `online` are left out, and lists replicas as soon as they are attached.
     ///
-    /// Each node's address is its `endpoint` (the hostname when the cluster prefers hostnames),
-    /// else its `ip`; `asked` stands in for nodes that announce neither (empty or `?`). Its port
+    /// Each node's address is its `endpoint` (the hostname when the cluster prefers hostnames);
+    /// an empty endpoint (`cluster-preferred-endpoint-type unknown-endpoint`) means the host of
+    /// `asked`, as Redis documents; `?` (or no endpoint field) means the node's `ip`, and `asked`
+    /// when that is empty or `?` too. Its port
     /// is the one for `transport`: `tls-port` for [`Transport::Tls`], `port` for
     /// [`Transport::Plain`]; a node announcing only the other one is given that one (its
     /// connection then fails with the transport's own error).
     ///
+    /// A node with neither a valid `port` nor a valid `tls-port` (one Redis flags `noaddr`) is
+    /// left out; when it is a shard's master, that shard's slots have no owner in this view. A
+    /// shard listing two masters (Redis 7.2+ and Valkey keep a dead master beside the replica
+    /// promoted in its place) is served by the one whose health is not `fail`.
+    ///
     /// # Errors
-    /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`, or names a node with
-    /// neither a valid `port` nor a valid `tls-port`.
+    /// [`TopologyError`] when the reply is not shaped like `CLUSTER SHARDS`.
     pub fn from_cluster_shards_over(
         reply: &Value,
         asked: &NodeAddr,
@@ -825,7 +860,8 @@ mod tests {
             plain
         );
 
-        // Neither port (or only zeros) is still refused, for either transport.
+        // Neither port (or only zeros): a node that cannot be dialled, left out for either
+        // transport (Redis lists a `noaddr` node so); its shard then has no owner here.
         let portless = one_shard(vec![vec![
             ("id", s("a")),
             ("port", i(0)),
@@ -833,10 +869,8 @@ mod tests {
             ("role", s("master")),
         ]]);
         for transport in [Transport::Tls, Transport::Plain] {
-            assert!(matches!(
-                Topology::from_cluster_shards_over(&portless, &asked, transport),
-                Err(TopologyError::BadReply(m)) if m.contains("port")
-            ));
+            let t = Topology::from_cluster_shards_over(&portless, &asked, transport).unwrap();
+            assert_eq!(t.covered_slots(), 0);
         }
     }
 
@@ -888,6 +922,108 @@ mod tests {
                 NodeAddr::new("127.0.0.1", 7002)
             ]
         );
+    }
+
+    #[test]
+    fn unknown_endpoints_mean_the_host_that_was_asked_not_the_ip() {
+        // `cluster-preferred-endpoint-type unknown-endpoint`, as Redis 7 sends it: an empty
+        // `endpoint` beside the node's (internal) `ip` in CLUSTER SHARDS, a NULL host in CLUSTER
+        // SLOTS. Both mean the endpoint the client asked on.
+        let asked = NodeAddr::new("lb.example.com", 7000);
+        let (i, s) = (Value::Integer, b);
+        let shards = one_shard(vec![
+            vec![("id", s("a")), ("port", i(7000)), ("ip", s("10.0.0.1"))]
+                .into_iter()
+                .chain([("endpoint", s("")), ("role", s("master"))])
+                .collect(),
+            vec![("id", s("b")), ("port", i(7001)), ("ip", s("10.0.0.2"))]
+                .into_iter()
+                .chain([("endpoint", s("")), ("role", s("replica"))])
+                .chain([("health", s("online"))])
+                .collect(),
+        ]);
+        let t = Topology::from_cluster_shards_over(&shards, &asked, Transport::Plain).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("lb.example.com", 7000));
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![NodeAddr::new("lb.example.com", 7001)]
+        );
+
+        let slots = Value::Array(vec![Value::Array(vec![
+            i(0),
+            i(16383),
+            Value::Array(vec![Value::Null, i(7000), b("a")]),
+            Value::Array(vec![Value::Null, i(7001), b("b"), Value::Map(vec![])]),
+        ])]);
+        let t = Topology::from_cluster_slots(&slots, &asked).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("lb.example.com", 7000));
+        assert_eq!(
+            t.shards()[0].replicas,
+            vec![NodeAddr::new("lb.example.com", 7001)]
+        );
+        // Anything else that is not text is still refused.
+        let bad = Value::Array(vec![Value::Array(vec![
+            i(0),
+            i(16383),
+            Value::Array(vec![i(5), i(7000)]),
+        ])]);
+        assert!(Topology::from_cluster_slots(&bad, &asked).is_err());
+    }
+
+    #[test]
+    fn nodes_without_an_address_are_left_out_not_fatal() {
+        // What Redis 7 lists for a `noaddr` node: no port, empty ip and endpoint.
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let (i, s) = (Value::Integer, b);
+        let noaddr = |role: &str| {
+            vec![("id", s("gone")), ("ip", s("")), ("endpoint", s(""))]
+                .into_iter()
+                .chain([("role", s(role)), ("health", s("loading"))])
+                .collect::<Vec<_>>()
+        };
+        let master = vec![("id", s("a")), ("port", i(7000)), ("ip", s("127.0.0.1"))]
+            .into_iter()
+            .chain([("role", s("master")), ("health", s("online"))])
+            .collect::<Vec<_>>();
+        let t = Topology::from_cluster_shards(&one_shard(vec![master, noaddr("replica")]), &asked)
+            .unwrap();
+        assert_eq!(t.covered_slots(), 16384);
+        assert_eq!(t.shards()[0].master, NodeAddr::new("127.0.0.1", 7000));
+        assert!(t.shards()[0].replicas.is_empty());
+        // A master without an address: its shard has no owner in this view, nothing fails.
+        let replica = vec![("id", s("b")), ("port", i(7001)), ("ip", s("127.0.0.1"))]
+            .into_iter()
+            .chain([("role", s("replica")), ("health", s("online"))])
+            .collect::<Vec<_>>();
+        let t = Topology::from_cluster_shards(&one_shard(vec![noaddr("master"), replica]), &asked)
+            .unwrap();
+        assert_eq!(t.covered_slots(), 0);
+    }
+
+    #[test]
+    fn a_failed_master_listed_beside_its_successor_is_not_the_shards_master() {
+        // Valkey 8.1 (and Redis 7.2+) after a failover whose old master is still down: both in
+        // one shard, both `role master`, the old one `health fail`. The order depends on when
+        // the answering node learned each of them, so both orders must give the live one.
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        let (i, s) = (Value::Integer, b);
+        let node = |port: i64, health: &str| {
+            vec![("id", s("x")), ("port", i(port)), ("ip", s("127.0.0.1"))]
+                .into_iter()
+                .chain([("role", s("master")), ("health", s(health))])
+                .collect::<Vec<_>>()
+        };
+        for nodes in [
+            vec![node(7000, "fail"), node(7003, "online")],
+            vec![node(7003, "online"), node(7000, "fail")],
+        ] {
+            let t = Topology::from_cluster_shards(&one_shard(nodes), &asked).unwrap();
+            assert_eq!(t.shards()[0].master, NodeAddr::new("127.0.0.1", 7003));
+        }
+        // A master that is failing and alone is still the shard's master.
+        let t =
+            Topology::from_cluster_shards(&one_shard(vec![node(7000, "fail")]), &asked).unwrap();
+        assert_eq!(t.shards()[0].master, NodeAddr::new("127.0.0.1", 7000));
     }
 
     #[test]

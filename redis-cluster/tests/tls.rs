@@ -388,3 +388,54 @@ async fn the_periodic_refresh_and_shard_channels_follow_a_failover_on_a_tls_clus
         }
     }
 }
+
+/// `cluster-preferred-endpoint-type unknown-endpoint` (nodes behind a load balancer they do not
+/// know): `CLUSTER SHARDS` gives each node an empty `endpoint` and `CLUSTER SLOTS` a NULL host,
+/// which mean "the endpoint you asked on, with this port". The certificates name only
+/// `localhost` and the seeds are `localhost`: a client that falls back to each node's `ip`
+/// (127.0.0.1) fails verification, and one that refuses the NULL host has no topology.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_endpoints_are_reached_on_the_host_that_was_asked() {
+    let certs = TestCerts::generate().unwrap();
+    let cluster = Cluster::builder()
+        .replicas_per_master(0)
+        .tls(server_tls(&certs, &certs.localhost_only))
+        .args(["--cluster-preferred-endpoint-type", "unknown-endpoint"])
+        .start()
+        .unwrap();
+    let check = |client: &ClusterClient| {
+        let map = client.slot_map();
+        assert_eq!(map.uncovered(), 0);
+        let nodes = map.nodes();
+        assert!(nodes.iter().all(|n| n.host == "localhost"), "{nodes:?}");
+    };
+    let client = ClusterClient::connect(config(&cluster, "localhost", &certs.ca))
+        .await
+        .unwrap();
+    check(&client);
+    for i in 0..100 {
+        let key = format!("u:{i}");
+        client
+            .send(Cmd::new("SET").arg(&key).arg("v"))
+            .await
+            .unwrap();
+    }
+    client.close();
+
+    // The CLUSTER SLOTS fallback: NULL hosts.
+    for node in cluster.nodes() {
+        node.cmd(&["ACL", "SETUSER", "default", "-cluster|shards"])
+            .unwrap();
+    }
+    let client = ClusterClient::connect(config(&cluster, "localhost", &certs.ca))
+        .await
+        .unwrap();
+    check(&client);
+    for i in 0..100 {
+        let key = format!("u:{i}");
+        assert_eq!(
+            client.send(Cmd::new("GET").arg(&key)).await.unwrap(),
+            bulk("v")
+        );
+    }
+}

@@ -20,7 +20,8 @@ type MapFn = dyn Fn(&str, u16) -> (String, u16) + Send + Sync;
 /// mapped hosts (a NAT or ingress whose certificates carry the public names).
 ///
 /// A cluster client dials every node through its template's map, the seeds included: return
-/// addresses that need no mapping unchanged.
+/// addresses that need no mapping unchanged. A map that panics fails only the dial that called
+/// it, with an [`Error::Connect`](crate::Error::Connect) saying so (a reconnect tries again).
 ///
 /// ```
 /// use redis_conn::{AddressMap, ConnectionConfig, ServerAddr};
@@ -79,6 +80,21 @@ impl AddressMap {
     /// The address to dial for the announced `host:port`.
     pub fn map(&self, host: &str, port: u16) -> (String, u16) {
         (self.map)(host, port)
+    }
+
+    /// [`map`](AddressMap::map) for a dial: a map that panics fails that one dial (its message
+    /// is the error), instead of unwinding through the caller or a connection's driver task
+    /// (which would end the connection for good, or leave a cluster's dial unfinished).
+    pub(crate) fn map_for_dial(&self, host: &str, port: u16) -> Result<(String, u16), String> {
+        let call = std::panic::AssertUnwindSafe(|| (self.map)(host, port));
+        std::panic::catch_unwind(call).map_err(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_string());
+            format!("the address map panicked: {message}")
+        })
     }
 
     /// The host TLS verifies for a server announced as `announced` and dialed at `mapped`.

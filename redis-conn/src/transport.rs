@@ -83,7 +83,12 @@ pub(crate) async fn connect(
         )?)),
         ServerAddr::Tcp { host, port } => {
             let (dial_host, dial_port) = match map {
-                Some(map) => map.map(host, *port),
+                Some(map) => map
+                    .map_for_dial(host, *port)
+                    .map_err(|reason| Error::Connect {
+                        addr: text.clone(),
+                        reason,
+                    })?,
                 None => (host.clone(), *port),
             };
             // Said in every error when the dialed address is not the announced one.

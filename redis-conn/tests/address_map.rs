@@ -149,6 +149,17 @@ async fn a_map_that_verifies_mapped_hosts_checks_the_certificate_against_the_dia
         Value::SimpleString("PONG".into())
     );
     assert_eq!(conn.addr(), "10.255.255.1:6379");
+    // A server name set in the TLS settings still wins over the mapped host.
+    let named = config.clone().address_map(map().verify_mapped_host()).tls(
+        TlsConfig::builder()
+            .ca_file(&certs.ca)
+            .server_name("other.example.com")
+            .build(),
+    );
+    match Connection::connect(named).await.unwrap_err() {
+        Error::Tls { reason, .. } => assert!(reason.contains("other.example.com"), "{reason}"),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
     let untrusted = config
         .tls(TlsConfig::default())
         .address_map(map().verify_mapped_host());
@@ -156,4 +167,81 @@ async fn a_map_that_verifies_mapped_hosts_checks_the_certificate_against_the_dia
         Connection::connect(untrusted).await.unwrap_err(),
         Error::Tls { .. }
     ));
+}
+
+/// A map that panics on the calls listed in `panics` (1-based), and otherwise sends
+/// `announced_port` to `target`.
+fn panicking_map(
+    announced_port: u16,
+    target: (String, u16),
+    calls: Arc<AtomicUsize>,
+    panics: &'static [usize],
+) -> AddressMap {
+    AddressMap::new(move |host, port| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(!panics.contains(&n), "the user's map failed on call {n}");
+        if port == announced_port {
+            target.clone()
+        } else {
+            (host.to_string(), port)
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_that_panics_fails_that_dial_only() {
+    let server = RedisServer::start().unwrap();
+    let target = ("127.0.0.1".to_string(), server.port());
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Calls 1 (the first connect) and 3 (the first reconnect) panic.
+    let map = panicking_map(UNREACHABLE, target, Arc::clone(&calls), &[1, 3]);
+    let config = ConnectionConfig::new(ServerAddr::tcp("127.0.0.1", UNREACHABLE))
+        .address_map(map)
+        .backoff(
+            redis_conn::BackoffConfig::default()
+                .base(std::time::Duration::from_millis(10))
+                .max_delay(std::time::Duration::from_millis(50)),
+        );
+
+    // The first connect: a typed error naming the announced address, not a panic in the caller.
+    let first = tokio::spawn(Connection::connect(config.clone())).await;
+    match first {
+        Ok(Err(Error::Connect { addr, reason })) => {
+            assert_eq!(addr, "127.0.0.1:1");
+            assert!(reason.contains("address map panicked"), "{reason}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    let conn = Connection::connect(config).await.unwrap();
+    assert_eq!(
+        conn.send(Cmd::new("PING")).await.unwrap(),
+        Value::SimpleString("PONG".into())
+    );
+
+    // The reconnect after a kill meets the panic once, then reconnects: the driver survives.
+    server
+        .admin()
+        .unwrap()
+        .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.send(Cmd::new("PING")).await {
+            Ok(v) if calls.load(Ordering::SeqCst) >= 4 => {
+                assert_eq!(v, Value::SimpleString("PONG".into()));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the connection never came back after the map panicked: {e}"
+            ),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the map was never called again ({} calls)",
+            calls.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
