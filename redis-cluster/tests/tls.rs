@@ -399,7 +399,7 @@ async fn unknown_endpoints_are_reached_on_the_host_that_was_asked() {
     let certs = TestCerts::generate().unwrap();
     let cluster = Cluster::builder()
         .replicas_per_master(0)
-        .tls(server_tls(&certs, &certs.localhost_only))
+        .tls(ServerTls::new(&certs, &certs.localhost_only))
         .args(["--cluster-preferred-endpoint-type", "unknown-endpoint"])
         .start()
         .unwrap();
