@@ -267,7 +267,10 @@ fn listed_sentinel_ports(sentinel: &test_support::RedisServer) -> Vec<u16> {
 async fn sentinels_learned_at_addresses_only_the_map_reaches_keep_the_client_following() {
     // Sentinel 0 cannot reach the others at the ports they announce either: with the default
     // down-after (1 s) it would flag them down, and a client skips sentinels flagged down.
-    let mut set = SentinelSet::builder().down_after_ms(60_000).start().unwrap();
+    let mut set = SentinelSet::builder()
+        .down_after_ms(60_000)
+        .start()
+        .unwrap();
     // Sentinels 1 and 2 announce ports 1 and 2, where nothing listens; a proxy stands in front
     // of each, and only the map leads there.
     let proxies: Vec<FaultProxy> = set.sentinels()[1..]

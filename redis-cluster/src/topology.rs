@@ -339,6 +339,44 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
+/// One node of a `CLUSTER SLOTS` range (`[host, port, id, metadata]`), with the host rules of
+/// [`Topology::from_cluster_slots`].
+fn slots_node(v: &Value, asked: &NodeAddr) -> Result<(NodeAddr, Option<String>), TopologyError> {
+    let bad = |what: &str| TopologyError::BadReply(what.to_string());
+    let Value::Array(parts) = v else {
+        return Err(bad("a node is not an array"));
+    };
+    // NULL (`cluster-preferred-endpoint-type unknown-endpoint`) and an empty host both mean
+    // "the endpoint you asked on".
+    let host = match parts.first() {
+        Some(Value::Null) => String::new(),
+        Some(v) => text(v).ok_or_else(|| bad("node without host"))?,
+        None => return Err(bad("node without host")),
+    };
+    let port = parts
+        .get(1)
+        .and_then(int)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| bad("node without a valid port"))?;
+    let host = if host.is_empty() {
+        asked.host.clone()
+    } else if host == "?" {
+        parts
+            .get(3)
+            .and_then(fields)
+            .and_then(|meta| {
+                meta.iter()
+                    .find(|(k, _)| k == "ip")
+                    .and_then(|(_, v)| text(v))
+            })
+            .filter(|ip| !ip.is_empty() && ip != "?")
+            .unwrap_or_else(|| asked.host.clone())
+    } else {
+        host
+    };
+    Ok((NodeAddr::new(host, port), parts.get(2).and_then(text)))
+}
+
 impl Topology {
     /// Reads a `CLUSTER SLOTS` reply. `asked` is the node that sent it: an empty or NULL host in
     /// the reply (NULL is how `cluster-preferred-endpoint-type unknown-endpoint` says it) means
@@ -354,40 +392,7 @@ impl Topology {
         let Value::Array(ranges) = reply else {
             return Err(bad("not an array"));
         };
-        let node = |v: &Value| -> Result<(NodeAddr, Option<String>), TopologyError> {
-            let Value::Array(parts) = v else {
-                return Err(bad("a node is not an array"));
-            };
-            // NULL (`cluster-preferred-endpoint-type unknown-endpoint`) and an empty host both
-            // mean "the endpoint you asked on".
-            let host = match parts.first() {
-                Some(Value::Null) => String::new(),
-                Some(v) => text(v).ok_or_else(|| bad("node without host"))?,
-                None => return Err(bad("node without host")),
-            };
-            let port = parts
-                .get(1)
-                .and_then(int)
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| bad("node without a valid port"))?;
-            let host = if host.is_empty() {
-                asked.host.clone()
-            } else if host == "?" {
-                parts
-                    .get(3)
-                    .and_then(fields)
-                    .and_then(|meta| {
-                        meta.iter()
-                            .find(|(k, _)| k == "ip")
-                            .and_then(|(_, v)| text(v))
-                    })
-                    .filter(|ip| !ip.is_empty() && ip != "?")
-                    .unwrap_or_else(|| asked.host.clone())
-            } else {
-                host
-            };
-            Ok((NodeAddr::new(host, port), parts.get(2).and_then(text)))
-        };
+        let node = |v: &Value| slots_node(v, asked);
         if ranges.len() > usize::from(SLOTS) {
             return Err(TopologyError::TooManyRanges {
                 ranges: ranges.len(),
