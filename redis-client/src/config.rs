@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use redis_cluster::{ClusterConfig, NodeAddr};
 use redis_conn::{
-    AddressMap, BackoffConfig, ConnectionConfig, Delivery, Limits, NodeConfig, Protocol,
-    RandomSelector, ReplicaSelector, RoundRobinSelector, Secret, ServerAddr, TlsConfig,
+    AddressMap, BackoffConfig, ConnectionConfig, Delivery, NodeConfig, Protocol, RandomSelector,
+    ReplicaSelector, RoundRobinSelector, Secret, ServerAddr, TlsConfig,
 };
 use redis_pool::PoolConfig;
 use redis_sentinel::SentinelConfig;
@@ -138,37 +138,16 @@ pub struct Config {
     pub(crate) nodes: Vec<ServerAddr>,
     pub(crate) sentinels: Vec<ServerAddr>,
     pub(crate) master_name: Option<String>,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<Secret>,
-    pub(crate) database: i64,
-    pub(crate) client_name: Option<String>,
-    pub(crate) protocol: Protocol,
-    pub(crate) tls: Option<TlsConfig>,
-    pub(crate) address_map: Option<AddressMap>,
+    /// Every data connection's settings, defaults included: each connection is this template
+    /// for its own address (the template's is a placeholder). The sentinel connections take
+    /// their timeouts, limits, backoff, TLS and address map from it too.
+    pub(crate) connection: ConnectionConfig,
     pub(crate) sentinel_username: Option<String>,
     pub(crate) sentinel_password: Option<Secret>,
     pub(crate) sentinel_tls: Option<bool>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Duration,
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff_base: Duration,
-    pub(crate) backoff_max: Duration,
-    pub(crate) backoff_factor: f64,
-    pub(crate) reconnect_attempts: Option<u32>,
-    pub(crate) delivery: Delivery,
-    pub(crate) queue_capacity: usize,
-    pub(crate) limits: Limits,
-    pub(crate) hang_window: Duration,
-    pub(crate) message_queue_bytes: usize,
-    pub(crate) fail_fast: bool,
-    pub(crate) health_check_interval: Option<Duration>,
-    pub(crate) spin_wait: Duration,
     pub(crate) connections: usize,
-    pub(crate) pool_size: usize,
-    pub(crate) pool_min_idle: usize,
-    pub(crate) pool_acquire_timeout: Duration,
-    pub(crate) pool_idle_timeout: Option<Duration>,
-    pub(crate) pool_max_lifetime: Option<Duration>,
+    /// Every node's pool of exclusive connections.
+    pub(crate) pool: PoolConfig,
     pub(crate) read_from_replicas: bool,
     pub(crate) replica_selection: ReplicaSelection,
     pub(crate) topology_refresh: Option<Duration>,
@@ -188,46 +167,22 @@ impl Default for Config {
 impl Config {
     /// Standalone at `127.0.0.1:6379`, with every default (see each setter).
     pub fn new() -> Config {
-        // The layers' defaults: read from them where they can be read, written out where they
-        // cannot (`defaults_are_the_layers_defaults` holds those equal to the layers').
+        // The connections' and the pools' defaults are the layers' own: `Config` holds their
+        // configs. The node's (`connections`), the cluster's and the sentinel's are written out,
+        // since their configs are built from seeds and a node config, which `Config` only has
+        // at connect time (`defaults_are_the_layers_defaults` holds those equal to the layers').
         let server = ServerAddr::tcp("127.0.0.1", 6379);
-        let connection = ConnectionConfig::new(server.clone());
         Config {
             mode: Mode::Standalone,
-            nodes: vec![server],
+            nodes: vec![server.clone()],
             sentinels: Vec::new(),
             master_name: None,
-            username: None,
-            password: None,
-            database: 0,
-            client_name: None,
-            protocol: Protocol::default(),
-            tls: None,
-            address_map: None,
+            connection: ConnectionConfig::new(server),
             sentinel_username: None,
             sentinel_password: None,
             sentinel_tls: None,
-            connect_timeout: connection.get_connect_timeout(),
-            response_timeout: connection.get_response_timeout(),
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(1),
-            backoff_factor: 2.0,
-            reconnect_attempts: BackoffConfig::default().get_max_attempts(),
-            delivery: Delivery::default(),
-            queue_capacity: connection.get_queue_capacity(),
-            limits: *connection.get_limits(),
-            hang_window: ConnectionConfig::DEFAULT_HANG_WINDOW,
-            message_queue_bytes: ConnectionConfig::DEFAULT_MESSAGE_QUEUE_BYTES,
-            fail_fast: false,
-            health_check_interval: Some(Duration::from_secs(1)),
-            spin_wait: Duration::from_micros(50),
             connections: 1,
-            pool_size: 10,
-            pool_min_idle: 0,
-            pool_acquire_timeout: Duration::from_secs(1),
-            pool_idle_timeout: Some(Duration::from_secs(600)),
-            pool_max_lifetime: Some(Duration::from_secs(1800)),
+            pool: PoolConfig::default(),
             read_from_replicas: false,
             replica_selection: ReplicaSelection::Random,
             topology_refresh: Some(Duration::from_secs(30)),
@@ -321,45 +276,39 @@ impl Config {
 
     /// The ACL user (with a password). Without it, `default`.
     #[must_use]
-    pub fn username(mut self, user: impl Into<String>) -> Self {
-        self.username = Some(user.into());
-        self
+    pub fn username(self, user: impl Into<String>) -> Self {
+        self.with_connection(|c| c.username(user))
     }
 
     /// The password of the data nodes (`requirepass`, or the ACL user's). Never printed.
     #[must_use]
-    pub fn password(mut self, password: impl Into<Secret>) -> Self {
-        self.password = Some(password.into());
-        self
+    pub fn password(self, password: impl Into<Secret>) -> Self {
+        self.with_connection(|c| c.password(password))
     }
 
     /// The database to `SELECT` (default 0; a cluster has only 0).
     #[must_use]
-    pub fn database(mut self, db: i64) -> Self {
-        self.database = db;
-        self
+    pub fn database(self, db: i64) -> Self {
+        self.with_connection(|c| c.database(db))
     }
 
     /// A name shown in `CLIENT LIST` (default none).
     #[must_use]
-    pub fn client_name(mut self, name: impl Into<String>) -> Self {
-        self.client_name = Some(name.into());
-        self
+    pub fn client_name(self, name: impl Into<String>) -> Self {
+        self.with_connection(|c| c.client_name(name))
     }
 
     /// RESP3 (the default, with fallback to RESP2 on old servers) or RESP2.
     #[must_use]
-    pub fn protocol(mut self, protocol: Protocol) -> Self {
-        self.protocol = protocol;
-        self
+    pub fn protocol(self, protocol: Protocol) -> Self {
+        self.with_connection(|c| c.protocol(protocol))
     }
 
     /// Connect over TLS with these settings (default: no TLS). Verification is on unless the
     /// settings were built with [`redis_conn::TlsConfigBuilder::dangerous`].
     #[must_use]
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.tls = Some(tls);
-        self
+    pub fn tls(self, tls: TlsConfig) -> Self {
+        self.with_connection(|c| c.tls(tls))
     }
 
     /// Dial `map(host, port)` instead of each `host:port` (default: none, every address is
@@ -391,11 +340,10 @@ impl Config {
     /// ```
     #[must_use]
     pub fn map_address(
-        mut self,
+        self,
         map: impl Fn(&str, u16) -> (String, u16) + Send + Sync + 'static,
     ) -> Self {
-        self.address_map = Some(AddressMap::new(map));
-        self
+        self.address_map(AddressMap::new(map))
     }
 
     /// [`map_address`](Config::map_address) with a map built beforehand, e.g. one whose TLS
@@ -419,9 +367,8 @@ impl Config {
     /// # Ok::<(), redis_client::ConfigError>(())
     /// ```
     #[must_use]
-    pub fn address_map(mut self, map: AddressMap) -> Self {
-        self.address_map = Some(map);
-        self
+    pub fn address_map(self, map: AddressMap) -> Self {
+        self.with_connection(|c| c.address_map(map))
     }
 
     /// Credentials for the sentinels themselves (a sentinel's `requirepass`).
@@ -445,67 +392,58 @@ impl Config {
 
     /// Bound on opening one connection: TCP, TLS and handshake (default 500 ms).
     #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
+    pub fn connect_timeout(self, timeout: Duration) -> Self {
+        self.with_connection(|c| c.connect_timeout(timeout))
     }
 
     /// Deadline of one call, retries included (default 1 s). Blocking commands get their own
     /// timeout on top.
     #[must_use]
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
+    pub fn response_timeout(self, timeout: Duration) -> Self {
+        self.with_connection(|c| c.response_timeout(timeout))
     }
 
     /// Attempts per command, the first included (default 3). Only commands safe to resend are
     /// resent (see the [crate docs](crate#retries-and-delivery)).
     #[must_use]
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
+    pub fn max_attempts(self, attempts: u32) -> Self {
+        self.with_connection(|c| c.max_attempts(attempts))
     }
 
     /// First reconnect backoff ceiling (default 10 ms; full jitter below it).
     #[must_use]
-    pub fn backoff_base(mut self, base: Duration) -> Self {
-        self.backoff_base = base;
-        self
+    pub fn backoff_base(self, base: Duration) -> Self {
+        self.with_backoff(|b| b.base(base))
     }
 
     /// Largest reconnect delay (default 1 s).
     #[must_use]
-    pub fn backoff_max(mut self, max: Duration) -> Self {
-        self.backoff_max = max;
-        self
+    pub fn backoff_max(self, max: Duration) -> Self {
+        self.with_backoff(|b| b.max_delay(max))
     }
 
     /// Growth of the backoff ceiling per attempt (default 2).
     #[must_use]
-    pub fn backoff_factor(mut self, factor: f64) -> Self {
-        self.backoff_factor = factor;
-        self
+    pub fn backoff_factor(self, factor: f64) -> Self {
+        self.with_backoff(|b| b.factor(factor))
     }
 
     /// Reconnect attempts before a connection gives up (default `None`: never).
     #[must_use]
-    pub fn reconnect_attempts(mut self, attempts: Option<u32>) -> Self {
-        self.reconnect_attempts = attempts;
-        self
+    pub fn reconnect_attempts(self, attempts: Option<u32>) -> Self {
+        self.with_backoff(|b| b.max_attempts(attempts))
     }
 
     /// What may be resent once its outcome is unknown (default at most once).
     #[must_use]
-    pub fn delivery(mut self, delivery: Delivery) -> Self {
-        self.delivery = delivery;
-        self
+    pub fn delivery(self, delivery: Delivery) -> Self {
+        self.with_connection(|c| c.delivery(delivery))
     }
 
     /// Requests that may wait per connection (default 10,000); beyond, `QueueFull` at once.
     #[must_use]
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = capacity.max(1);
-        self
+    pub fn queue_capacity(self, capacity: usize) -> Self {
+        self.with_connection(|c| c.queue_capacity(capacity))
     }
 
     /// How long a server may stay silent while calls wait before their connection counts as
@@ -514,9 +452,8 @@ impl Config {
     /// script costs errors only to the calls that waited past theirs. URL option and profile
     /// key `hang_window_ms`. See [`ConnectionConfig::hang_window`].
     #[must_use]
-    pub fn hang_window(mut self, window: Duration) -> Self {
-        self.hang_window = window;
-        self
+    pub fn hang_window(self, window: Duration) -> Self {
+        self.with_connection(|c| c.hang_window(window))
     }
 
     /// How many bytes of pub/sub messages may wait for the application to read them (default
@@ -524,9 +461,8 @@ impl Config {
     /// its socket until the application catches up. URL option and profile key
     /// `message_queue_bytes`. See [`ConnectionConfig::message_queue_bytes`].
     #[must_use]
-    pub fn message_queue_bytes(mut self, bytes: usize) -> Self {
-        self.message_queue_bytes = bytes.max(1);
-        self
+    pub fn message_queue_bytes(self, bytes: usize) -> Self {
+        self.with_connection(|c| c.message_queue_bytes(bytes))
     }
 
     /// The most bytes one reply may span, counted as they arrive (default 513 MiB: one bulk of
@@ -534,9 +470,8 @@ impl Config {
     /// connection and fails its call with an error naming `max_reply_bytes`. URL option and
     /// profile key `max_reply_bytes`.
     #[must_use]
-    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
-        self.limits = self.limits.max_reply_bytes(bytes);
-        self
+    pub fn max_reply_bytes(self, bytes: usize) -> Self {
+        self.with_connection(|c| c.max_reply_bytes(bytes))
     }
 
     /// The most values one reply may hold, at every level of nesting, counted as they arrive
@@ -546,24 +481,21 @@ impl Config {
     /// value while it is built). A reply that passes it fails like
     /// [`Config::max_reply_bytes`]. URL option and profile key `max_reply_elements`.
     #[must_use]
-    pub fn max_reply_elements(mut self, elements: usize) -> Self {
-        self.limits = self.limits.max_reply_elements(elements);
-        self
+    pub fn max_reply_elements(self, elements: usize) -> Self {
+        self.with_connection(|c| c.max_reply_elements(elements))
     }
 
     /// While disconnected, fail calls at once instead of waiting for the reconnect (default
     /// false).
     #[must_use]
-    pub fn fail_fast(mut self, on: bool) -> Self {
-        self.fail_fast = on;
-        self
+    pub fn fail_fast(self, on: bool) -> Self {
+        self.with_connection(|c| c.fail_fast(on))
     }
 
     /// `PING` connections idle this long (default 1 s; `None` turns it off).
     #[must_use]
-    pub fn health_check_interval(mut self, interval: Option<Duration>) -> Self {
-        self.health_check_interval = interval;
-        self
+    pub fn health_check_interval(self, interval: Option<Duration>) -> Self {
+        self.with_connection(|c| c.health_check_interval(interval))
     }
 
     /// How long a connection may poll for the replies it waits for before its task sleeps
@@ -572,9 +504,8 @@ impl Config {
     /// one budget of polling per 64 waits and an idle connection none; with a server on the same
     /// host it saves the thread wake-up per round trip (see [`ConnectionConfig::spin_wait`]).
     #[must_use]
-    pub fn spin_wait(mut self, budget: Duration) -> Self {
-        self.spin_wait = budget;
-        self
+    pub fn spin_wait(self, budget: Duration) -> Self {
+        self.with_connection(|c| c.spin_wait(budget))
     }
 
     /// Shared (multiplexed) connections per node, used in turn (default 1: one connection
@@ -589,35 +520,35 @@ impl Config {
     /// (default 10).
     #[must_use]
     pub fn pool_size(mut self, n: usize) -> Self {
-        self.pool_size = n.max(1);
+        self.pool = self.pool.max_size(n.max(1));
         self
     }
 
     /// Exclusive connections kept open per node (default 0).
     #[must_use]
     pub fn pool_min_idle(mut self, n: usize) -> Self {
-        self.pool_min_idle = n;
+        self.pool = self.pool.min_idle(n);
         self
     }
 
     /// How long to wait for an exclusive connection (default 1 s).
     #[must_use]
     pub fn pool_acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.pool_acquire_timeout = timeout;
+        self.pool = self.pool.acquire_timeout(timeout);
         self
     }
 
     /// Idle exclusive connections are closed after this long (default 10 min).
     #[must_use]
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool_idle_timeout = timeout;
+        self.pool = self.pool.idle_timeout(timeout);
         self
     }
 
     /// Exclusive connections are replaced after this long (default 30 min).
     #[must_use]
     pub fn pool_max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.pool_max_lifetime = lifetime;
+        self.pool = self.pool.max_lifetime(lifetime);
         self
     }
 
@@ -722,6 +653,20 @@ impl Config {
         self
     }
 
+    /// Sets a connection setting on the template every connection is made from.
+    fn with_connection(mut self, set: impl FnOnce(ConnectionConfig) -> ConnectionConfig) -> Self {
+        self.connection = set(self.connection);
+        self
+    }
+
+    /// Sets a reconnect backoff setting, keeping the others.
+    fn with_backoff(self, set: impl FnOnce(BackoffConfig) -> BackoffConfig) -> Self {
+        self.with_connection(|c| {
+            let backoff = set(*c.get_backoff());
+            c.backoff(backoff)
+        })
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -739,17 +684,17 @@ impl Config {
 
     /// The database index.
     pub fn database_index(&self) -> i64 {
-        self.database
+        self.connection.get_database()
     }
 
     /// The TLS settings, when TLS is on.
     pub fn tls_config(&self) -> Option<&TlsConfig> {
-        self.tls.as_ref()
+        self.connection.tls_config()
     }
 
     /// The response timeout.
     pub fn get_response_timeout(&self) -> Duration {
-        self.response_timeout
+        self.connection.get_response_timeout()
     }
 
     /// Checks that the settings fit the mode.
@@ -763,7 +708,7 @@ impl Config {
             Mode::Cluster if self.nodes.is_empty() => Err(ConfigError::new(
                 "cluster mode needs at least one seed node",
             )),
-            Mode::Cluster if self.database != 0 => Err(ConfigError::key(
+            Mode::Cluster if self.connection.get_database() != 0 => Err(ConfigError::key(
                 "database",
                 "a cluster has only database 0",
             )),
@@ -788,64 +733,22 @@ impl Config {
         }
     }
 
-    fn backoff(&self) -> BackoffConfig {
-        BackoffConfig::default()
-            .base(self.backoff_base)
-            .max_delay(self.backoff_max)
-            .factor(self.backoff_factor)
-            .max_attempts(self.reconnect_attempts)
-    }
-
     /// The settings of one connection to `addr`, its events going to `hub`.
     pub(crate) fn connection_config(
         &self,
         addr: ServerAddr,
         hub: &Arc<EventHub>,
     ) -> ConnectionConfig {
-        let mut c = ConnectionConfig::new(addr)
-            .database(self.database)
-            .protocol(self.protocol)
-            .connect_timeout(self.connect_timeout)
-            .response_timeout(self.response_timeout)
-            .backoff(self.backoff())
-            .max_attempts(self.max_attempts)
-            .delivery(self.delivery)
-            .queue_capacity(self.queue_capacity)
-            .message_queue_bytes(self.message_queue_bytes)
-            .hang_window(self.hang_window)
-            .limits(self.limits)
-            .fail_fast(self.fail_fast)
-            .health_check_interval(self.health_check_interval)
-            .spin_wait(self.spin_wait);
-        if let Some(user) = &self.username {
-            c = c.username(user.clone());
-        }
-        if let Some(password) = &self.password {
-            c = c.password(password.clone());
-        }
-        if let Some(name) = &self.client_name {
-            c = c.client_name(name.clone());
-        }
-        if let Some(tls) = &self.tls {
-            c = c.tls(tls.clone());
-        }
-        if let Some(map) = &self.address_map {
-            c = c.address_map(map.clone());
-        }
         let hub = Arc::clone(hub);
-        c.on_event(move |e| hub.emit(Event::Connection(e.clone())))
+        self.connection
+            .with_addr(addr)
+            .on_event(move |e| hub.emit(Event::Connection(e.clone())))
     }
 
     /// The settings of one node (shared connections and exclusive pool).
     pub(crate) fn node_config(&self, addr: ServerAddr, hub: &Arc<EventHub>) -> NodeConfig {
-        let pool = PoolConfig::default()
-            .max_size(self.pool_size)
-            .min_idle(self.pool_min_idle)
-            .acquire_timeout(self.pool_acquire_timeout)
-            .idle_timeout(self.pool_idle_timeout)
-            .max_lifetime(self.pool_max_lifetime);
         NodeConfig::new(self.connection_config(addr, hub))
-            .pool(pool)
+            .pool(self.pool.clone())
             .shared_connections(self.connections)
     }
 
@@ -874,25 +777,6 @@ impl Config {
         let name = self.master_name.clone().ok_or_else(|| {
             ConfigError::key("master_name", "sentinel mode needs the master's name")
         })?;
-        let first = self.sentinels[0].clone();
-        let mut sentinel = ConnectionConfig::new(first)
-            .connect_timeout(self.connect_timeout)
-            .response_timeout(self.response_timeout)
-            .hang_window(self.hang_window)
-            .limits(self.limits)
-            .backoff(self.backoff());
-        if let Some(password) = &self.sentinel_password {
-            sentinel = sentinel.password(password.clone());
-            if let Some(user) = &self.sentinel_username {
-                sentinel = sentinel.username(user.clone());
-            }
-        }
-        if self.sentinel_tls.unwrap_or(self.tls.is_some()) {
-            sentinel = sentinel.tls(self.tls.clone().unwrap_or_default());
-        }
-        if let Some(map) = &self.address_map {
-            sentinel = sentinel.address_map(map.clone());
-        }
         // The data node's address is found by discovery; this one is replaced.
         let placeholder = self.sentinels[0].clone();
         Ok(SentinelConfig::new(
@@ -900,10 +784,36 @@ impl Config {
             name,
             self.node_config(placeholder, hub),
         )
-        .sentinel_connection(sentinel)
+        .sentinel_connection(self.sentinel_connection_config())
         .read_from_replicas(self.read_from_replicas)
         .replica_selector(SharedSelector(self.replica_selection.selector()))
         .poll_interval(self.sentinel_poll))
+    }
+
+    /// The settings of the connections to the sentinels: the data connections' timeouts,
+    /// limits, backoff and address map, the sentinels' own credentials, and TLS as the data
+    /// nodes unless [`Config::sentinel_tls`] says otherwise.
+    fn sentinel_connection_config(&self) -> ConnectionConfig {
+        let data = &self.connection;
+        let mut sentinel = ConnectionConfig::new(self.sentinels[0].clone())
+            .connect_timeout(data.get_connect_timeout())
+            .response_timeout(data.get_response_timeout())
+            .hang_window(data.get_hang_window())
+            .limits(*data.get_limits())
+            .backoff(*data.get_backoff());
+        if let Some(password) = &self.sentinel_password {
+            sentinel = sentinel.password(password.clone());
+            if let Some(user) = &self.sentinel_username {
+                sentinel = sentinel.username(user.clone());
+            }
+        }
+        if self.sentinel_tls.unwrap_or(data.tls_config().is_some()) {
+            sentinel = sentinel.tls(data.tls_config().cloned().unwrap_or_default());
+        }
+        if let Some(map) = data.get_address_map() {
+            sentinel = sentinel.address_map(map.clone());
+        }
+        sentinel
     }
 }
 
@@ -1023,11 +933,11 @@ mod tests {
         let defaults = Config::new();
         let codec = redis_conn::Limits::default();
         assert_eq!(
-            defaults.limits.get_max_reply_bytes(),
+            defaults.connection.get_limits().get_max_reply_bytes(),
             codec.get_max_reply_bytes()
         );
         assert_eq!(
-            defaults.limits.get_max_reply_elements(),
+            defaults.connection.get_limits().get_max_reply_elements(),
             codec.get_max_reply_elements()
         );
         let config = Config::sentinel(["s:1"], "m")
@@ -1100,6 +1010,64 @@ mod tests {
             format!("{:?}", sentinel.sentinel_config(&hub).unwrap()),
             format!("{:?}", layer.replica_selector(selector()))
         );
+    }
+
+    /// What `Config` holds reaches every layer: the data connections (through its template),
+    /// the pools, and the sentinel connections (the template's timeouts and backoff).
+    #[test]
+    fn settings_reach_the_connections_the_pools_and_the_sentinels() {
+        let ms = Duration::from_millis;
+        let config = Config::sentinel(["s:1"], "m")
+            .unwrap()
+            .username("u")
+            .password("pw")
+            .database(3)
+            .client_name("n")
+            .connect_timeout(ms(1))
+            .response_timeout(ms(2))
+            .hang_window(ms(3))
+            .backoff_base(ms(4))
+            .backoff_max(ms(5))
+            .backoff_factor(0.5)
+            .reconnect_attempts(Some(6))
+            .max_attempts(7)
+            .pool_size(8)
+            .pool_min_idle(2);
+        let backoff = BackoffConfig::default()
+            .base(ms(4))
+            .max_delay(ms(5))
+            .factor(0.5)
+            .max_attempts(Some(6));
+        // The sentinels' connections share the timeouts and the backoff; the data connections
+        // add the credentials, the database, the name and the attempts per command.
+        let sentinel = ConnectionConfig::new(ServerAddr::tcp("s", 1))
+            .connect_timeout(ms(1))
+            .response_timeout(ms(2))
+            .hang_window(ms(3))
+            .backoff(backoff);
+        assert_eq!(
+            format!("{:?}", config.sentinel_connection_config()),
+            format!("{sentinel:?}")
+        );
+        let addr = ServerAddr::tcp("h", 1);
+        let connection = sentinel
+            .with_addr(addr.clone())
+            .username("u")
+            .password("pw")
+            .database(3)
+            .client_name("n")
+            .max_attempts(7)
+            .on_event(|_| {});
+        let pool = PoolConfig::default().max_size(8).min_idle(2);
+        let hub = Arc::new(EventHub::new(&[], false));
+        assert_eq!(
+            format!("{:?}", config.node_config(addr, &hub)),
+            format!("{:?}", NodeConfig::new(connection).pool(pool))
+        );
+        // A factor below 1 set in code shows as given; the schedule takes it as 1.
+        assert!(config
+            .settings()
+            .contains(&("retry.backoff_factor", "0.5".to_string())));
     }
 
     #[test]

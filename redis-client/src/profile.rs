@@ -384,7 +384,10 @@ fn profile_config(table: &Table) -> Result<Config, ConfigError> {
     let (config, tls_from_url) = servers(table)?;
     let mut config = apply_settings(table, config)?;
     if let Some(Toml::Table(tls)) = table.get("tls") {
-        config.tls = tls_options(tls, tls_from_url)?.build()?;
+        // TLS built from a `[tls]` table is off only when the URL left it off: nothing to undo.
+        if let Some(tls) = tls_options(tls, tls_from_url)?.build()? {
+            config = config.tls(tls);
+        }
     }
     config.validate()?;
     Ok(config)
@@ -602,61 +605,62 @@ mod tests {
         assert_eq!(local.mode(), Mode::Standalone);
 
         let (c, _) = p.config(Some("prod")).unwrap();
+        let (conn, backoff) = (&c.connection, c.connection.get_backoff());
         assert_eq!(c.mode(), Mode::Cluster);
         assert_eq!(c.nodes().len(), 2);
-        assert_eq!(c.username.as_deref(), Some("app"));
-        assert_eq!(c.password.as_ref().unwrap().expose(), "S3cr3t-marker");
+        assert_eq!(conn.get_username(), Some("app"));
+        assert_eq!(conn.get_password().unwrap().expose(), "S3cr3t-marker");
         assert!(c.read_from_replicas);
         assert_eq!(c.replica_selection.name(), "round_robin");
         assert_eq!(c.topology_refresh, Some(Duration::from_secs(30)));
         assert_eq!(c.min_topology_refresh, Duration::from_millis(500));
         assert_eq!(c.max_redirects, 7);
-        assert_eq!(c.connect_timeout, Duration::from_millis(300));
-        assert_eq!(c.response_timeout, Duration::from_millis(800));
-        assert_eq!(c.health_check_interval, None);
-        assert_eq!(c.spin_wait, Duration::ZERO);
-        assert_eq!(local.spin_wait, Duration::from_micros(50));
+        assert_eq!(conn.get_connect_timeout(), Duration::from_millis(300));
+        assert_eq!(conn.get_response_timeout(), Duration::from_millis(800));
+        assert_eq!(conn.get_health_check_interval(), None);
+        assert_eq!(conn.get_spin_wait(), Duration::ZERO);
+        assert_eq!(local.connection.get_spin_wait(), Duration::from_micros(50));
         assert_eq!(c.connections, 2);
-        assert_eq!(c.queue_capacity, 5000);
+        assert_eq!(conn.get_queue_capacity(), 5000);
         assert_eq!(
             (
-                c.limits.get_max_reply_bytes(),
-                c.limits.get_max_reply_elements()
+                conn.get_limits().get_max_reply_bytes(),
+                conn.get_limits().get_max_reply_elements()
             ),
             (2 << 20, 100_000)
         );
-        assert_eq!(c.hang_window, Duration::from_secs(4));
-        assert_eq!(c.message_queue_bytes, 1 << 20);
-        assert!(c.fail_fast);
-        assert_eq!(c.delivery, Delivery::AtLeastOnce);
-        assert_eq!(c.protocol, Protocol::Resp2);
-        assert_eq!(c.client_name.as_deref(), Some("billing"));
+        assert_eq!(conn.get_hang_window(), Duration::from_secs(4));
+        assert_eq!(conn.get_message_queue_bytes(), 1 << 20);
+        assert!(conn.get_fail_fast());
+        assert_eq!(conn.get_delivery(), Delivery::AtLeastOnce);
+        assert_eq!(conn.get_protocol(), Protocol::Resp2);
+        assert_eq!(conn.get_client_name(), Some("billing"));
         assert!(c.log_events);
-        let tls = c.tls.as_ref().unwrap();
+        let tls = conn.tls_config().unwrap();
         let skipped = tls.skipped_checks();
         assert!(skipped.hostname && !skipped.chain && !skipped.validity_period);
-        assert_eq!(c.max_attempts, 4);
-        assert_eq!(c.backoff_base, Duration::from_millis(20));
-        assert_eq!(c.backoff_max, Duration::from_secs(2));
-        assert_eq!(c.backoff_factor, 3.0);
-        assert_eq!(c.reconnect_attempts, Some(10));
-        assert_eq!(c.pool_size, 16);
-        assert_eq!(c.pool_min_idle, 2);
-        assert_eq!(c.pool_acquire_timeout, Duration::from_millis(250));
-        assert_eq!(c.pool_idle_timeout, None);
-        assert_eq!(c.pool_max_lifetime, Some(Duration::from_secs(60)));
+        assert_eq!(conn.get_max_attempts(), 4);
+        assert_eq!(backoff.get_base(), Duration::from_millis(20));
+        assert_eq!(backoff.get_max_delay(), Duration::from_secs(2));
+        assert_eq!(backoff.get_factor(), 3.0);
+        assert_eq!(backoff.get_max_attempts(), Some(10));
+        assert_eq!(c.pool.get_max_size(), 16);
+        assert_eq!(c.pool.get_min_idle(), 2);
+        assert_eq!(c.pool.get_acquire_timeout(), Duration::from_millis(250));
+        assert_eq!(c.pool.get_idle_timeout(), None);
+        assert_eq!(c.pool.get_max_lifetime(), Some(Duration::from_secs(60)));
 
         let (c, _) = p.config(Some("ha")).unwrap();
         assert_eq!(c.mode(), Mode::Sentinel);
         assert_eq!(c.sentinels().len(), 2);
         assert_eq!(c.master_name.as_deref(), Some("mymaster"));
-        assert_eq!(c.database, 2);
+        assert_eq!(c.connection.get_database(), 2);
         assert_eq!(c.sentinel_username.as_deref(), Some("watcher"));
         assert_eq!(c.sentinel_poll, Duration::from_secs(1));
 
         let (c, _) = p.config(Some("insecure")).unwrap();
         assert_eq!(
-            c.tls.as_ref().unwrap().skipped_checks(),
+            c.connection.tls_config().unwrap().skipped_checks(),
             SkippedChecks::ALL,
             "insecure = true turns off all three checks"
         );
@@ -843,7 +847,7 @@ mod tests {
         )
         .unwrap();
         let (c, _) = p.config(Some("a")).unwrap();
-        assert_eq!(c.password.as_ref().unwrap().expose(), "from-env");
+        assert_eq!(c.connection.get_password().unwrap().expose(), "from-env");
         let both = Profiles::parse(
             &format!("[profiles.a]\npassword = \"x\"\npassword_env = \"{var}\""),
             "f",

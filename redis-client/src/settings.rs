@@ -334,7 +334,7 @@ fn protocol(config: Config, text: &str) -> Result<Config, ConfigError> {
 }
 
 fn protocol_name(config: &Config) -> &'static str {
-    match config.protocol {
+    match config.connection.get_protocol() {
         Protocol::Resp2 => "resp2",
         _ => "resp3",
     }
@@ -353,7 +353,7 @@ fn delivery(config: Config, text: &str) -> Result<Config, ConfigError> {
 }
 
 fn delivery_name(config: &Config) -> &'static str {
-    match config.delivery {
+    match config.connection.get_delivery() {
         Delivery::AtLeastOnce => "at_least_once",
         _ => "at_most_once",
     }
@@ -393,25 +393,28 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "username",
         url: &[],
-        value: Value::Text(|c| c.username.as_deref(), |c, v| c.username(v)),
+        value: Value::Text(|c| c.connection.get_username(), |c, v| c.username(v)),
         doc: "the ACL user (a URL's user info)",
     },
     Setting {
         name: "password",
         url: &[],
-        value: Value::Secret(|c| c.password.is_some(), |c, v| c.password(v)),
+        value: Value::Secret(
+            |c| c.connection.get_password().is_some(),
+            |c, v| c.password(v),
+        ),
         doc: "the data nodes' password (a URL's user info)",
     },
     Setting {
         name: "database",
         url: &["db", "database"],
-        value: Value::Integer(|c| c.database, Config::database),
+        value: Value::Integer(|c| c.connection.get_database(), Config::database),
         doc: "the database to `SELECT` (also a URL's path)",
     },
     Setting {
         name: "client_name",
         url: &["client_name"],
-        value: Value::Text(|c| c.client_name.as_deref(), |c, v| c.client_name(v)),
+        value: Value::Text(|c| c.connection.get_client_name(), |c, v| c.client_name(v)),
         doc: "the name `CLIENT LIST` shows",
     },
     Setting {
@@ -427,7 +430,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "tls",
         url: &[],
-        value: Value::Shown(|c| match &c.tls {
+        value: Value::Shown(|c| match c.connection.tls_config() {
             None => "off".to_string(),
             Some(t) => format!("{t:?}"),
         }),
@@ -437,7 +440,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         name: "address_map",
         url: &[],
         value: Value::Shown(|c| {
-            match &c.address_map {
+            match c.connection.get_address_map() {
                 Some(map) if map.verifies_mapped_host() => "set, TLS verifies the mapped host",
                 Some(_) => "set",
                 None => "(none)",
@@ -474,7 +477,10 @@ pub(crate) static SETTINGS: &[Setting] = &[
         name: "sentinel_tls",
         url: &["sentinel_tls"],
         value: Value::Flag(
-            |c| c.sentinel_tls.unwrap_or(c.tls.is_some()),
+            |c| {
+                c.sentinel_tls
+                    .unwrap_or(c.connection.tls_config().is_some())
+            },
             Config::sentinel_tls,
         ),
         doc: "reach the sentinels over TLS (default: as the data nodes)",
@@ -482,13 +488,19 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "connect_timeout_ms",
         url: &["connect_timeout_ms"],
-        value: Value::Millis(|c| c.connect_timeout, Config::connect_timeout),
+        value: Value::Millis(
+            |c| c.connection.get_connect_timeout(),
+            Config::connect_timeout,
+        ),
         doc: "bound on opening one connection",
     },
     Setting {
         name: "timeout_ms",
         url: &["timeout_ms"],
-        value: Value::Millis(|c| c.response_timeout, Config::response_timeout),
+        value: Value::Millis(
+            |c| c.connection.get_response_timeout(),
+            Config::response_timeout,
+        ),
         doc: "deadline of one call, retries included",
     },
     Setting {
@@ -496,7 +508,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["max_attempts"],
         value: Value::Count32 {
             min: 1,
-            get: |c| c.max_attempts,
+            get: |c| c.connection.get_max_attempts(),
             set: Config::max_attempts,
         },
         doc: "attempts per command, the first included",
@@ -504,25 +516,37 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "retry.backoff_base_ms",
         url: &["backoff_base_ms"],
-        value: Value::Millis(|c| c.backoff_base, Config::backoff_base),
+        value: Value::Millis(
+            |c| c.connection.get_backoff().get_base(),
+            Config::backoff_base,
+        ),
         doc: "first reconnect backoff ceiling",
     },
     Setting {
         name: "retry.backoff_max_ms",
         url: &["backoff_max_ms"],
-        value: Value::Millis(|c| c.backoff_max, Config::backoff_max),
+        value: Value::Millis(
+            |c| c.connection.get_backoff().get_max_delay(),
+            Config::backoff_max,
+        ),
         doc: "largest reconnect delay",
     },
     Setting {
         name: "retry.backoff_factor",
         url: &["backoff_factor"],
-        value: Value::Factor(|c| c.backoff_factor, Config::backoff_factor),
+        value: Value::Factor(
+            |c| c.connection.get_backoff().get_factor(),
+            Config::backoff_factor,
+        ),
         doc: "growth of the backoff ceiling per attempt",
     },
     Setting {
         name: "retry.reconnect_attempts",
         url: &["reconnect_attempts"],
-        value: Value::CountOrUnlimited(|c| c.reconnect_attempts, Config::reconnect_attempts),
+        value: Value::CountOrUnlimited(
+            |c| c.connection.get_backoff().get_max_attempts(),
+            Config::reconnect_attempts,
+        ),
         doc: "reconnect attempts before a connection gives up",
     },
     Setting {
@@ -540,7 +564,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["queue_capacity"],
         value: Value::Count {
             min: 0,
-            get: |c| c.queue_capacity,
+            get: |c| c.connection.get_queue_capacity(),
             set: Config::queue_capacity,
         },
         doc: "requests that may wait per connection",
@@ -548,7 +572,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "hang_window_ms",
         url: &["hang_window_ms"],
-        value: Value::Millis(|c| c.hang_window, Config::hang_window),
+        value: Value::Millis(|c| c.connection.get_hang_window(), Config::hang_window),
         doc: "silence, while calls wait, after which a connection is replaced",
     },
     Setting {
@@ -556,7 +580,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["message_queue_bytes"],
         value: Value::Count {
             min: 0,
-            get: |c| c.message_queue_bytes,
+            get: |c| c.connection.get_message_queue_bytes(),
             set: Config::message_queue_bytes,
         },
         doc: "bytes of pub/sub messages that may wait to be read",
@@ -566,7 +590,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["max_reply_bytes"],
         value: Value::Count {
             min: 0,
-            get: |c| c.limits.get_max_reply_bytes(),
+            get: |c| c.connection.get_limits().get_max_reply_bytes(),
             set: Config::max_reply_bytes,
         },
         doc: "the most bytes one reply may span",
@@ -576,7 +600,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["max_reply_elements"],
         value: Value::Count {
             min: 0,
-            get: |c| c.limits.get_max_reply_elements(),
+            get: |c| c.connection.get_limits().get_max_reply_elements(),
             set: Config::max_reply_elements,
         },
         doc: "the most values one reply may hold",
@@ -584,19 +608,22 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "fail_fast",
         url: &["fail_fast"],
-        value: Value::Flag(|c| c.fail_fast, Config::fail_fast),
+        value: Value::Flag(|c| c.connection.get_fail_fast(), Config::fail_fast),
         doc: "while disconnected, fail calls at once",
     },
     Setting {
         name: "health_check_interval_ms",
         url: &["health_check_interval_ms"],
-        value: Value::MillisOrOff(|c| c.health_check_interval, Config::health_check_interval),
+        value: Value::MillisOrOff(
+            |c| c.connection.get_health_check_interval(),
+            Config::health_check_interval,
+        ),
         doc: "`PING` connections idle this long",
     },
     Setting {
         name: "spin_wait_us",
         url: &["spin_wait_us"],
-        value: Value::Micros(|c| c.spin_wait, Config::spin_wait),
+        value: Value::Micros(|c| c.connection.get_spin_wait(), Config::spin_wait),
         doc: "how long a connection polls for replies before it sleeps",
     },
     Setting {
@@ -614,7 +641,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["pool_size"],
         value: Value::Count {
             min: 1,
-            get: |c| c.pool_size,
+            get: |c| c.pool.get_max_size(),
             set: Config::pool_size,
         },
         doc: "most exclusive connections per node (blocking commands, WATCH)",
@@ -624,7 +651,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         url: &["pool_min_idle"],
         value: Value::Count {
             min: 0,
-            get: |c| c.pool_min_idle,
+            get: |c| c.pool.get_min_idle(),
             set: Config::pool_min_idle,
         },
         doc: "exclusive connections kept open per node",
@@ -632,19 +659,22 @@ pub(crate) static SETTINGS: &[Setting] = &[
     Setting {
         name: "pool.acquire_timeout_ms",
         url: &["pool_acquire_timeout_ms"],
-        value: Value::Millis(|c| c.pool_acquire_timeout, Config::pool_acquire_timeout),
+        value: Value::Millis(
+            |c| c.pool.get_acquire_timeout(),
+            Config::pool_acquire_timeout,
+        ),
         doc: "how long to wait for an exclusive connection",
     },
     Setting {
         name: "pool.idle_timeout_ms",
         url: &["pool_idle_timeout_ms"],
-        value: Value::MillisOrOff(|c| c.pool_idle_timeout, Config::pool_idle_timeout),
+        value: Value::MillisOrOff(|c| c.pool.get_idle_timeout(), Config::pool_idle_timeout),
         doc: "idle exclusive connections are closed after this long",
     },
     Setting {
         name: "pool.max_lifetime_ms",
         url: &["pool_max_lifetime_ms"],
-        value: Value::MillisOrOff(|c| c.pool_max_lifetime, Config::pool_max_lifetime),
+        value: Value::MillisOrOff(|c| c.pool.get_max_lifetime(), Config::pool_max_lifetime),
         doc: "exclusive connections are replaced after this long",
     },
     Setting {
@@ -1095,7 +1125,11 @@ mod tests {
         for profile in ["protocol = \"2\"", "protocol = 2", "protocol = \"resp2\""] {
             let table: Table = profile.parse().unwrap();
             let config = apply_settings(&table, Config::new()).unwrap();
-            assert_eq!(config.protocol, Protocol::Resp2, "{profile}");
+            assert_eq!(
+                config.connection.get_protocol(),
+                Protocol::Resp2,
+                "{profile}"
+            );
         }
         // A value a profile refuses, a URL refuses too (a URL raised it to 1 before).
         let err = crate::url::parse("redis://h?max_attempts=0").unwrap_err();

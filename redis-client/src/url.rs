@@ -256,43 +256,52 @@ mod tests {
     #[test]
     fn standalone_urls_carry_credentials_database_and_options() {
         let c = parse("redis://app:p%40ss@cache.internal:6380/3?protocol=resp2&client_name=web&timeout_ms=250&spin_wait_us=20&max_reply_bytes=1048576&max_reply_elements=1000&hang_window_ms=3500&message_queue_bytes=1000000").unwrap();
-        assert_eq!(c.message_queue_bytes, 1_000_000);
-        assert_eq!(c.hang_window, Duration::from_millis(3500));
-        assert_eq!(c.spin_wait, Duration::from_micros(20));
+        assert_eq!(c.connection.get_message_queue_bytes(), 1_000_000);
+        assert_eq!(c.connection.get_hang_window(), Duration::from_millis(3500));
+        assert_eq!(c.connection.get_spin_wait(), Duration::from_micros(20));
         assert_eq!(
             (
-                c.limits.get_max_reply_bytes(),
-                c.limits.get_max_reply_elements()
+                c.connection.get_limits().get_max_reply_bytes(),
+                c.connection.get_limits().get_max_reply_elements()
             ),
             (1 << 20, 1000)
         );
         assert_eq!(c.mode(), Mode::Standalone);
         assert_eq!(c.nodes(), &[ServerAddr::tcp("cache.internal", 6380)]);
-        assert_eq!(c.username.as_deref(), Some("app"));
-        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("p@ss"));
-        assert_eq!(c.database, 3);
-        assert_eq!(c.protocol, Protocol::Resp2);
-        assert_eq!(c.client_name.as_deref(), Some("web"));
-        assert_eq!(c.response_timeout, Duration::from_millis(250));
-        assert!(c.tls.is_none());
+        assert_eq!(c.connection.get_username(), Some("app"));
+        assert_eq!(
+            c.connection.get_password().map(|p| p.expose()),
+            Some("p@ss")
+        );
+        assert_eq!(c.connection.get_database(), 3);
+        assert_eq!(c.connection.get_protocol(), Protocol::Resp2);
+        assert_eq!(c.connection.get_client_name(), Some("web"));
+        assert_eq!(
+            c.connection.get_response_timeout(),
+            Duration::from_millis(250)
+        );
+        assert!(c.connection.tls_config().is_none());
 
         let c = parse("redis://localhost").unwrap();
         assert_eq!(c.nodes(), &[ServerAddr::tcp("localhost", 6379)]);
-        assert_eq!(c.database, 0);
+        assert_eq!(c.connection.get_database(), 0);
         let c = parse("redis://secret@[::1]:7000").unwrap();
         assert_eq!(c.nodes(), &[ServerAddr::tcp("::1", 7000)]);
-        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("secret"));
-        assert!(c.username.is_none());
+        assert_eq!(
+            c.connection.get_password().map(|p| p.expose()),
+            Some("secret")
+        );
+        assert!(c.connection.get_username().is_none());
     }
 
     #[test]
     fn tls_unix_cluster_and_sentinel_forms() {
         let c = parse("rediss://h:6390?ca_file=/etc/ca.pem&server_name=redis.internal").unwrap();
-        let tls = c.tls.as_ref().unwrap();
+        let tls = c.connection.tls_config().unwrap();
         assert!(!tls.is_dangerous());
         assert_eq!(tls.server_name(), Some("redis.internal"));
         let c = parse("rediss://h?insecure=true").unwrap();
-        assert!(c.tls.as_ref().unwrap().is_dangerous());
+        assert!(c.connection.tls_config().unwrap().is_dangerous());
         assert!(
             parse("redis://h?insecure=true").is_err(),
             "insecure without TLS"
@@ -300,7 +309,7 @@ mod tests {
 
         let c = parse("redis+unix:///var/run/redis.sock?db=2").unwrap();
         assert_eq!(c.nodes(), &[ServerAddr::Unix("/var/run/redis.sock".into())]);
-        assert_eq!(c.database, 2);
+        assert_eq!(c.connection.get_database(), 2);
 
         let c = parse(
             "redis+cluster://a:7000,b:7001,c?read_from_replicas=true&replica_selector=round_robin",
@@ -311,7 +320,11 @@ mod tests {
         assert_eq!(c.nodes()[2], ServerAddr::tcp("c", 6379));
         assert!(c.read_from_replicas);
         assert_eq!(c.replica_selection.name(), "round_robin");
-        assert!(parse("rediss+cluster://a:7000").unwrap().tls.is_some());
+        assert!(parse("rediss+cluster://a:7000")
+            .unwrap()
+            .connection
+            .tls_config()
+            .is_some());
 
         let c = parse("redis+sentinel://:pw@s1,s2:26380/mymaster/1?sentinel_password=sp").unwrap();
         assert_eq!(c.mode(), Mode::Sentinel);
@@ -320,8 +333,8 @@ mod tests {
             &[ServerAddr::tcp("s1", 26379), ServerAddr::tcp("s2", 26380)]
         );
         assert_eq!(c.master_name.as_deref(), Some("mymaster"));
-        assert_eq!(c.database, 1);
-        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("pw"));
+        assert_eq!(c.connection.get_database(), 1);
+        assert_eq!(c.connection.get_password().map(|p| p.expose()), Some("pw"));
         assert_eq!(c.sentinel_password.as_ref().map(|p| p.expose()), Some("sp"));
     }
 
@@ -330,7 +343,7 @@ mod tests {
         let c = parse_many(["redis://:pw@a:7000", "redis://b:7001"]).unwrap();
         assert_eq!(c.mode(), Mode::Cluster);
         assert_eq!(c.nodes().len(), 2);
-        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("pw"));
+        assert_eq!(c.connection.get_password().map(|p| p.expose()), Some("pw"));
         assert_eq!(parse_many(["redis://a"]).unwrap().mode(), Mode::Standalone);
         assert!(parse_many(Vec::<&str>::new()).is_err());
         assert!(parse_many(["redis+sentinel://s/m", "redis://b"]).is_err());
@@ -370,7 +383,7 @@ mod tests {
     #[test]
     fn an_encoded_password_with_reserved_characters_round_trips() {
         let c = parse(&format!("redis://u:{ENCODED}@h:1/2")).unwrap();
-        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some(RAW));
+        assert_eq!(c.connection.get_password().map(|p| p.expose()), Some(RAW));
         assert_eq!(c.nodes(), &[ServerAddr::tcp("h", 1)]);
         let c = parse(&format!(
             "redis+sentinel://s/m?sentinel%5Fpassword={ENCODED}"
@@ -379,7 +392,7 @@ mod tests {
         assert_eq!(c.sentinel_password.as_ref().map(|p| p.expose()), Some(RAW));
         // An `@` in a query value is no password and still parses.
         let c = parse("redis://h?client_name=a@b").unwrap();
-        assert_eq!(c.client_name.as_deref(), Some("a@b"));
+        assert_eq!(c.connection.get_client_name(), Some("a@b"));
     }
 
     #[test]

@@ -67,14 +67,11 @@ impl BackoffConfig {
         self
     }
 
-    /// How much the ceiling grows per attempt. Defaults to 2; values below 1 are taken as 1.
+    /// How much the ceiling grows per attempt. Defaults to 2; values below 1 (and values that
+    /// are not finite) are taken as 1. [`BackoffConfig::get_factor`] reads it back as given.
     #[must_use]
     pub fn factor(mut self, factor: f64) -> Self {
-        self.factor = if factor.is_finite() {
-            factor.max(1.0)
-        } else {
-            1.0
-        };
+        self.factor = factor;
         self
     }
 
@@ -101,19 +98,51 @@ impl BackoffConfig {
         self
     }
 
+    /// The configured [`BackoffConfig::base`].
+    #[must_use]
+    pub fn get_base(&self) -> Duration {
+        self.base
+    }
+
+    /// The configured [`BackoffConfig::factor`], as given (the schedule takes one below 1 as 1).
+    #[must_use]
+    pub fn get_factor(&self) -> f64 {
+        self.factor
+    }
+
+    /// The configured [`BackoffConfig::max_delay`].
+    #[must_use]
+    pub fn get_max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
     /// The configured attempt limit.
+    #[must_use]
     pub fn get_max_attempts(&self) -> Option<u32> {
         self.max_attempts
     }
 
     /// The configured [`BackoffConfig::healthy_after`].
+    #[must_use]
     pub fn get_healthy_after(&self) -> Duration {
         self.healthy_after
     }
 
+    /// The factor the schedule follows: the configured one, at least 1 (1 when not finite).
+    ///
+    /// Kept as given and clamped here, not in the setter, so that a layer above can show
+    /// the factor it was given (redis-client's `rcli config`) by reading it back.
+    fn growth(&self) -> f64 {
+        if self.factor.is_finite() {
+            self.factor.max(1.0)
+        } else {
+            1.0
+        }
+    }
+
     /// The ceiling of attempt `n`: `min(max_delay, base * factor^n)`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        let exp = self.factor.powi(attempt.min(1000) as i32);
+        let exp = self.growth().powi(attempt.min(1000) as i32);
         let nanos = self.base.as_nanos() as f64 * exp;
         if !nanos.is_finite() || nanos >= self.max_delay.as_nanos() as f64 {
             self.max_delay
@@ -217,6 +246,25 @@ mod tests {
         }
         // Full jitter halves the expected wait: about 1.6 s.
         assert!(total / 100 < Duration::from_secs(2), "{:?}", total / 100);
+    }
+
+    #[test]
+    fn a_factor_below_one_or_not_finite_grows_like_one_and_reads_back_as_given() {
+        let flat = BackoffConfig::default().factor(1.0);
+        for factor in [0.5, 0.0, -3.0, f64::NAN, f64::INFINITY] {
+            let config = BackoffConfig::default().factor(factor);
+            for n in [0, 1, 7, 1000] {
+                assert_eq!(config.ceiling(n), flat.ceiling(n), "factor {factor}");
+            }
+            assert_eq!(config.get_factor().to_bits(), factor.to_bits());
+        }
+        let config = BackoffConfig::default()
+            .base(Duration::from_millis(3))
+            .max_delay(Duration::from_secs(9))
+            .factor(2.5);
+        assert_eq!(config.get_base(), Duration::from_millis(3));
+        assert_eq!(config.get_max_delay(), Duration::from_secs(9));
+        assert_eq!(config.get_factor(), 2.5);
     }
 
     #[test]

@@ -141,21 +141,11 @@ impl ConnectionConfig {
         self
     }
 
-    /// The address map, if one is set.
-    pub fn get_address_map(&self) -> Option<&AddressMap> {
-        self.address_map.as_ref()
-    }
-
     /// Connects over TLS with these settings.
     #[must_use]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
-    }
-
-    /// The TLS settings, if any.
-    pub fn tls_config(&self) -> Option<&TlsConfig> {
-        self.tls.as_ref()
     }
 
     /// The ACL user name (with [`ConnectionConfig::password`]). Without it, `default`.
@@ -255,21 +245,6 @@ impl ConnectionConfig {
         self
     }
 
-    /// The response timeout in force.
-    pub fn get_response_timeout(&self) -> Duration {
-        self.response_timeout
-    }
-
-    /// The connect timeout in force (TCP, TLS and the Redis handshake together).
-    pub fn get_connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// The queue capacity in force.
-    pub fn get_queue_capacity(&self) -> usize {
-        self.queue_capacity
-    }
-
     /// While disconnected, fail calls at once instead of letting them wait (within their
     /// deadline) for the reconnect. Default false.
     #[must_use]
@@ -331,11 +306,6 @@ impl ConnectionConfig {
         self
     }
 
-    /// The decoder limits in force.
-    pub fn get_limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Sends `READONLY` on every connect (cluster replica connections).
     #[must_use]
     pub fn readonly(mut self, readonly: bool) -> Self {
@@ -375,11 +345,6 @@ impl ConnectionConfig {
         self
     }
 
-    /// Whether the connection is declared exclusive.
-    pub fn is_exclusive(&self) -> bool {
-        self.exclusive
-    }
-
     /// Calls `f` for every event.
     #[must_use]
     pub fn on_event(self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
@@ -417,5 +382,191 @@ impl ConnectionConfig {
     ) -> Self {
         self.callbacks.push(filter, Arc::new(f));
         self
+    }
+}
+
+/// Reading the settings back, each getter named as its setter: what a layer above needs to
+/// hold a `ConnectionConfig` as its template instead of copying its fields (redis-client's
+/// `Config` does), and to show the settings in force.
+impl ConnectionConfig {
+    /// The address map, if one is set.
+    #[must_use]
+    pub fn get_address_map(&self) -> Option<&AddressMap> {
+        self.address_map.as_ref()
+    }
+
+    /// The TLS settings, if any.
+    #[must_use]
+    pub fn tls_config(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The ACL user name, if one is set.
+    #[must_use]
+    pub fn get_username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// The password, if one is set (its `Debug` and `Display` show `***`).
+    #[must_use]
+    pub fn get_password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
+    /// The database to `SELECT`.
+    #[must_use]
+    pub fn get_database(&self) -> i64 {
+        self.database
+    }
+
+    /// The name set with `CLIENT SETNAME`, if one is set.
+    #[must_use]
+    pub fn get_client_name(&self) -> Option<&str> {
+        self.client_name.as_deref()
+    }
+
+    /// The protocol.
+    #[must_use]
+    pub fn get_protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The connect timeout in force (TCP, TLS and the Redis handshake together).
+    #[must_use]
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The response timeout in force.
+    #[must_use]
+    pub fn get_response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// The reconnect schedule.
+    #[must_use]
+    pub fn get_backoff(&self) -> &BackoffConfig {
+        &self.backoff
+    }
+
+    /// Attempts per command, the first included.
+    #[must_use]
+    pub fn get_max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// What may be resent when a command's outcome became unknown.
+    #[must_use]
+    pub fn get_delivery(&self) -> Delivery {
+        self.delivery
+    }
+
+    /// The queue capacity in force.
+    #[must_use]
+    pub fn get_queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// How many bytes of pub/sub messages may wait for the application.
+    #[must_use]
+    pub fn get_message_queue_bytes(&self) -> usize {
+        self.message_queue_bytes
+    }
+
+    /// Whether calls fail at once while disconnected.
+    #[must_use]
+    pub fn get_fail_fast(&self) -> bool {
+        self.fail_fast
+    }
+
+    /// The hang window in force.
+    #[must_use]
+    pub fn get_hang_window(&self) -> Duration {
+        self.hang_window
+    }
+
+    /// The idle time after which a connection is `PING`ed (`None`: never).
+    #[must_use]
+    pub fn get_health_check_interval(&self) -> Option<Duration> {
+        self.health_check_interval
+    }
+
+    /// The decoder limits in force.
+    #[must_use]
+    pub fn get_limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether `READONLY` is sent on every connect.
+    #[must_use]
+    pub fn get_readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// Whether the connection reconnects after it breaks.
+    #[must_use]
+    pub fn get_reconnect(&self) -> bool {
+        self.reconnect
+    }
+
+    /// Whether the connection is declared exclusive.
+    #[must_use]
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    /// How long the connection may poll for replies before its task sleeps.
+    #[must_use]
+    pub fn get_spin_wait(&self) -> Duration {
+        self.spin_wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_reads_back_as_set() {
+        let backoff = BackoffConfig::default().base(Duration::from_millis(7));
+        let config = ConnectionConfig::new(ServerAddr::tcp("h", 1))
+            .username("u")
+            .password("pw")
+            .database(4)
+            .client_name("n")
+            .protocol(Protocol::Resp2)
+            .connect_timeout(Duration::from_millis(1))
+            .response_timeout(Duration::from_millis(2))
+            .hang_window(Duration::from_millis(3))
+            .backoff(backoff)
+            .max_attempts(0)
+            .delivery(Delivery::AtLeastOnce)
+            .queue_capacity(5)
+            .message_queue_bytes(6)
+            .fail_fast(true)
+            .health_check_interval(None)
+            .max_reply_elements(8)
+            .readonly(true)
+            .reconnect(false)
+            .exclusive(true)
+            .spin_wait(Duration::from_micros(9));
+        assert_eq!(config.get_username(), Some("u"));
+        assert_eq!(config.get_password().map(Secret::expose), Some("pw"));
+        assert_eq!(config.get_database(), 4);
+        assert_eq!(config.get_client_name(), Some("n"));
+        assert_eq!(config.get_protocol(), Protocol::Resp2);
+        assert_eq!(config.get_connect_timeout(), Duration::from_millis(1));
+        assert_eq!(config.get_response_timeout(), Duration::from_millis(2));
+        assert_eq!(config.get_hang_window(), Duration::from_millis(3));
+        assert_eq!(*config.get_backoff(), backoff);
+        assert_eq!(config.get_max_attempts(), 1, "raised to 1 by the setter");
+        assert_eq!(config.get_delivery(), Delivery::AtLeastOnce);
+        assert_eq!(config.get_queue_capacity(), 5);
+        assert_eq!(config.get_message_queue_bytes(), 6);
+        assert!(config.get_fail_fast());
+        assert_eq!(config.get_health_check_interval(), None);
+        assert_eq!(config.get_limits().get_max_reply_elements(), 8);
+        assert!(config.get_readonly() && !config.get_reconnect() && config.is_exclusive());
+        assert_eq!(config.get_spin_wait(), Duration::from_micros(9));
     }
 }

@@ -182,6 +182,58 @@ impl PoolConfig {
     }
 }
 
+/// Reading the settings back, each getter named as its setter (a layer above holds a
+/// `PoolConfig` and shows what it holds).
+impl PoolConfig {
+    /// The configured [`PoolConfig::max_size`].
+    #[must_use]
+    pub fn get_max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// The configured [`PoolConfig::min_idle`] (a pool keeps at most `max_size`).
+    #[must_use]
+    pub fn get_min_idle(&self) -> usize {
+        self.min_idle
+    }
+
+    /// The configured [`PoolConfig::acquire_timeout`].
+    #[must_use]
+    pub fn get_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The configured [`PoolConfig::idle_timeout`].
+    #[must_use]
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// The configured [`PoolConfig::max_lifetime`].
+    #[must_use]
+    pub fn get_max_lifetime(&self) -> Option<Duration> {
+        self.max_lifetime
+    }
+
+    /// The configured [`PoolConfig::check_after_idle`].
+    #[must_use]
+    pub fn get_check_after_idle(&self) -> Duration {
+        self.check_after_idle
+    }
+
+    /// The configured [`PoolConfig::check_interval`].
+    #[must_use]
+    pub fn get_check_interval(&self) -> Option<Duration> {
+        self.check_interval
+    }
+
+    /// The configured [`PoolConfig::recycle_timeout`].
+    #[must_use]
+    pub fn get_recycle_timeout(&self) -> Duration {
+        self.recycle_timeout
+    }
+}
+
 /// The phase of [`Pool::get`] that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -873,5 +925,31 @@ async fn maintain<M: Manager>(pool: Weak<Inner<M>>) {
         }
         drop(inner);
         tokio::time::sleep(period).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_reads_back_as_set() {
+        let config = PoolConfig::default()
+            .max_size(3)
+            .min_idle(5)
+            .acquire_timeout(Duration::from_millis(1))
+            .idle_timeout(None)
+            .max_lifetime(Some(Duration::from_millis(2)))
+            .check_after_idle(Duration::from_millis(3))
+            .check_interval(None)
+            .recycle_timeout(Duration::from_millis(4));
+        assert_eq!(config.get_max_size(), 3);
+        assert_eq!(config.get_min_idle(), 5, "as set: the pool clamps it");
+        assert_eq!(config.get_acquire_timeout(), Duration::from_millis(1));
+        assert_eq!(config.get_idle_timeout(), None);
+        assert_eq!(config.get_max_lifetime(), Some(Duration::from_millis(2)));
+        assert_eq!(config.get_check_after_idle(), Duration::from_millis(3));
+        assert_eq!(config.get_check_interval(), None);
+        assert_eq!(config.get_recycle_timeout(), Duration::from_millis(4));
     }
 }
