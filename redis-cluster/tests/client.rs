@@ -10,6 +10,9 @@ use redis_cluster::{slot, ClusterClient, ClusterConfig, ClusterError, NodeAddr};
 use redis_conn::{Cmd, ConnectionConfig, ServerAddr, Value};
 use test_support::Cluster;
 
+mod common;
+use common::node_index;
+
 fn config(cluster: &Cluster) -> ClusterConfig {
     let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
     let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]));
@@ -18,14 +21,6 @@ fn config(cluster: &Cluster) -> ClusterConfig {
 
 fn bulk(s: &str) -> Value {
     Value::BulkString(s.as_bytes().to_vec().into())
-}
-
-fn node_index(cluster: &Cluster, addr: &NodeAddr) -> usize {
-    cluster
-        .nodes()
-        .iter()
-        .position(|n| NodeAddr::from(n.addr()) == *addr)
-        .expect("a node of the cluster")
 }
 
 /// Gives an (empty) slot to the master at `to`, on every master, behind the client's back.
@@ -198,20 +193,8 @@ async fn the_periodic_refresh_finds_a_failover_without_any_moved() {
         ClusterClient::connect(config(&cluster).refresh_interval(Some(Duration::from_millis(500))))
             .await
             .unwrap();
-    let map = client.slot_map();
-    let shard = map.shard(16383).unwrap().clone();
-    let replica = node_index(&cluster, &shard.replicas[0]);
-    cluster.nodes()[replica]
-        .cmd(&["CLUSTER", "FAILOVER"])
-        .unwrap();
     // No command touches that shard; only the timer can tell the client.
-    let (client, promoted) = (&client, &shard.replicas[0]);
-    test_support::eventually(
-        "the periodic refresh to learn of the failover",
-        Duration::from_secs(10),
-        || async move { client.slot_map().master(16383) == Some(promoted) },
-    )
-    .await;
+    common::fail_over_unseen(&cluster, &client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

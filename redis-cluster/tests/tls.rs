@@ -8,6 +8,17 @@ use redis_cluster::{slot, ClusterClient, ClusterConfig, ClusterError, NodeAddr};
 use redis_conn::{Cmd, ConnectionConfig, Error, ServerAddr, TlsConfig, Value};
 use test_support::{Cluster, ServerTls, TestCerts};
 
+mod common;
+use common::node_index;
+
+/// A 3+3 cluster on TLS ports only, with certificates for the loopback names.
+fn tls_cluster(certs: &TestCerts) -> Cluster {
+    Cluster::builder()
+        .tls(ServerTls::new(certs, &certs.server))
+        .start()
+        .unwrap()
+}
+
 /// Seeds on `host` (with the cluster's TLS ports), every node verified against `ca`.
 fn config(cluster: &Cluster, host: &str, ca: &std::path::Path) -> ClusterConfig {
     let seeds: Vec<NodeAddr> = cluster
@@ -24,14 +35,6 @@ fn bulk(s: &str) -> Value {
     Value::BulkString(s.as_bytes().to_vec().into())
 }
 
-fn node_index(cluster: &Cluster, addr: &NodeAddr) -> usize {
-    cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port() == addr.port)
-        .expect("a node of the cluster")
-}
-
 fn hostname_args() -> [&'static str; 4] {
     [
         "--cluster-announce-hostname",
@@ -44,10 +47,7 @@ fn hostname_args() -> [&'static str; 4] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_only_cluster_routes_1000_keys_and_follows_a_moved_slot() {
     let certs = TestCerts::generate().unwrap();
-    let cluster = Cluster::builder()
-        .tls(ServerTls::new(&certs, &certs.server))
-        .start()
-        .unwrap();
+    let cluster = tls_cluster(&certs);
     let client = ClusterClient::connect(config(&cluster, "127.0.0.1", &certs.ca))
         .await
         .unwrap();
@@ -108,10 +108,7 @@ async fn a_tls_only_cluster_routes_1000_keys_and_follows_a_moved_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_failover_on_a_tls_cluster_is_followed() {
     let certs = TestCerts::generate().unwrap();
-    let cluster = Cluster::builder()
-        .tls(ServerTls::new(&certs, &certs.server))
-        .start()
-        .unwrap();
+    let cluster = tls_cluster(&certs);
     let client = ClusterClient::connect(config(&cluster, "127.0.0.1", &certs.ca))
         .await
         .unwrap();
@@ -150,10 +147,7 @@ async fn a_graceful_failover_on_a_tls_cluster_is_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_reads_on_a_tls_cluster_reach_only_replicas() {
     let certs = TestCerts::generate().unwrap();
-    let cluster = Cluster::builder()
-        .tls(ServerTls::new(&certs, &certs.server))
-        .start()
-        .unwrap();
+    let cluster = tls_cluster(&certs);
     let client =
         ClusterClient::connect(config(&cluster, "127.0.0.1", &certs.ca).read_from_replicas(true))
             .await
@@ -314,10 +308,7 @@ async fn a_node_whose_certificate_does_not_name_its_announced_host_fails_verific
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_periodic_refresh_and_shard_channels_follow_a_failover_on_a_tls_cluster() {
     let certs = TestCerts::generate().unwrap();
-    let cluster = Cluster::builder()
-        .tls(ServerTls::new(&certs, &certs.server))
-        .start()
-        .unwrap();
+    let cluster = tls_cluster(&certs);
     let client = ClusterClient::connect(
         config(&cluster, "127.0.0.1", &certs.ca).refresh_interval(Some(Duration::from_millis(500))),
     )
@@ -344,25 +335,19 @@ async fn the_periodic_refresh_and_shard_channels_follow_a_failover_on_a_tls_clus
     }
 
     // A failover no command sees: only the periodic refresh (over TLS) can tell the client.
-    let shard = client.slot_map().shard(16383).unwrap().clone();
-    let replica = node_index(&cluster, &shard.replicas[0]);
-    cluster.nodes()[replica]
-        .cmd(&["CLUSTER", "FAILOVER"])
-        .unwrap();
-    let (client, promoted) = (&client, &shard.replicas[0]);
-    test_support::eventually(
-        "the periodic refresh to learn of the failover",
-        Duration::from_secs(10),
-        || async move { client.slot_map().master(16383) == Some(promoted) },
-    )
-    .await;
+    let promoted = common::fail_over_unseen(&cluster, &client).await;
+    let promoted_shard = client.slot_map().shard(16383).unwrap().clone();
+    assert_eq!(promoted_shard.master, promoted);
 
     // The shard channels of the promoted replica's slots are subscribed on it now.
     let moved: Vec<&String> = channels
         .iter()
         .filter(|c| {
             let s = slot(c.as_bytes());
-            shard.ranges.iter().any(|&(a, b)| (a..=b).contains(&s))
+            promoted_shard
+                .ranges
+                .iter()
+                .any(|&(a, b)| (a..=b).contains(&s))
         })
         .collect();
     assert!(!moved.is_empty(), "no channel in the failed-over shard");
