@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use redis_conn::pool::RedisLease;
 use redis_conn::table::{ClusterPolicy, CommandInfo};
-use redis_conn::{Args, Batch, BatchCmd, Cmd, Error, Node, ServerAddr, Stats, Value};
+use redis_conn::{Args, Batch, BatchCmd, Cmd, Error, Node, ReplicaHealth, Stats, Value};
 
 use crate::decision::{decide, needs_refresh, reply_error, Attempt, Rules, Sender, Step};
 use crate::fan_out::FanOut;
@@ -528,24 +528,12 @@ impl ClusterClient {
     /// in a way that the master may not (the caller then reads from the master).
     async fn read_from_replica(&self, cmd: &Cmd, slot: u16) -> Option<Result<Value, ClusterError>> {
         let map = self.slot_map();
-        let replicas = &map.shard(slot)?.replicas;
-        let healthy: Vec<NodeAddr> = {
+        let pick = {
             let conns = self.inner.replica_conns.lock();
-            replicas
-                .iter()
-                .filter(|r| {
-                    conns
-                        .get(*r)
-                        .is_none_or(|c| c.is_connected() && !c.is_broken())
-                })
-                .cloned()
-                .collect()
+            let selector = self.inner.config.replica_reads.selector();
+            map.replicas(slot)?
+                .pick_where(selector, |addr| may_serve_a_read(&conns, addr))?
         };
-        if healthy.is_empty() {
-            return None;
-        }
-        let offered: Vec<ServerAddr> = healthy.iter().map(ServerAddr::from).collect();
-        let pick = &healthy[self.inner.config.selector.select(&offered) % healthy.len()];
         let conn = match self.replica_connection(pick).await {
             Ok(conn) => conn,
             Err(_) => {
@@ -589,7 +577,7 @@ impl ClusterClient {
     /// Sends a command whose keys (if any) are all in `slot`, following redirects.
     async fn route(&self, cmd: Cmd, slot: Option<u16>) -> Result<Value, ClusterError> {
         if let Some(s) = slot {
-            if self.reads_from_replicas(&cmd) {
+            if self.inner.config.replica_reads.wants(&cmd) {
                 if let Some(result) = self.read_from_replica(&cmd, s).await {
                     return result;
                 }
@@ -640,14 +628,6 @@ impl ClusterClient {
                 other => return Err(self.fail(error, &other)),
             }
         }
-    }
-
-    /// Whether `cmd` may be read from a replica: the setting is on and it is a read that does
-    /// not block.
-    fn reads_from_replicas(&self, cmd: &Cmd) -> bool {
-        self.inner.config.read_from_replicas
-            && cmd.effect() == redis_conn::table::Effect::ReadOnly
-            && cmd.blocking() == redis_conn::table::Blocking::No
     }
 
     /// The rules of the decision after a failure, for `sender`.
@@ -785,6 +765,12 @@ impl ClusterClient {
         let config = self.inner.config.node_at(addr);
         self.inner.conns.get_or_connect(addr, config).await
     }
+}
+
+/// Whether the replica at `addr` may serve a read: one the client has not dialled yet counts as
+/// healthy (it is dialled on first use), one it has must be connected and not broken.
+fn may_serve_a_read(conns: &HashMap<NodeAddr, Node>, addr: &NodeAddr) -> bool {
+    conns.get(addr).is_none_or(ReplicaHealth::is_healthy)
 }
 
 /// Whether a command whose keys span slots may be split by slot (the command table says).

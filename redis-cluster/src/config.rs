@@ -1,9 +1,8 @@
 //! The settings of a cluster client.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use redis_conn::{NodeConfig, RandomSelector, ReplicaSelector};
+use redis_conn::{NodeConfig, ReplicaReads, ReplicaSelector};
 
 use crate::NodeAddr;
 
@@ -15,8 +14,8 @@ pub struct ClusterConfig {
     pub(crate) refresh_interval: Option<Duration>,
     pub(crate) min_refresh_interval: Duration,
     pub(crate) max_redirects: u32,
-    pub(crate) read_from_replicas: bool,
-    pub(crate) selector: Arc<dyn ReplicaSelector>,
+    /// Whether reads go to replicas, and how one is chosen.
+    pub(crate) replica_reads: ReplicaReads,
 }
 
 impl ClusterConfig {
@@ -36,8 +35,7 @@ impl ClusterConfig {
             refresh_interval: Some(Duration::from_secs(30)),
             min_refresh_interval: Duration::from_millis(250),
             max_redirects: 5,
-            read_from_replicas: false,
-            selector: Arc::new(RandomSelector),
+            replica_reads: ReplicaReads::default(),
         }
     }
 
@@ -46,14 +44,15 @@ impl ClusterConfig {
     /// the replica fails. Replicas lag their master: a read may not see a write just made.
     #[must_use]
     pub fn read_from_replicas(mut self, on: bool) -> Self {
-        self.read_from_replicas = on;
+        self.replica_reads.set_on(on);
         self
     }
 
-    /// How a replica is chosen (default [`RandomSelector`]).
+    /// How a replica is chosen (default [`RandomSelector`](redis_conn::RandomSelector)): among
+    /// the healthy replicas of the slot, a replica not dialled yet counting as healthy.
     #[must_use]
     pub fn replica_selector(mut self, selector: impl ReplicaSelector + 'static) -> Self {
-        self.selector = Arc::new(selector);
+        self.replica_reads.set_selector(selector);
         self
     }
 

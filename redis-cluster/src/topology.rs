@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
-use redis_conn::{ServerAddr, Value};
+use redis_conn::{ReplicaSet, ServerAddr, Value};
 
 use crate::SLOTS;
 
@@ -553,6 +553,7 @@ impl Topology {
         }
         SlotMap {
             owner,
+            replicas: self.shards.iter().map(replica_set).collect(),
             shards: self.shards.clone(),
         }
     }
@@ -580,6 +581,19 @@ const NO_OWNER: u16 = u16::MAX;
 pub struct SlotMap {
     owner: Vec<u16>,
     shards: Vec<Shard>,
+    /// `replicas[i]` is `shards[i]`'s replicas as reads pick them: built with the map, so that
+    /// a read from a replica builds nothing.
+    replicas: Vec<ReplicaSet<NodeAddr>>,
+}
+
+/// A shard's replicas for reads: each one's address, which is also what the client's
+/// connection to it is found by (it dials replicas on first use).
+fn replica_set(shard: &Shard) -> ReplicaSet<NodeAddr> {
+    shard
+        .replicas
+        .iter()
+        .map(|addr| (ServerAddr::from(addr), addr.clone()))
+        .collect()
 }
 
 impl SlotMap {
@@ -587,6 +601,12 @@ impl SlotMap {
     pub fn shard(&self, slot: u16) -> Option<&Shard> {
         let i = *self.owner.get(usize::from(slot))?;
         self.shards.get(usize::from(i))
+    }
+
+    /// The replicas of `slot`'s shard, for reads.
+    pub(crate) fn replicas(&self, slot: u16) -> Option<&ReplicaSet<NodeAddr>> {
+        let i = *self.owner.get(usize::from(slot))?;
+        self.replicas.get(usize::from(i))
     }
 
     /// The master of `slot`.
@@ -620,6 +640,7 @@ impl SlotMap {
                     master_id: None,
                     replicas: Vec::new(),
                 });
+                self.replicas.push(ReplicaSet::default());
                 self.shards.len() - 1
             }
             None => return false,
@@ -680,6 +701,14 @@ mod tests {
                 node("127.0.0.1", 7002, "c"),
             ]),
         ])
+    }
+
+    /// The slot map of [`reply`], as the node at 127.0.0.1:7000 gave it.
+    fn reply_map() -> SlotMap {
+        let asked = NodeAddr::new("127.0.0.1", 7000);
+        Topology::from_cluster_slots(&reply(), &asked)
+            .unwrap()
+            .slot_map()
     }
 
     #[test]
@@ -1228,10 +1257,7 @@ mod tests {
 
     #[test]
     fn a_slot_map_never_wraps_its_shard_index() {
-        let asked = NodeAddr::new("127.0.0.1", 7000);
-        let mut map = Topology::from_cluster_slots(&reply(), &asked)
-            .unwrap()
-            .slot_map();
+        let mut map = reply_map();
         // MOVED to ever new addresses: the map grows to one shard per slot, then stops.
         for i in 0..u32::from(SLOTS) + 100 {
             let before = map.shards().len();
@@ -1245,7 +1271,7 @@ mod tests {
         }
         assert_eq!(map.shards().len(), usize::from(SLOTS));
         assert!((0..SLOTS).all(|slot| map.master(slot).is_some()));
-        assert!(!map.patch_moved(SLOTS, &asked));
+        assert!(!map.patch_moved(SLOTS, &NodeAddr::new("127.0.0.1", 7000)));
     }
 
     #[test]
@@ -1261,16 +1287,26 @@ mod tests {
 
     #[test]
     fn moved_patches_one_slot() {
-        let asked = NodeAddr::new("127.0.0.1", 7000);
-        let mut map = Topology::from_cluster_slots(&reply(), &asked)
-            .unwrap()
-            .slot_map();
+        let mut map = reply_map();
         map.patch_moved(42, &NodeAddr::new("127.0.0.1", 7002));
         assert_eq!(map.master(42).unwrap().port, 7002);
         assert_eq!(map.master(43).unwrap().port, 7000);
         map.patch_moved(43, &NodeAddr::new("127.0.0.1", 7009));
         assert_eq!(map.master(43).unwrap().port, 7009);
         assert_eq!(map.shards().len(), 4);
+    }
+
+    #[test]
+    fn a_slot_reads_from_its_shards_replicas_and_a_patched_in_master_has_none() {
+        let mut map = reply_map();
+        let replicas = map.replicas(42).unwrap();
+        assert_eq!(replicas.addrs(), &[ServerAddr::tcp("127.0.0.1", 7003)]);
+        let by_addr: Vec<&NodeAddr> = replicas.connections().collect();
+        assert_eq!(by_addr, vec![&NodeAddr::new("127.0.0.1", 7003)]);
+        assert!(map.replicas(16000).unwrap().is_empty(), "7002 has none");
+        map.patch_moved(42, &NodeAddr::new("127.0.0.1", 7009));
+        assert!(map.replicas(42).unwrap().is_empty());
+        assert_eq!(map.replicas(43).unwrap().len(), 1);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! master's replicas with their connections, which offers the selector only the healthy ones and
 //! says when none is (the read then goes to the master).
 //!
-//! The sentinel client keeps one `ReplicaSet` per master; it is generic over the connection so
-//! that a cluster shard's replicas can use it too.
+//! The sentinel client keeps one `ReplicaSet` of [`Node`]s per master; the cluster client keeps
+//! one per shard, of addresses whose connections it dials on first use (and judges their health
+//! with [`ReplicaSet::pick_where`]). Both take the setting from [`ReplicaReads`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,7 +107,8 @@ impl ReplicaHealth for Node {
 ///
 /// [`ReplicaSet::pick`] offers the [`ReplicaSelector`] the healthy replicas only, and answers
 /// `None` when there is none: the read then goes to the master. `C` is what a connection is
-/// (a [`Node`] by default); the set never dials or closes, its owner does.
+/// (a [`Node`] by default; the cluster client's is the address of a connection it dials on first
+/// use); the set never dials or closes, its owner does.
 #[derive(Debug, Clone)]
 pub struct ReplicaSet<C = Node> {
     /// The replicas' addresses, in the order given: what the selector sees.
@@ -179,24 +181,41 @@ impl<C> ReplicaSet<C> {
     }
 }
 
-impl<C: ReplicaHealth> ReplicaSet<C> {
-    /// The replica a read goes to: `selector` chooses among the healthy ones. `None` when none
-    /// is healthy (or the set is empty): read from the master.
+impl<C> ReplicaSet<C> {
+    /// The replica a read goes to: `selector` chooses among those `is_healthy` accepts. `None`
+    /// when it accepts none (or the set is empty): read from the master.
     ///
-    /// When every replica is healthy, as is usual, this allocates nothing.
-    pub fn pick(&self, selector: &dyn ReplicaSelector) -> Option<&C> {
-        if !self.conns.is_empty() && self.conns.iter().all(ReplicaHealth::is_healthy) {
+    /// For an owner whose health rule needs more than the connection (the cluster client counts
+    /// a replica it has not dialled yet as healthy, and looks its connection up by address);
+    /// [`ReplicaSet::pick`] is this with [`ReplicaHealth`]. When every replica is healthy, as is
+    /// usual, this allocates nothing.
+    pub fn pick_where(
+        &self,
+        selector: &dyn ReplicaSelector,
+        is_healthy: impl Fn(&C) -> bool,
+    ) -> Option<&C> {
+        if !self.conns.is_empty() && self.conns.iter().all(&is_healthy) {
             return Some(&self.conns[selector.select(&self.addrs) % self.conns.len()]);
         }
         let (offered, healthy): (Vec<ServerAddr>, Vec<&C>) = self
             .iter()
-            .filter(|(_, conn)| conn.is_healthy())
+            .filter(|(_, conn)| is_healthy(conn))
             .map(|(addr, conn)| (addr.clone(), conn))
             .unzip();
         if healthy.is_empty() {
             return None;
         }
         Some(healthy[selector.select(&offered) % healthy.len()])
+    }
+}
+
+impl<C: ReplicaHealth> ReplicaSet<C> {
+    /// The replica a read goes to: `selector` chooses among the healthy ones. `None` when none
+    /// is healthy (or the set is empty): read from the master.
+    ///
+    /// When every replica is healthy, as is usual, this allocates nothing.
+    pub fn pick(&self, selector: &dyn ReplicaSelector) -> Option<&C> {
+        self.pick_where(selector, ReplicaHealth::is_healthy)
     }
 }
 
@@ -278,6 +297,19 @@ mod tests {
             [reads.selector().select(&c), reads.selector().select(&c)],
             [0, 1]
         );
+    }
+
+    #[test]
+    fn an_owner_can_judge_health_itself() {
+        let set: ReplicaSet<&str> = [("a", 1), ("b", 1), ("c", 1)]
+            .into_iter()
+            .map(|(host, port)| (ServerAddr::tcp(host, port), host))
+            .collect();
+        let last = Last::default();
+        assert_eq!(set.pick_where(&last, |c| *c != "c"), Some(&"b"));
+        assert_eq!(last.0.lock().unwrap().len(), 2, "only the healthy offered");
+        assert_eq!(set.pick_where(&last, |_| true), Some(&"c"));
+        assert_eq!(set.pick_where(&last, |_| false), None);
     }
 
     #[test]
