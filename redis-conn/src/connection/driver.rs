@@ -53,6 +53,24 @@ enum Wake {
     Timer,
 }
 
+/// What the loop does after handling a wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Its next pass at once.
+    Go,
+    /// One scheduler pass first, so that callers about to send join the next write.
+    YieldFirst,
+}
+
+/// What a pass of handing out replies did.
+#[derive(Debug, Clone, Copy)]
+struct Handed {
+    /// Complete replies are left for the next pass.
+    more: bool,
+    /// More than one caller was answered (they usually send again at once).
+    answered_several: bool,
+}
+
 /// The task that owns the socket.
 pub(super) struct Driver {
     shared: Arc<Shared>,
@@ -293,10 +311,17 @@ impl Driver {
         }
         let mut s = self.start_session(rbuf);
         loop {
-            let more = match self.hand_out_replies(&mut s).await {
-                Ok(more) => more,
+            let handed = match self.hand_out_replies(&mut s) {
+                Ok(handed) => handed,
                 Err(reason) => return self.broken(&mut s, reason),
             };
+            if handed.answered_several {
+                // The callers just answered usually send their next command at once: let them
+                // run first (one scheduler pass), so that those commands leave together in the
+                // next write instead of one write each.
+                tokio::task::yield_now().await;
+            }
+            let more = handed.more;
             if !s.closing && !s.writes.is_full() {
                 self.gather(&mut s);
             }
@@ -312,8 +337,11 @@ impl Driver {
                 continue;
             }
             let wake = self.next_wake(&mut rd, &mut wr, &mut s).await;
-            if let Err(reason) = self.handle_wake(wake, &mut s).await {
-                return self.broken(&mut s, reason);
+            match self.handle_wake(wake, &mut s) {
+                Ok(Next::Go) => {}
+                // See `handle_wake`: concurrent callers get a pass to join this write.
+                Ok(Next::YieldFirst) => tokio::task::yield_now().await,
+                Err(reason) => return self.broken(&mut s, reason),
             }
         }
     }
@@ -339,7 +367,9 @@ impl Driver {
 
     /// Routes the complete replies read (a share of the callers at a time); says whether some
     /// are left for the next pass. `Err`: the stream is unreadable, the connection must go.
-    async fn hand_out_replies(&mut self, s: &mut Session) -> Result<bool, String> {
+    /// (Synchronous, as the other steps the loop takes: a step that must yield says so and the
+    /// loop yields, which keeps the loop one state machine.)
+    fn hand_out_replies(&mut self, s: &mut Session) -> Result<Handed, String> {
         let routed = s.inflight.route_replies(&mut self.decoder, &mut s.rbuf);
         if routed.completed > 0 {
             // A whole reply to a request: the connection is healthy.
@@ -367,13 +397,10 @@ impl Driver {
         if self.shared.closed.load(Ordering::Acquire) {
             s.closing = true;
         }
-        if routed.answered > 1 {
-            // The callers just answered usually send their next command at once: let them
-            // run first (one scheduler pass), so that those commands leave together in the
-            // next write instead of one write each.
-            tokio::task::yield_now().await;
-        }
-        Ok(routed.more)
+        Ok(Handed {
+            more: routed.more,
+            answered_several: routed.answered > 1,
+        })
     }
 
     /// Gathers everything queued into the write buffer (up to one write's worth), each request
@@ -454,8 +481,9 @@ impl Driver {
         None
     }
 
-    /// Handles what woke the loop. `Err`: the connection broke, why.
-    async fn handle_wake(&mut self, wake: Wake, s: &mut Session) -> Result<(), String> {
+    /// Handles what woke the loop, and says whether the loop should yield before its next
+    /// pass. `Err`: the connection broke, why.
+    fn handle_wake(&mut self, wake: Wake, s: &mut Session) -> Result<Next, String> {
         match wake {
             Wake::Read(Ok(0)) => Err("closed by the server".into()),
             Wake::Read(Ok(_)) => {
@@ -463,7 +491,7 @@ impl Driver {
                 let now = Instant::now();
                 s.keepalive.heard(now);
                 s.deadlines.note_read(now);
-                Ok(())
+                Ok(Next::Go)
             }
             Wake::Read(Err(e)) => Err(format!("read failed: {e}")),
             Wake::Wrote(Ok(Some(0))) => Err("write returned 0".into()),
@@ -474,7 +502,7 @@ impl Driver {
                     s.spin.wrote();
                 }
                 s.writes.wrote(written);
-                Ok(())
+                Ok(Next::Go)
             }
             Wake::Wrote(Err(e)) => Err(format!("write failed: {e}")),
             Wake::Queued(true) => {
@@ -485,15 +513,16 @@ impl Driver {
                 // the loop gathers them.)
                 let concurrent = s.last_batch > 1 || !s.inflight.is_empty();
                 if concurrent && self.rx.len() <= 1 {
-                    tokio::task::yield_now().await;
+                    Ok(Next::YieldFirst)
+                } else {
+                    Ok(Next::Go)
                 }
-                Ok(())
             }
             Wake::Queued(false) => {
                 s.closing = true;
-                Ok(())
+                Ok(Next::Go)
             }
-            Wake::Timer => self.check_deadlines(s),
+            Wake::Timer => self.check_deadlines(s).map(|()| Next::Go),
         }
     }
 
