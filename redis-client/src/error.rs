@@ -257,5 +257,8 @@ mod tests {
             Some(Sent::No)
         );
         assert_eq!(Error::EndlessScan("cursor".into()).sent(), None);
+        // Met by a pipeline's later command after earlier ones ran: never "not sent".
+        let partly = Error::from(ClusterError::Unassigned { slot: 7 }.partly_sent());
+        assert_eq!(partly.sent(), Some(Sent::Maybe), "{partly:?}");
     }
 }

@@ -85,11 +85,22 @@ impl ClusterError {
     }
 
     /// The same failure for a request of which other parts may have run (see
-    /// `redis_conn::Error::partly_sent`).
+    /// `redis_conn::Error::partly_sent`): whatever this error says of its own part, a
+    /// `Sent::No` becomes `Sent::Maybe`. A slot nobody serves, no usable topology or keys
+    /// spanning slots, met by a later command of a pipeline whose earlier commands ran, become
+    /// the connection error redis-conn gives such a request (`ConnectionLost`, `Sent::Maybe`),
+    /// their text kept: left as they are they would say `Sent::No`, safe to send again.
     #[must_use]
     pub fn partly_sent(self) -> ClusterError {
         match self {
             ClusterError::Node(e) => ClusterError::Node(e.partly_sent()),
+            other if other.sent() == Some(redis_conn::Sent::No) => {
+                ClusterError::Node(Error::ConnectionLost {
+                    addr: String::new(),
+                    reason: format!("{other}, but other parts went elsewhere and may have run"),
+                    sent: redis_conn::Sent::Maybe,
+                })
+            }
             other => other,
         }
     }
@@ -105,4 +116,44 @@ fn never_reached_a_server(error: &Error) -> bool {
             | Error::Auth { .. }
             | Error::Handshake { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis_conn::Sent;
+
+    #[test]
+    fn a_failure_beside_parts_that_ran_never_says_it_was_not_sent() {
+        let found_before_sending = [
+            ClusterError::Unassigned { slot: 7 },
+            ClusterError::NoTopology("no node answered".into()),
+            ClusterError::CrossSlot {
+                command: "MGET".into(),
+            },
+            ClusterError::Node(Error::Connect {
+                addr: "10.0.0.1:7000".into(),
+                reason: "refused".into(),
+            }),
+        ];
+        for error in found_before_sending {
+            assert_eq!(error.sent(), Some(Sent::No), "{error:?}");
+            let text = error.to_string();
+            let partly = error.partly_sent();
+            assert_eq!(partly.sent(), Some(Sent::Maybe), "{partly:?}");
+            assert!(partly.to_string().contains(&text), "{partly}");
+        }
+        let task = ClusterError::TaskFailed {
+            reason: "panicked".into(),
+        };
+        assert!(matches!(
+            task.partly_sent(),
+            ClusterError::TaskFailed { .. }
+        ));
+        let redirects = ClusterError::TooManyRedirects {
+            slot: 1,
+            redirects: 5,
+        };
+        assert_eq!(redirects.partly_sent().sent(), None);
+    }
 }

@@ -191,3 +191,36 @@ async fn a_refresh_that_finds_overlapping_ranges_keeps_the_previous_map() {
     assert_eq!(map.master(150), Some(&seed.addr));
     client.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_ran_in_part_before_meeting_an_unassigned_slot_may_have_run() {
+    let seed = FakeNode::start("+OK\r\n".into()).await;
+    // Slots 10000.. are served by nobody.
+    seed.announce(&[(0, 9999, seed.addr.port)]);
+    let config = config(vec![seed.addr.clone()], Duration::from_millis(500));
+    let client = ClusterClient::connect(config).await.unwrap();
+    let key = |served: bool| {
+        (0..)
+            .map(|i| format!("key{i}"))
+            .find(|k| (slot(k.as_bytes()) < 10000) == served)
+            .unwrap()
+    };
+    let (ran, nowhere) = (key(true), key(false));
+    let err = client
+        .send_pipeline(&[
+            Cmd::new("SET").arg(&ran).arg("v"),
+            Cmd::new("SET").arg(&nowhere).arg("v"),
+        ])
+        .await
+        .expect_err("a slot nobody serves");
+    assert!(err.to_string().contains("no node serves slot"), "{err}");
+    // The first SET ran: the pipeline as a whole may have run, and must not be resent.
+    assert_eq!(err.sent(), Some(Sent::Maybe), "{err:?}");
+    // Alone, the unassigned slot is found before anything is sent.
+    let alone = client
+        .send(Cmd::new("SET").arg(&nowhere).arg("v"))
+        .await
+        .expect_err("a slot nobody serves");
+    assert_eq!(alone.sent(), Some(Sent::No), "{alone:?}");
+    client.close();
+}
