@@ -8,7 +8,8 @@
 //! connection was down are missed, which the event says.
 //!
 //! Reconnects follow the connection's backoff, which starts over only once a connection proved
-//! healthy: a message, a subscription confirmation or a `PONG` came, or it stayed up for
+//! healthy: a message or a `PONG` came (not a subscription confirmation, which every new
+//! connection gets as it subscribes again), or it stayed up for
 //! [`BackoffConfig::healthy_after`](crate::BackoffConfig::healthy_after). A server that
 //! completes the handshake and closes is reconnected to no faster than one that refuses.
 //!
@@ -626,7 +627,7 @@ struct Driver {
     /// Commands written, waiting for their confirmations, oldest first.
     waiting: VecDeque<Waiting>,
     /// When to reconnect: the backoff, started over only by a connection that proved healthy
-    /// (a message, a confirmation or a `PONG` came, or it stayed up long enough).
+    /// (a message or a `PONG` came, or it stayed up long enough; a confirmation does not count).
     schedule: ReconnectSchedule,
     /// Callers of subscription changes made while disconnected: answered once the next
     /// connection has subscribed again (their changes are already in the wanted set).

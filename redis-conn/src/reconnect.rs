@@ -5,8 +5,9 @@
 //! otherwise be reconnected to in a tight loop (a review measured 2,565 connections in 4 s from
 //! one client). So the delay resets only after a connection **proved healthy**:
 //! - it served a reply: a caller's (or the connection's own health check, whose echoed nonce
-//!   shows the server executing commands in step); for a subscriber, a message, a subscription
-//!   confirmation or a `PONG`; or
+//!   shows the server executing commands in step); for a subscriber, a message or a `PONG` (not
+//!   a subscription confirmation: every connection starts by subscribing again, so confirming
+//!   is part of setting it up, as the handshake is); or
 //! - it stayed up for [`BackoffConfig::healthy_after`] (1 s by default, the backoff's cap).
 //!
 //! A connection lost before either counts as one more failed attempt: the next connect waits
