@@ -68,6 +68,13 @@ impl TopologyRefresher {
         self.pending.store(false, Ordering::Release);
     }
 
+    /// Holds the claim until dropped: a refresh that panicked (or was cancelled) still lets
+    /// the next trigger schedule one, where a release at its end would never run and stop
+    /// every later refresh.
+    fn held(&self) -> Claimed<'_> {
+        Claimed(self)
+    }
+
     /// The earliest a refresh may start, `min_interval` after the last one started.
     fn next_allowed(&self, min_interval: Duration) -> Instant {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) + min_interval
@@ -76,6 +83,15 @@ impl TopologyRefresher {
     /// Notes that a refresh starts now.
     fn starting(&self) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+}
+
+/// The claim of the one refresh in flight, released when dropped.
+struct Claimed<'a>(&'a TopologyRefresher);
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -90,6 +106,7 @@ impl ClusterClient {
         let client = self.clone();
         tokio::spawn(async move {
             let refresher = &client.inner.refresher;
+            let _claimed = refresher.held();
             let min_interval = client.inner.config.min_refresh_interval;
             tokio::time::sleep_until(refresher.next_allowed(min_interval)).await;
             let candidates = client.refresh_candidates();
@@ -99,7 +116,6 @@ impl ClusterClient {
                     error: e.to_string(),
                 });
             }
-            client.inner.refresher.release();
         });
     }
 
@@ -378,6 +394,21 @@ mod tests {
         Topology::from_cluster_slots(&reply, &node(7000))
             .unwrap()
             .slot_map()
+    }
+
+    #[test]
+    fn a_refresh_that_panics_still_lets_the_next_one_be_scheduled() {
+        let refresher = std::sync::Arc::new(TopologyRefresher::new());
+        assert!(refresher.claim());
+        let shared = std::sync::Arc::clone(&refresher);
+        let panicked = std::thread::spawn(move || {
+            let _claimed = shared.held();
+            panic!("a refresh that panics");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(refresher.claim(), "the claim outlived the panicked refresh");
+        assert!(!refresher.claim(), "one refresh at a time");
     }
 
     #[test]
