@@ -57,16 +57,19 @@ impl ClusterError {
     /// Whether the command may have run (see `redis_conn::Error::sent`). Errors found before
     /// anything was sent say `Sent::No`: a key spanning slots, a slot nobody serves, no usable
     /// topology, and a connection that could not be opened (refused, timed out, TLS or the
-    /// handshake refused: the command never reached a server).
+    /// handshake refused: the command never reached a server). So do too many redirects: every
+    /// attempt was refused (`MOVED`, `ASK`), and an attempt that may have run ends the call
+    /// with its own error instead of being redirected.
     pub fn sent(&self) -> Option<redis_conn::Sent> {
         match self {
             ClusterError::Node(e) if never_reached_a_server(e) => Some(redis_conn::Sent::No),
             ClusterError::Node(e) => e.sent(),
             ClusterError::CrossSlot { .. }
             | ClusterError::Unassigned { .. }
-            | ClusterError::NoTopology(_) => Some(redis_conn::Sent::No),
+            | ClusterError::NoTopology(_)
+            | ClusterError::TooManyRedirects { .. } => Some(redis_conn::Sent::No),
             ClusterError::TaskFailed { .. } => Some(redis_conn::Sent::Maybe),
-            ClusterError::TooManyRedirects { .. } | ClusterError::BadTopology { .. } => None,
+            ClusterError::BadTopology { .. } => None,
         }
     }
 
@@ -154,6 +157,7 @@ mod tests {
             slot: 1,
             redirects: 5,
         };
-        assert_eq!(redirects.partly_sent().sent(), None);
+        assert_eq!(redirects.sent(), Some(Sent::No));
+        assert_eq!(redirects.partly_sent().sent(), Some(Sent::Maybe));
     }
 }

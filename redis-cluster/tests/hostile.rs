@@ -23,7 +23,7 @@ fn slots_reply(ranges: &[(u16, u16, u16)]) -> String {
 
 /// A fake cluster node speaking RESP2: answers `CLUSTER SLOTS` with whatever `slots` holds at the
 /// time, refuses `HELLO` and `CLUSTER SHARDS` (as an old server would), and answers every other
-/// command with `other`.
+/// command with `other` (where `{self}` stands for the node's own address).
 struct FakeNode {
     addr: NodeAddr,
     slots: Arc<Mutex<String>>,
@@ -33,6 +33,7 @@ impl FakeNode {
     async fn start(other: String) -> FakeNode {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = NodeAddr::from(listener.local_addr().unwrap());
+        let other = other.replace("{self}", &addr.to_string());
         let slots = Arc::new(Mutex::new(String::new()));
         let shared = Arc::clone(&slots);
         tokio::spawn(async move {
@@ -223,4 +224,26 @@ async fn a_pipeline_that_ran_in_part_before_meeting_an_unassigned_slot_may_have_
         .expect_err("a slot nobody serves");
     assert_eq!(alone.sent(), Some(Sent::No), "{alone:?}");
     client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_moved_round_and_round_gives_up_saying_it_never_ran() {
+    let key = "counter";
+    // Every command is refused with a MOVED back to the same node: nothing ever runs.
+    let node = FakeNode::start(format!("-MOVED {} {{self}}\r\n", slot(key.as_bytes()))).await;
+    node.announce(&[(0, 16383, node.addr.port)]);
+    let client =
+        ClusterClient::connect(config(vec![node.addr.clone()], Duration::from_millis(500)))
+            .await
+            .unwrap();
+    let err = client.send(Cmd::new("INCR").arg(key)).await.unwrap_err();
+    assert!(
+        matches!(err, ClusterError::TooManyRedirects { redirects: 5, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.sent(),
+        Some(Sent::No),
+        "refused every time: safe to send again"
+    );
 }
