@@ -11,29 +11,12 @@ use redis_conn::{Cmd, ConnectionConfig, ServerAddr, Value};
 use test_support::Cluster;
 
 mod common;
-use common::node_index;
+use common::{bulk, move_slot, node_index, other_master};
 
 fn config(cluster: &Cluster) -> ClusterConfig {
     let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
     let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]));
     ClusterConfig::new(seeds, template)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::BulkString(s.as_bytes().to_vec().into())
-}
-
-/// Gives an (empty) slot to the master at `to`, on every master, behind the client's back.
-fn move_slot(cluster: &Cluster, slot: u16, to: &NodeAddr) {
-    let to_id = cluster.nodes()[node_index(cluster, to)]
-        .admin()
-        .unwrap()
-        .cmd_string(&["CLUSTER", "MYID"])
-        .unwrap();
-    for node in cluster.nodes().iter().take(cluster.master_count()) {
-        node.cmd(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &to_id])
-            .unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,20 +26,7 @@ async fn routes_every_key_and_follows_a_moved_slot() {
         .await
         .unwrap();
     assert_eq!(client.refreshes(), 1);
-    for i in 0..1000 {
-        let key = format!("key:{i}");
-        client
-            .send(Cmd::new("SET").arg(&key).arg(&key))
-            .await
-            .unwrap();
-    }
-    for i in 0..1000 {
-        let key = format!("key:{i}");
-        assert_eq!(
-            client.send(Cmd::new("GET").arg(&key)).await.unwrap(),
-            bulk(&key)
-        );
-    }
+    common::set_and_read_back(&client, 1000).await;
     // Keyless commands go to some master; atomic cross-slot commands are refused before sending.
     assert_eq!(
         client.send(Cmd::new("PING")).await.unwrap(),
@@ -81,12 +51,7 @@ async fn routes_every_key_and_follows_a_moved_slot() {
     let s = slot(key.as_bytes());
     let map = client.slot_map();
     let old = map.master(s).unwrap().clone();
-    let new = map
-        .shards()
-        .iter()
-        .map(|sh| sh.master.clone())
-        .find(|m| *m != old)
-        .unwrap();
+    let new = other_master(&map, &old);
     move_slot(&cluster, s, &new);
     client
         .send(Cmd::new("SET").arg(key).arg("v"))
@@ -449,12 +414,7 @@ async fn pipelines_and_keyless_commands_span_the_whole_cluster() {
     let s = slot(key.as_bytes());
     let map = client.slot_map();
     let old = map.master(s).unwrap().clone();
-    let new = map
-        .shards()
-        .iter()
-        .map(|sh| sh.master.clone())
-        .find(|m| *m != old)
-        .unwrap();
+    let new = other_master(&map, &old);
     // Move the (emptied) slot: delete the key first, MIGRATE is not what this test is about.
     client.send(Cmd::new("DEL").arg(key)).await.unwrap();
     move_slot(&cluster, s, &new);

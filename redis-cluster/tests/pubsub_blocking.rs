@@ -8,42 +8,13 @@ use redis_cluster::{slot, ClusterClient, ClusterConfig, ClusterError, NodeAddr};
 use redis_conn::{Cmd, ConnectionConfig, ServerAddr, SubscriptionKind, Value};
 use test_support::Cluster;
 
+mod common;
+use common::{bulk, move_slot, other_master};
+
 fn config(cluster: &Cluster) -> ClusterConfig {
     let seeds: Vec<NodeAddr> = cluster.seeds().into_iter().map(NodeAddr::from).collect();
     let template = ConnectionConfig::new(ServerAddr::from(cluster.seeds()[0]));
     ClusterConfig::new(seeds, template)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::BulkString(s.as_bytes().to_vec().into())
-}
-
-/// Gives an (empty) slot to the master at `to`, on every master, behind the client's back.
-fn move_slot(cluster: &Cluster, slot: u16, to: &NodeAddr) {
-    let to_node = cluster
-        .nodes()
-        .iter()
-        .find(|n| NodeAddr::from(n.addr()) == *to)
-        .unwrap();
-    let to_id = to_node
-        .admin()
-        .unwrap()
-        .cmd_string(&["CLUSTER", "MYID"])
-        .unwrap();
-    for node in cluster.nodes().iter().take(cluster.master_count()) {
-        node.cmd(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &to_id])
-            .unwrap();
-    }
-}
-
-fn other_master(client: &ClusterClient, than: &NodeAddr) -> NodeAddr {
-    client
-        .slot_map()
-        .shards()
-        .iter()
-        .map(|s| s.master.clone())
-        .find(|m| m != than)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +74,7 @@ async fn blocking_commands_transactions_and_watch_each_get_the_right_connection(
     let tag = "{order:9}";
     let s = slot(tag.as_bytes());
     let old = client.slot_map().master(s).unwrap().clone();
-    let new = other_master(&client, &old);
+    let new = other_master(&client.slot_map(), &old);
     move_slot(&cluster, s, &new);
     let moved_before = client.stats().moved;
     let results = client
@@ -206,7 +177,7 @@ async fn channels_and_shard_channels_deliver_and_a_shard_channel_follows_its_slo
     let moving = &channels[0];
     let s = slot(moving.as_bytes());
     let old = client.slot_map().master(s).unwrap().clone();
-    let new = other_master(&client, &old);
+    let new = other_master(&client.slot_map(), &old);
     move_slot(&cluster, s, &new);
     let new_node = cluster
         .nodes()

@@ -9,7 +9,7 @@ use redis_conn::{Cmd, ConnectionConfig, Error, ServerAddr, TlsConfig, Value};
 use test_support::{Cluster, ServerTls, TestCerts};
 
 mod common;
-use common::node_index;
+use common::{bulk, move_slot, node_index, other_master};
 
 /// A 3+3 cluster on TLS ports only, with certificates for the loopback names.
 fn tls_cluster(certs: &TestCerts) -> Cluster {
@@ -29,10 +29,6 @@ fn config(cluster: &Cluster, host: &str, ca: &std::path::Path) -> ClusterConfig 
     let template = ConnectionConfig::new(ServerAddr::tcp(host, seeds[0].port))
         .tls(TlsConfig::builder().ca_file(ca).build());
     ClusterConfig::new(seeds, template).refresh_interval(None)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::BulkString(s.as_bytes().to_vec().into())
 }
 
 fn hostname_args() -> [&'static str; 4] {
@@ -57,39 +53,13 @@ async fn a_tls_only_cluster_routes_1000_keys_and_follows_a_moved_slot() {
     for addr in map.nodes() {
         assert!(cluster.nodes()[node_index(&cluster, &addr)].is_tls_only());
     }
-    for i in 0..1000 {
-        let key = format!("key:{i}");
-        client
-            .send(Cmd::new("SET").arg(&key).arg(&key))
-            .await
-            .unwrap();
-    }
-    for i in 0..1000 {
-        let key = format!("key:{i}");
-        assert_eq!(
-            client.send(Cmd::new("GET").arg(&key)).await.unwrap(),
-            bulk(&key)
-        );
-    }
+    common::set_and_read_back(&client, 1000).await;
     // Move an empty slot to another master behind the client's back: MOVED names its TLS port.
     let key = "moved-key";
     let s = slot(key.as_bytes());
     let old = map.master(s).unwrap().clone();
-    let new = map
-        .shards()
-        .iter()
-        .map(|sh| sh.master.clone())
-        .find(|m| *m != old)
-        .unwrap();
-    let new_id = cluster.nodes()[node_index(&cluster, &new)]
-        .admin()
-        .unwrap()
-        .cmd_string(&["CLUSTER", "MYID"])
-        .unwrap();
-    for node in cluster.nodes().iter().take(cluster.master_count()) {
-        node.cmd(&["CLUSTER", "SETSLOT", &s.to_string(), "NODE", &new_id])
-            .unwrap();
-    }
+    let new = other_master(&map, &old);
+    move_slot(&cluster, s, &new);
     client
         .send(Cmd::new("SET").arg(key).arg("v"))
         .await

@@ -86,6 +86,26 @@ impl Tour {
         Ok(())
     }
 
+    /// A graceful `CLUSTER FAILOVER` of the first master of `cluster` in the middle of a
+    /// verified write load: nothing acknowledged may be lost (`why` says why not).
+    fn failover_under_load(
+        &self,
+        conn: &[String],
+        cluster: &Cluster,
+        title: &str,
+        why: &str,
+    ) -> Result<(), String> {
+        self.step(title);
+        let first_master = cluster.nodes()[0].addr();
+        let summary = self.bench_with_fault(
+            conn,
+            FAILOVER_BENCH,
+            Duration::from_millis(1500),
+            &mut || fail_over(cluster, first_master),
+        )?;
+        expect_no_loss(&summary, why)
+    }
+
     /// Runs a bench in the background with events on, calls `fault` once the bench has run
     /// for `after`, streams the events as they come, and shows the summary.
     fn bench_with_fault(
@@ -259,16 +279,10 @@ pub(crate) fn run() -> Result<(), String> {
     }
     println!("replicas served {} GETs", replica_gets() - before);
 
-    tour.step("a graceful CLUSTER FAILOVER in the middle of a verified write load");
-    let first_master = cluster.nodes()[0].addr();
-    let summary = tour.bench_with_fault(
+    tour.failover_under_load(
         &conn,
-        FAILOVER_BENCH,
-        Duration::from_millis(1500),
-        &mut || fail_over(&cluster, first_master),
-    )?;
-    expect_no_loss(
-        &summary,
+        &cluster,
+        "a graceful CLUSTER FAILOVER in the middle of a verified write load",
         "a graceful failover waits for the replica to catch up",
     )?;
     drop(cluster);
@@ -309,16 +323,10 @@ pub(crate) fn run() -> Result<(), String> {
         ])?;
         show_tls(&["MGET", "a", "b", "c", "d", "e", "f"])?;
     }
-    tour.step("a graceful CLUSTER FAILOVER on the TLS cluster in the middle of a verified load");
-    let first_tls_master = tls_cluster.nodes()[0].addr();
-    let summary = tour.bench_with_fault(
+    tour.failover_under_load(
         &tls_conn,
-        FAILOVER_BENCH,
-        Duration::from_millis(1500),
-        &mut || fail_over(&tls_cluster, first_tls_master),
-    )?;
-    expect_no_loss(
-        &summary,
+        &tls_cluster,
+        "a graceful CLUSTER FAILOVER on the TLS cluster in the middle of a verified load",
         "a graceful failover over TLS loses nothing either",
     )?;
     drop(tls_cluster);
